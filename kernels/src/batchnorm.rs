@@ -1,0 +1,575 @@
+//! Batch normalisation over every axis but the last, for tensors viewed as `[rows, channels]`.
+//!
+//! Training forward: [`batch_stats`] (mean and biased variance, two passes for accuracy), then the
+//! caller folds `gamma`, `beta`, `eps` into a per-channel `scale`/`shift` and applies
+//! [`bn_forward`] (`y = x * scale + shift`). Backward: [`bn_backward`] (two passes: the
+//! per-channel sums `dbeta = sum(dz)`, `dgamma = sum(dz * xhat)`, then
+//! `dx = gamma * invstd * (dz - dbeta / M - xhat * dgamma / M)`).
+//!
+//! These are the *unfused* kernels; [`crate::bn_relu`] has the fused BN+ReLU versions, sharing the
+//! same block kernels here with the ReLU mask applied inline, so both paths give bitwise equal
+//! results.
+
+use crate::partition::{chunk_count, REDUCTION_ROWS};
+use crate::simd::{accumulate, load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES};
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Reusable workspace for the reductions (per-chunk partial sums and per-channel coefficients).
+#[derive(Debug, Default)]
+pub struct BnScratch {
+    partials: Vec<f32>,
+    sums: Vec<f64>,
+    coef: Vec<f32>,
+}
+
+/// Applies `f(channel_block_start, vector)` over the full 8-channel blocks of one row and
+/// `g(channel)` over the tail.
+macro_rules! per_channel {
+    ($c:expr, |$j:ident| $vec:block, |$t:ident| $tail:block) => {{
+        let body = $c / LANES * LANES;
+        let mut $j = 0;
+        while $j < body {
+            $vec
+            $j += LANES;
+        }
+        for $t in body..$c $tail
+    }};
+}
+
+multiversion! {
+    /// `acc[j] = sum over rows of x[row, j]` for one block of rows.
+    fn sum_block(x: &[f32], c: usize, acc: &mut [f32]) {
+        acc.fill(0.0);
+        for row in x.chunks_exact(c) {
+            per_channel!(c, |j| {
+                accumulate(&mut acc[j..], load(&row[j..]));
+            }, |t| {
+                acc[t] += row[t];
+            });
+        }
+    }
+}
+
+multiversion! {
+    /// `acc[j] = sum over rows of (x[row, j] - mean[j])^2` for one block of rows.
+    fn sq_dev_block(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
+        acc.fill(0.0);
+        for row in x.chunks_exact(c) {
+            per_channel!(c, |j| {
+                let d = load(&row[j..]) - load(&mean[j..]);
+                accumulate(&mut acc[j..], d * d);
+            }, |t| {
+                let d = row[t] - mean[t];
+                acc[t] += d * d;
+            });
+        }
+    }
+}
+
+#[inline(always)]
+fn affine_block_impl<const RELU: bool>(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    let c = scale.len();
+    for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+        per_channel!(c, |j| {
+            let v = load(&row[j..]) * load(&scale[j..]) + load(&shift[j..]);
+            store(&mut out[j..], if RELU { relu_v(v) } else { v });
+        }, |t| {
+            let v = row[t] * scale[t] + shift[t];
+            out[t] = if RELU { relu_s(v) } else { v };
+        });
+    }
+}
+
+multiversion! {
+    /// `y = x * scale + shift` per channel, optionally followed by ReLU, for one block of rows.
+    pub(crate) fn affine_block(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
+        if relu {
+            affine_block_impl::<true>(x, scale, shift, y)
+        } else {
+            affine_block_impl::<false>(x, scale, shift, y)
+        }
+    }
+}
+
+/// The incoming gradient, masked by the ReLU output when fused (`MASK`), else as is.
+#[inline(always)]
+fn grad_v<const MASK: bool>(y: &[f32], dy: &[f32], j: usize) -> f32x8 {
+    if MASK {
+        relu_grad_v(load(&y[j..]), load(&dy[j..]))
+    } else {
+        load(&dy[j..])
+    }
+}
+
+#[inline(always)]
+fn grad_s<const MASK: bool>(y: &[f32], dy: &[f32], t: usize) -> f32 {
+    if MASK {
+        relu_grad_s(y[t], dy[t])
+    } else {
+        dy[t]
+    }
+}
+
+/// Rows of `y` matching the rows of `dy` (empty when unmasked).
+#[inline(always)]
+fn mask_rows<'a, const MASK: bool>(y: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
+    let rows = if MASK { y.chunks_exact(c) } else { [].chunks_exact(1) };
+    rows.chain(std::iter::repeat(&[][..]))
+}
+
+#[inline(always)]
+fn backward_sums_impl<const MASK: bool>(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    acc: &mut [f32],
+) {
+    let c = mean.len();
+    acc.fill(0.0);
+    let (sum_dy, sum_dy_xhat) = acc.split_at_mut(c);
+    for ((xr, dr), yr) in x.chunks_exact(c).zip(dy.chunks_exact(c)).zip(mask_rows::<MASK>(y, c)) {
+        per_channel!(c, |j| {
+            let g = grad_v::<MASK>(yr, dr, j);
+            let xhat = (load(&xr[j..]) - load(&mean[j..])) * load(&invstd[j..]);
+            accumulate(&mut sum_dy[j..], g);
+            accumulate(&mut sum_dy_xhat[j..], g * xhat);
+        }, |t| {
+            let g = grad_s::<MASK>(yr, dr, t);
+            let xhat = (xr[t] - mean[t]) * invstd[t];
+            sum_dy[t] += g;
+            sum_dy_xhat[t] += g * xhat;
+        });
+    }
+}
+
+multiversion! {
+    /// Per-channel `[sum(g), sum(g * xhat)]` (into `acc`, `2c` floats) for one block of rows,
+    /// where `g` is `dy`, masked by `y > 0` when `y` is given.
+    pub(crate) fn backward_sums_block(
+        x: &[f32],
+        y: Option<&[f32]>,
+        dy: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        acc: &mut [f32],
+    ) {
+        match y {
+            Some(y) => backward_sums_impl::<true>(x, y, dy, mean, invstd, acc),
+            None => backward_sums_impl::<false>(x, &[], dy, mean, invstd, acc),
+        }
+    }
+}
+
+/// Per-channel coefficients of the input gradient, `[mean, invstd, gamma*invstd, dbeta/M, dgamma/M]`.
+struct InputCoef<'a> {
+    mean: &'a [f32],
+    invstd: &'a [f32],
+    gain: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+#[inline(always)]
+fn backward_input_impl<const MASK: bool>(x: &[f32], y: &[f32], dy: &[f32], k: &InputCoef, dx: &mut [f32]) {
+    let c = k.mean.len();
+    for (((xr, dr), yr), out) in x
+        .chunks_exact(c)
+        .zip(dy.chunks_exact(c))
+        .zip(mask_rows::<MASK>(y, c))
+        .zip(dx.chunks_exact_mut(c))
+    {
+        per_channel!(c, |j| {
+            let g = grad_v::<MASK>(yr, dr, j);
+            let xhat = (load(&xr[j..]) - load(&k.mean[j..])) * load(&k.invstd[j..]);
+            let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.gain[j..]);
+            store(&mut out[j..], v);
+        }, |t| {
+            let g = grad_s::<MASK>(yr, dr, t);
+            let xhat = (xr[t] - k.mean[t]) * k.invstd[t];
+            out[t] = (g - k.a[t] - xhat * k.b[t]) * k.gain[t];
+        });
+    }
+}
+
+multiversion! {
+    /// `dx = gamma * invstd * (g - dbeta/M - xhat * dgamma/M)` for one block of rows; `coef` holds
+    /// `[mean, invstd, gamma*invstd, dbeta/M, dgamma/M]`, `c` floats each.
+    pub(crate) fn backward_input_block(x: &[f32], y: Option<&[f32]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
+        let c = coef.len() / 5;
+        let (mean, rest) = coef.split_at(c);
+        let (invstd, rest) = rest.split_at(c);
+        let (gain, rest) = rest.split_at(c);
+        let (a, b) = rest.split_at(c);
+        let k = InputCoef { mean, invstd, gain, a, b };
+        match y {
+            Some(y) => backward_input_impl::<true>(x, y, dy, &k, dx),
+            None => backward_input_impl::<false>(x, &[], dy, &k, dx),
+        }
+    }
+}
+
+fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
+    assert!(c > 0, "{what}: zero channels");
+    assert_eq!(
+        x.len() % c,
+        0,
+        "{what}: {} floats is not a whole number of {c}-channel rows",
+        x.len()
+    );
+    x.len() / c
+}
+
+/// Rows `[i * REDUCTION_ROWS, (i + 1) * REDUCTION_ROWS)` of a `[rows, c]` tensor.
+fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
+    let start = i * REDUCTION_ROWS * c;
+    &x[start..(start + REDUCTION_ROWS * c).min(x.len())]
+}
+
+/// Runs `block(chunk, partial)` over the fixed row chunks in parallel, each writing `width`
+/// partial sums, then adds the partials in chunk order, in f64, into `sums`. The chunking depends
+/// only on `rows`, so the result is the same bitwise on any number of threads.
+fn reduce_rows(
+    rows: usize,
+    width: usize,
+    partials: &mut Vec<f32>,
+    sums: &mut Vec<f64>,
+    block: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    partials.clear();
+    partials.resize(chunk_count(rows, REDUCTION_ROWS) * width, 0.0);
+    partials
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(i, part)| block(i, part));
+    sums.clear();
+    sums.resize(width, 0.0);
+    for part in partials.chunks_exact(width) {
+        for (s, p) in sums.iter_mut().zip(part) {
+            *s += *p as f64;
+        }
+    }
+}
+
+/// Per-channel batch mean and biased variance (what `tf.nn.moments` gives) of `x` as `[rows, c]`.
+/// Two passes (mean, then squared deviations) so a large mean cannot cancel the variance away.
+pub fn batch_stats(x: &[f32], c: usize, mean: &mut [f32], var: &mut [f32], scratch: &mut BnScratch) {
+    let rows = check_rows(x, c, "batch_stats");
+    assert!(rows > 0, "batch_stats: empty batch");
+    assert!(mean.len() == c && var.len() == c, "batch_stats: statistics size");
+    let BnScratch { partials, sums, .. } = scratch;
+    reduce_rows(rows, c, partials, sums, |i, part| {
+        sum_block(chunk_of(x, c, i), c, part)
+    });
+    for (m, s) in mean.iter_mut().zip(sums.iter()) {
+        *m = (s / rows as f64) as f32;
+    }
+    let mean: &[f32] = mean;
+    reduce_rows(rows, c, partials, sums, |i, part| {
+        sq_dev_block(chunk_of(x, c, i), c, mean, part)
+    });
+    for (v, s) in var.iter_mut().zip(sums.iter()) {
+        *v = (s / rows as f64) as f32;
+    }
+}
+
+/// Elementwise per-channel `y = x * scale + shift` (then ReLU when `relu`), in parallel.
+pub(crate) fn affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
+    let c = scale.len();
+    check_rows(x, c, "bn apply");
+    assert!(shift.len() == c && y.len() == x.len(), "bn apply: sizes");
+    let task = REDUCTION_ROWS * c;
+    x.par_chunks(task)
+        .zip(y.par_chunks_mut(task))
+        .for_each(|(x, y)| affine_block(x, scale, shift, y, relu));
+}
+
+/// Batch-norm forward with per-channel `scale = gamma * invstd` and
+/// `shift = beta - mean * scale` already folded (batch statistics in training, moving ones in
+/// evaluation): `y = x * scale + shift`.
+pub fn bn_forward(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    affine(x, scale, shift, y, false);
+}
+
+/// The per-channel statistics a backward pass needs from its forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct BnSaved<'a> {
+    pub mean: &'a [f32],
+    /// `1 / sqrt(batch_var + eps)`.
+    pub invstd: &'a [f32],
+    pub gamma: &'a [f32],
+}
+
+/// Shared backward: `g` is `dy`, masked by `y > 0` when `relu_out` is given (the fused path).
+pub(crate) fn backward(
+    x: &[f32],
+    relu_out: Option<&[f32]>,
+    dy: &[f32],
+    saved: BnSaved,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    scratch: &mut BnScratch,
+) {
+    let c = saved.mean.len();
+    let rows = check_rows(x, c, "bn backward");
+    assert!(rows > 0, "bn backward: empty batch");
+    assert!(dy.len() == x.len() && dx.len() == x.len(), "bn backward: sizes");
+    assert!(
+        saved.invstd.len() == c && saved.gamma.len() == c && dgamma.len() == c && dbeta.len() == c,
+        "bn backward: per-channel sizes"
+    );
+    if let Some(y) = relu_out {
+        assert_eq!(y.len(), x.len(), "bn backward: ReLU output size");
+    }
+    let BnScratch { partials, sums, coef } = scratch;
+    reduce_rows(rows, 2 * c, partials, sums, |i, part| {
+        backward_sums_block(
+            chunk_of(x, c, i),
+            relu_out.map(|y| chunk_of(y, c, i)),
+            chunk_of(dy, c, i),
+            saved.mean,
+            saved.invstd,
+            part,
+        )
+    });
+    for ch in 0..c {
+        dbeta[ch] = sums[ch] as f32;
+        dgamma[ch] = sums[c + ch] as f32;
+    }
+    coef.clear();
+    coef.extend_from_slice(saved.mean);
+    coef.extend_from_slice(saved.invstd);
+    coef.extend(saved.gamma.iter().zip(saved.invstd).map(|(g, s)| g * s));
+    coef.extend(sums[..c].iter().map(|s| (s / rows as f64) as f32));
+    coef.extend(sums[c..].iter().map(|s| (s / rows as f64) as f32));
+    let coef: &[f32] = coef;
+    let task = REDUCTION_ROWS * c;
+    dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
+        backward_input_block(
+            chunk_of(x, c, i),
+            relu_out.map(|y| chunk_of(y, c, i)),
+            chunk_of(dy, c, i),
+            coef,
+            dx,
+        )
+    });
+}
+
+/// Batch-norm backward (training mode, batch statistics) from `dz`, the gradient of the BN output:
+/// fills `dx`, `dgamma = sum(dz * xhat)` and `dbeta = sum(dz)`.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward(
+    x: &[f32],
+    dz: &[f32],
+    saved: BnSaved,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    scratch: &mut BnScratch,
+) {
+    backward(x, None, dz, saved, dx, dgamma, dbeta, scratch);
+}
+
+/// Folds statistics into the per-channel affine map `y = x * scale + shift`; also returns
+/// `invstd = 1 / sqrt(var + eps)` in `invstd`.
+pub fn fold_scale_shift(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+    invstd: &mut [f32],
+    scale: &mut [f32],
+    shift: &mut [f32],
+) {
+    for ch in 0..gamma.len() {
+        invstd[ch] = 1.0 / (var[ch] + eps).sqrt();
+        scale[ch] = gamma[ch] * invstd[ch];
+        shift[ch] = beta[ch] - mean[ch] * scale[ch];
+    }
+}
+
+/// Scalar references: straight loops, statistics and sums in f64.
+pub mod reference {
+    use crate::simd::{relu_grad_s, relu_s};
+
+    /// Mean and biased variance per channel, in f64.
+    pub fn batch_stats(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
+        let rows = x.len() / c;
+        let mut mean = vec![0.0f64; c];
+        for row in x.chunks_exact(c) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += *v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows as f64);
+        let mut var = vec![0.0f64; c];
+        for row in x.chunks_exact(c) {
+            for ch in 0..c {
+                var[ch] += (row[ch] as f64 - mean[ch]).powi(2);
+            }
+        }
+        (
+            mean.iter().map(|m| *m as f32).collect(),
+            var.iter().map(|v| (*v / rows as f64) as f32).collect(),
+        )
+    }
+
+    /// `y = x * scale + shift` (then ReLU), the same f32 operations as the SIMD kernel.
+    pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
+        let c = scale.len();
+        for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            for ch in 0..c {
+                let v = row[ch] * scale[ch] + shift[ch];
+                out[ch] = if relu { relu_s(v) } else { v };
+            }
+        }
+    }
+
+    /// Training-mode backward in f64; `relu_out` masks `dy` as in the fused path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        x: &[f32],
+        relu_out: Option<&[f32]>,
+        dy: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        gamma: &[f32],
+        dx: &mut [f32],
+        dgamma: &mut [f32],
+        dbeta: &mut [f32],
+    ) {
+        let c = mean.len();
+        let rows = x.len() / c;
+        let g = |i: usize| match relu_out {
+            Some(y) => relu_grad_s(y[i], dy[i]) as f64,
+            None => dy[i] as f64,
+        };
+        let xhat = |i: usize| (x[i] as f64 - mean[i % c] as f64) * invstd[i % c] as f64;
+        let (mut sum_g, mut sum_gx) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for i in 0..x.len() {
+            sum_g[i % c] += g(i);
+            sum_gx[i % c] += g(i) * xhat(i);
+        }
+        for i in 0..x.len() {
+            let ch = i % c;
+            let m = rows as f64;
+            dx[i] = (gamma[ch] as f64
+                * invstd[ch] as f64
+                * (g(i) - sum_g[ch] / m - xhat(i) * sum_gx[ch] / m)) as f32;
+        }
+        for ch in 0..c {
+            dbeta[ch] = sum_g[ch] as f32;
+            dgamma[ch] = sum_gx[ch] as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::simd::{active_isa, force_isa, Isa};
+
+    /// Deterministic values with a channel-dependent offset, so means are not near zero.
+    pub(crate) fn sample(rows: usize, c: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..rows * c)
+            .map(|i| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 3.0 + (i % c) as f32 * 0.25
+            })
+            .collect()
+    }
+
+    pub(crate) fn assert_close(got: &[f32], want: &[f32], rel: f32, what: &str) {
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= rel * scale + 1e-6,
+                "{what}[{i}]: {g} vs {w} (scale {scale})"
+            );
+        }
+    }
+
+    /// Shapes with channel tails (c % 8 != 0) and row counts across chunk boundaries.
+    pub(crate) const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 5), (7, 8), (300, 12), (513, 19), (64, 76), (2, 100)];
+
+    #[test]
+    fn stats_match_the_f64_reference() {
+        for &(rows, c) in SHAPES {
+            let x = sample(rows, c, 3);
+            let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+            batch_stats(&x, c, &mut mean, &mut var, &mut BnScratch::default());
+            let (m_ref, v_ref) = reference::batch_stats(&x, c);
+            assert_close(&mean, &m_ref, 1e-6, "mean");
+            assert_close(&var, &v_ref, 1e-5, "var");
+        }
+    }
+
+    #[test]
+    fn forward_simd_matches_scalar_bitwise_for_every_isa() {
+        let before = active_isa();
+        for isa in [Isa::Portable, Isa::Avx2] {
+            if !force_isa(isa) {
+                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
+                continue;
+            }
+            for &(rows, c) in SHAPES {
+                let x = sample(rows, c, 5);
+                let scale = sample(1, c, 6);
+                let shift = sample(1, c, 7);
+                let mut y = vec![0.0; x.len()];
+                let mut y_ref = vec![0.0; x.len()];
+                bn_forward(&x, &scale, &shift, &mut y);
+                reference::affine(&x, &scale, &shift, &mut y_ref, false);
+                assert_eq!(y, y_ref, "{isa:?} rows {rows} c {c}");
+            }
+        }
+        force_isa(before);
+    }
+
+    #[test]
+    fn backward_matches_the_f64_reference() {
+        for &(rows, c) in SHAPES {
+            let x = sample(rows, c, 11);
+            let dz = sample(rows, c, 12);
+            let gamma = sample(1, c, 13);
+            let (mean, var) = reference::batch_stats(&x, c);
+            let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
+            let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+            let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut BnScratch::default());
+            let (mut dx_r, mut dg_r, mut db_r) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+            reference::backward(&x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r);
+            assert_close(&dx, &dx_r, 1e-4, "dx");
+            assert_close(&dg, &dg_r, 1e-5, "dgamma");
+            assert_close(&db, &db_r, 1e-5, "dbeta");
+        }
+    }
+
+    #[test]
+    fn reductions_do_not_depend_on_the_thread_count() {
+        let (rows, c) = (64 * 196, 12);
+        let x = sample(rows, c, 21);
+        let dz = sample(rows, c, 22);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut s = BnScratch::default();
+                let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+                batch_stats(&x, c, &mut mean, &mut var, &mut s);
+                let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
+                let gamma = vec![1.5; c];
+                let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+                let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                (bits(&mean), bits(&var), bits(&dx), bits(&dg), bits(&db))
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}

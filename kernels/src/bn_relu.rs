@@ -1,0 +1,94 @@
+//! Fused batch-norm + ReLU: one pass forward (`y = max(x * scale + shift, 0)`), and a backward
+//! whose two passes apply the ReLU mask inline instead of writing a masked gradient to memory.
+//!
+//! The unfused path ([`crate::batchnorm::bn_forward`] then [`crate::relu::relu_forward`];
+//! [`crate::relu::relu_backward`] then [`crate::batchnorm::bn_backward`]) performs the same f32
+//! operations in the same order, so the two paths agree bitwise; the tests hold them to that.
+
+use crate::batchnorm::{affine, backward, BnSaved, BnScratch};
+
+/// `y = relu(x * scale + shift)` per channel in one pass (scale/shift as in
+/// [`crate::batchnorm::bn_forward`]).
+pub fn bn_relu_forward(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    affine(x, scale, shift, y, true);
+}
+
+/// Backward of [`bn_relu_forward`] in training mode, given its output `y` and the gradient `dy` of
+/// that output: fills `dx`, `dgamma` and `dbeta`.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_relu_backward(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    saved: BnSaved,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    scratch: &mut BnScratch,
+) {
+    backward(x, Some(y), dy, saved, dx, dgamma, dbeta, scratch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batchnorm::tests::{assert_close, sample, SHAPES};
+    use crate::batchnorm::{batch_stats, bn_backward, bn_forward, reference};
+    use crate::relu::{relu_backward, relu_forward};
+    use crate::simd::{active_isa, force_isa, Isa};
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    #[test]
+    fn fused_equals_unfused_bitwise_forward_and_backward_for_every_isa() {
+        let before = active_isa();
+        for isa in [Isa::Portable, Isa::Avx2] {
+            if !force_isa(isa) {
+                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
+                continue;
+            }
+            for &(rows, c) in SHAPES {
+                let x = sample(rows, c, 31);
+                let dy = sample(rows, c, 32);
+                let gamma = sample(1, c, 33);
+                let beta = sample(1, c, 34);
+                let mut s = BnScratch::default();
+                let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+                batch_stats(&x, c, &mut mean, &mut var, &mut s);
+                let (mut invstd, mut scale, mut shift) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+                crate::batchnorm::fold_scale_shift(&gamma, &beta, &mean, &var, 1e-3, &mut invstd, &mut scale, &mut shift);
+                let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+
+                let mut y_fused = vec![0.0; x.len()];
+                bn_relu_forward(&x, &scale, &shift, &mut y_fused);
+                let (mut z, mut y_unfused) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+                bn_forward(&x, &scale, &shift, &mut z);
+                relu_forward(&z, &mut y_unfused);
+                assert_eq!(bits(&y_fused), bits(&y_unfused), "{isa:?} forward rows {rows} c {c}");
+
+                let (mut dx_f, mut dg_f, mut db_f) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                bn_relu_backward(&x, &y_fused, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s);
+                let mut dz = vec![0.0; x.len()];
+                relu_backward(&y_unfused, &dy, &mut dz);
+                let (mut dx_u, mut dg_u, mut db_u) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                bn_backward(&x, &dz, saved, &mut dx_u, &mut dg_u, &mut db_u, &mut s);
+                assert_eq!(bits(&dx_f), bits(&dx_u), "{isa:?} dx rows {rows} c {c}");
+                assert_eq!(bits(&dg_f), bits(&dg_u), "{isa:?} dgamma");
+                assert_eq!(bits(&db_f), bits(&db_u), "{isa:?} dbeta");
+
+                // And both against the scalar references.
+                let mut y_ref = vec![0.0; x.len()];
+                reference::affine(&x, &scale, &shift, &mut y_ref, true);
+                assert_eq!(bits(&y_fused), bits(&y_ref), "{isa:?} forward vs scalar");
+                let (mut dx_r, mut dg_r, mut db_r) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                reference::backward(&x, Some(&y_ref), &dy, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r);
+                assert_close(&dx_f, &dx_r, 1e-4, "dx vs f64 reference");
+                assert_close(&dg_f, &dg_r, 1e-5, "dgamma vs f64 reference");
+                assert_close(&db_f, &db_r, 1e-5, "dbeta vs f64 reference");
+            }
+        }
+        force_isa(before);
+    }
+}

@@ -1,0 +1,98 @@
+//! ReLU forward and backward as separate passes: the unfused path, and the plain network's ReLU.
+
+use crate::simd::{load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES};
+use rayon::prelude::*;
+
+/// Floats per parallel task for elementwise passes (any split gives the same result).
+const TASK: usize = 1 << 14;
+
+multiversion! {
+    /// `y = max(x, 0)` on one block, NaN passed through; SIMD with a scalar tail.
+    fn relu_block(x: &[f32], y: &mut [f32]) {
+        let body = x.len() / LANES * LANES;
+        for (xs, ys) in x[..body].chunks_exact(LANES).zip(y[..body].chunks_exact_mut(LANES)) {
+            store(ys, relu_v(load(xs)));
+        }
+        for (xv, yv) in x[body..].iter().zip(&mut y[body..]) {
+            *yv = relu_s(*xv);
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = dy` where `y > 0`, else 0, on one block.
+    fn relu_grad_block(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let body = y.len() / LANES * LANES;
+        for ((ys, ds), xs) in y[..body]
+            .chunks_exact(LANES)
+            .zip(dy[..body].chunks_exact(LANES))
+            .zip(dx[..body].chunks_exact_mut(LANES))
+        {
+            store(xs, relu_grad_v(load(ys), load(ds)));
+        }
+        for ((yv, dv), xv) in y[body..].iter().zip(&dy[body..]).zip(&mut dx[body..]) {
+            *xv = relu_grad_s(*yv, *dv);
+        }
+    }
+}
+
+/// `y = max(x, 0)` elementwise (NaN stays NaN, so divergence stays visible).
+pub fn relu_forward(x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "relu_forward: sizes");
+    x.par_chunks(TASK)
+        .zip(y.par_chunks_mut(TASK))
+        .for_each(|(x, y)| relu_block(x, y));
+}
+
+/// ReLU gradient from the forward output: `dx = dy * (y > 0)`.
+pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(y.len() == dy.len() && dy.len() == dx.len(), "relu_backward: sizes");
+    y.par_chunks(TASK)
+        .zip(dy.par_chunks(TASK))
+        .zip(dx.par_chunks_mut(TASK))
+        .for_each(|((y, dy), dx)| relu_grad_block(y, dy, dx));
+}
+
+/// Scalar reference of [`relu_forward`].
+pub fn relu_forward_reference(x: &[f32], y: &mut [f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv = relu_s(*xv);
+    }
+}
+
+/// Scalar reference of [`relu_backward`].
+pub fn relu_backward_reference(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((xv, yv), dv) in dx.iter_mut().zip(y).zip(dy) {
+        *xv = relu_grad_s(*yv, *dv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::{active_isa, force_isa, Isa};
+
+    #[test]
+    fn simd_matches_scalar_bitwise_on_odd_lengths_for_every_isa() {
+        let before = active_isa();
+        for isa in [Isa::Portable, Isa::Avx2] {
+            if !force_isa(isa) {
+                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
+                continue;
+            }
+            for n in [0, 1, 7, 8, 9, 31, TASK + 13] {
+                let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
+                let dy: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
+                let (mut y, mut y_ref) = (vec![0.0; n], vec![0.0; n]);
+                relu_forward(&x, &mut y);
+                relu_forward_reference(&x, &mut y_ref);
+                assert_eq!(y, y_ref, "{isa:?} n={n}");
+                let (mut dx, mut dx_ref) = (vec![0.0; n], vec![0.0; n]);
+                relu_backward(&y, &dy, &mut dx);
+                relu_backward_reference(&y, &dy, &mut dx_ref);
+                assert_eq!(dx, dx_ref, "{isa:?} n={n}");
+            }
+        }
+        force_isa(before);
+    }
+}

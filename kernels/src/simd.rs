@@ -1,0 +1,189 @@
+//! Run-time choice of the SIMD code path, and the small helpers every SIMD kernel shares.
+//!
+//! Kernels are written once against [`wide::f32x8`]. [`multiversion!`] compiles each one twice: a
+//! portable build (SSE2 on x86_64, NEON on aarch64, scalar elsewhere) and, on x86_64, a build with
+//! AVX2+FMA enabled, picked at run time with `is_x86_feature_detected!`. Nothing assumes the build
+//! machine. Rust never contracts `a * b + c` into an FMA on its own, so both builds give bitwise the
+//! same results.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use wide::f32x8;
+
+/// Lanes of the SIMD vector every kernel uses.
+pub const LANES: usize = 8;
+
+/// The instruction set a multiversioned kernel runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 and FMA (x86_64, detected at run time).
+    Avx2,
+    /// What the build target guarantees (SSE2 on x86_64, NEON on aarch64).
+    Portable,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+const UNSET: u8 = 0;
+const AVX2: u8 = 1;
+const PORTABLE: u8 = 2;
+static CHOSEN: AtomicU8 = AtomicU8::new(UNSET);
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// The instruction set in use: the best one this CPU supports unless [`force_isa`] said otherwise.
+pub fn active_isa() -> Isa {
+    match CHOSEN.load(Ordering::Relaxed) {
+        AVX2 => Isa::Avx2,
+        PORTABLE => Isa::Portable,
+        _ => {
+            let isa = detect();
+            CHOSEN.store(
+                if isa == Isa::Avx2 { AVX2 } else { PORTABLE },
+                Ordering::Relaxed,
+            );
+            isa
+        }
+    }
+}
+
+/// Forces a code path (for tests and profiling). Returns false, changing nothing, if the CPU lacks it.
+pub fn force_isa(isa: Isa) -> bool {
+    if isa == Isa::Avx2 && detect() != Isa::Avx2 {
+        return false;
+    }
+    CHOSEN.store(
+        if isa == Isa::Avx2 { AVX2 } else { PORTABLE },
+        Ordering::Relaxed,
+    );
+    true
+}
+
+/// Loads eight floats from the start of `s` (which must hold at least eight).
+#[inline(always)]
+pub(crate) fn load(s: &[f32]) -> f32x8 {
+    f32x8::from(&s[..LANES])
+}
+
+/// Stores eight floats at the start of `s` (which must hold at least eight).
+#[inline(always)]
+pub(crate) fn store(s: &mut [f32], v: f32x8) {
+    s[..LANES].copy_from_slice(v.as_array());
+}
+
+/// `s[..8] += v`.
+#[inline(always)]
+pub(crate) fn accumulate(s: &mut [f32], v: f32x8) {
+    let sum = load(s) + v;
+    store(s, sum);
+}
+
+/// ReLU that lets NaN through (as TensorFlow does), so a diverging run cannot hide behind zeros.
+#[inline(always)]
+pub(crate) fn relu_v(v: f32x8) -> f32x8 {
+    v.simd_lt(f32x8::ZERO).select(f32x8::ZERO, v)
+}
+
+/// Scalar twin of [`relu_v`]: bitwise the same result for every input.
+#[inline(always)]
+pub fn relu_s(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The ReLU gradient mask: `dy` where the ReLU output was positive, else zero.
+#[inline(always)]
+pub(crate) fn relu_grad_v(y: f32x8, dy: f32x8) -> f32x8 {
+    y.simd_gt(f32x8::ZERO).select(dy, f32x8::ZERO)
+}
+
+/// Scalar twin of [`relu_grad_v`].
+#[inline(always)]
+pub fn relu_grad_s(y: f32, dy: f32) -> f32 {
+    if y > 0.0 {
+        dy
+    } else {
+        0.0
+    }
+}
+
+/// Defines a function whose body is compiled twice, portable and AVX2+FMA, dispatched on
+/// [`active_isa`]. The body should be (or call) `#[inline(always)]` code so both builds get their
+/// own copy of the loop.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if $crate::simd::active_isa() == $crate::simd::Isa::Avx2 {
+                    // SAFETY: active_isa() only reports Avx2 after is_x86_feature_detected!
+                    // confirmed AVX2 and FMA on this CPU.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu_vector_and_scalar_agree_bitwise_including_edge_values() {
+        let xs = [
+            -1.0,
+            -0.0,
+            0.0,
+            1e-30,
+            -1e-30,
+            3.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        let v = relu_v(f32x8::from(&xs[..]));
+        for (got, x) in v.to_array().iter().zip(xs) {
+            assert_eq!(got.to_bits(), relu_s(x).to_bits(), "relu({x})");
+        }
+        let nan = relu_v(f32x8::splat(f32::NAN)).to_array();
+        assert!(nan.iter().all(|v| v.is_nan()) && relu_s(f32::NAN).is_nan());
+        let g = relu_grad_v(f32x8::from(&xs[..]), f32x8::splat(2.0));
+        for (got, y) in g.to_array().iter().zip(xs) {
+            assert_eq!(got.to_bits(), relu_grad_s(y, 2.0).to_bits(), "grad at {y}");
+        }
+    }
+
+    #[test]
+    fn forcing_portable_is_always_possible() {
+        let before = active_isa();
+        assert!(force_isa(Isa::Portable));
+        assert_eq!(active_isa(), Isa::Portable);
+        force_isa(before);
+    }
+}
