@@ -1,0 +1,180 @@
+//! Command-line options, validated before any work starts.
+
+use anyhow::{bail, Result};
+use bnconv_kernels::GemmBackend;
+use bnconv_nn::adam::AdamConfig;
+use bnconv_nn::train::TrainConfig;
+use bnconv_nn::{BnPath, Exec, Variant};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bnconv",
+    version,
+    about = "Trains the 20-layer seed CNN on MNIST with and without batch norm, fast, on the CPU.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `bnconv` runs `compare` with these options.
+    #[command(flatten)]
+    pub compare: CompareArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train several variants one after the other and compare them (the default).
+    Compare(CompareArgs),
+    /// Train one variant.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Variants to train, comma-separated: plain, bn, bn-lowlevel.
+    #[arg(long, value_delimiter = ',', value_parser = parse_variant, default_value = "plain,bn")]
+    pub variants: Vec<Variant>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// plain, bn or bn-lowlevel.
+    #[arg(long, value_parser = parse_variant, default_value = "bn")]
+    pub variant: Variant,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Training steps.
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batches: u64,
+    /// Images per training step.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Adam learning rate (positive, finite).
+    #[arg(long, default_value_t = 0.002, value_parser = parse_lr)]
+    pub lr: f32,
+    /// Seeds the initial weights and the data order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Batch norm + ReLU kernels: fused (one pass) or unfused (BN pass, then ReLU pass).
+    #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
+    pub bn: BnPath,
+    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    pub gemm: GemmBackend,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Images per forward pass when evaluating whole sets (does not change results).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_batch: u64,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print only the final results and the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::from_name(s)
+}
+
+fn parse_lr(s: &str) -> Result<f32, String> {
+    let lr: f32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if lr.is_finite() && lr > 0.0 {
+        Ok(lr)
+    } else {
+        Err(format!("the learning rate must be positive and finite, got {s}"))
+    }
+}
+
+/// Options resolved into what the run needs.
+pub struct Plan {
+    pub threads: usize,
+    pub data_dir: PathBuf,
+    pub json: Option<PathBuf>,
+    pub quiet: bool,
+    pub exec: Exec,
+    base: TrainConfig,
+}
+
+impl Plan {
+    pub fn config(&self, variant: Variant) -> TrainConfig {
+        TrainConfig {
+            variant,
+            ..self.base.clone()
+        }
+    }
+}
+
+fn to_usize(v: u64, what: &str) -> Result<usize> {
+    usize::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} is too large for this machine"))
+}
+
+impl CommonArgs {
+    pub fn plan(&self) -> Result<Plan> {
+        let threads = match self.threads {
+            Some(t) => to_usize(t, "--threads")?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let data_dir = match &self.data {
+            Some(d) => d.clone(),
+            None => default_data_dir(),
+        };
+        if let Some(json) = &self.json {
+            let parent = json.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(parent) = parent {
+                if !parent.is_dir() {
+                    bail!("--json {}: directory {} does not exist", json.display(), parent.display());
+                }
+            }
+            if json.is_dir() {
+                bail!("--json {}: is a directory", json.display());
+            }
+        }
+        let exec = Exec {
+            gemm: self.gemm,
+            bn_path: self.bn,
+        };
+        Ok(Plan {
+            threads,
+            data_dir,
+            json: self.json.clone(),
+            quiet: self.quiet,
+            exec,
+            base: TrainConfig {
+                variant: Variant::Bn,
+                batches: to_usize(self.batches, "--batches")?,
+                batch_size: to_usize(self.batch_size, "--batch-size")?,
+                adam: AdamConfig {
+                    lr: self.lr,
+                    ..AdamConfig::default()
+                },
+                seed: self.seed,
+                exec,
+                eval_batch: to_usize(self.eval_batch, "--eval-batch")?,
+            },
+        })
+    }
+}
+
+/// `data/mnist` under the current directory if it exists, else the copy in this source tree.
+fn default_data_dir() -> PathBuf {
+    let local = PathBuf::from("data/mnist");
+    if local.is_dir() {
+        local
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+    }
+}

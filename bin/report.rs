@@ -1,0 +1,61 @@
+//! What the binary prints and writes: the seed's final lines, a throughput summary, JSON.
+
+use anyhow::{Context, Result};
+use bnconv_nn::train::RunReport;
+use std::io::Write;
+use std::path::Path;
+
+/// The seed notebook's closing lines for one run.
+pub fn print_final(r: &RunReport) {
+    println!("Final validation accuracy: {:>3.5}", r.final_validation.accuracy);
+    println!("Final test accuracy: {:>3.5}", r.test.accuracy);
+    println!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
+}
+
+/// One row per variant: accuracy and throughput.
+pub fn print_summary(reports: &[RunReport]) {
+    println!();
+    println!(
+        "{:<12} {:>7} {:>8} {:>8} {:>12} {:>8} {:>9} {:>9} {:>12} {:>8}",
+        "variant", "bn", "val acc", "test acc", "train img/s", "ms/step", "GFLOP/s", "wall s", "eval img/s", "threads"
+    );
+    for r in reports {
+        let t = &r.timing;
+        println!(
+            "{:<12} {:>7} {:>8.4} {:>8.4} {:>12.0} {:>8.2} {:>9.1} {:>9.2} {:>12.0} {:>8}",
+            r.variant.name(),
+            r.bn_path.name(),
+            r.final_validation.accuracy,
+            r.test.accuracy,
+            t.train_images_per_second,
+            t.ms_per_step,
+            t.achieved_gflops,
+            t.wall_seconds,
+            t.eval_images_per_second,
+            t.threads,
+        );
+    }
+    if let Some(r) = reports.first() {
+        println!(
+            "(training throughput over the {} steps alone, {:.3} GFLOP of GEMM per step; wall = whole protocol incl. evaluations; eval = test set in batches)",
+            r.timing.train_steps, r.timing.gflop_per_step
+        );
+    }
+}
+
+/// Writes the reports as JSON next to `path`, then renames into place: never a half-written file.
+pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
+    let doc = serde_json::json!({
+        "bnconv_version": env!("CARGO_PKG_VERSION"),
+        "runs": reports,
+    });
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, &doc)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("could not write {}", path.display()))
+}

@@ -1,0 +1,87 @@
+//! Adam exactly as TensorFlow 1's `AdamOptimizer` applies it (the paper's "epsilon hat" form):
+//! `lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`, `m = beta1 m + (1 - beta1) g`,
+//! `v = beta2 v + (1 - beta2) g^2`, `p -= lr_t * m / (sqrt(v) + epsilon)`.
+
+use crate::layer::{ParamKind, ParamMut};
+use crate::network::Network;
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+}
+
+impl Default for AdamConfig {
+    /// TF1 defaults with the protocol's learning rate 0.002.
+    fn default() -> Self {
+        AdamConfig {
+            lr: 0.002,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
+}
+
+/// Adam state: one first and second moment per trainable parameter, in visit order.
+pub struct Adam {
+    pub config: AdamConfig,
+    step: u64,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl Adam {
+    pub fn new(config: AdamConfig) -> Adam {
+        Adam {
+            config,
+            step: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// Updates completed so far (`t` of the last update).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The step size of update `t`, computed in f64.
+    pub fn lr_t(&self, t: u64) -> f32 {
+        let c = self.config;
+        let t = t as i32;
+        (c.lr as f64 * (1.0 - (c.beta2 as f64).powi(t)).sqrt() / (1.0 - (c.beta1 as f64).powi(t))) as f32
+    }
+
+    /// One update of every trainable parameter of `net` from its current gradients. Moments are
+    /// allocated on the first call only.
+    pub fn step(&mut self, net: &mut Network) {
+        self.step += 1;
+        let lr_t = self.lr_t(self.step);
+        let config = self.config;
+        let mut slot = 0;
+        let (m_all, v_all) = (&mut self.m, &mut self.v);
+        net.visit_params(&mut |p: ParamMut<'_>| {
+            if p.kind != ParamKind::Trainable {
+                return;
+            }
+            if m_all.len() <= slot {
+                m_all.push(vec![0.0; p.value.len()]);
+                v_all.push(vec![0.0; p.value.len()]);
+            }
+            adam_update(&config, lr_t, p.value, p.grad, &mut m_all[slot], &mut v_all[slot]);
+            slot += 1;
+        });
+    }
+}
+
+/// One Adam update of a flat parameter and its moments, with the step size `lr_t` of this update.
+pub fn adam_update(c: &AdamConfig, lr_t: f32, value: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+    for (((p, g), m), v) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+        *p -= lr_t * *m / (v.sqrt() + c.epsilon);
+    }
+}

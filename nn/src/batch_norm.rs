@@ -1,0 +1,170 @@
+//! Batch normalisation over every axis but the last (NHWC or `[N, F]`), optionally followed by
+//! ReLU, run fused or unfused as [`Exec::bn_path`] says.
+//!
+//! Constants follow the protocol (TensorFlow's `tf.layers.batch_normalization` as the seed uses
+//! it): biased batch variance, `moving = decay * moving + (1 - decay) * batch`, moving mean 0 and
+//! variance 1 at start, gamma 1 and beta 0.
+
+use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch};
+use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::relu::{relu_backward, relu_forward};
+
+pub const DEFAULT_EPS: f32 = 1e-3;
+pub const DEFAULT_DECAY: f32 = 0.99;
+
+pub struct BatchNorm {
+    name: String,
+    channels: usize,
+    eps: f32,
+    decay: f32,
+    relu: bool,
+    gamma: Param,
+    beta: Param,
+    moving_mean: Param,
+    moving_var: Param,
+    // Per-channel state of the last forward pass.
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    invstd: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    /// Unfused path only: the BN output before ReLU, then the gradient reaching it.
+    between: Vec<f32>,
+    /// Input gradient when the caller does not want one (BN as a first layer).
+    dx_unused: Vec<f32>,
+    scratch: BnScratch,
+}
+
+impl BatchNorm {
+    /// Protocol defaults: gamma 1, beta 0, moving mean 0, moving variance 1.
+    pub fn new(name: &str, channels: usize, relu: bool) -> BatchNorm {
+        assert!(channels > 0, "{name}: zero channels");
+        let c = channels;
+        BatchNorm {
+            name: name.to_string(),
+            channels,
+            eps: DEFAULT_EPS,
+            decay: DEFAULT_DECAY,
+            relu,
+            gamma: Param::filled(&[c], 1.0),
+            beta: Param::filled(&[c], 0.0),
+            moving_mean: Param::filled(&[c], 0.0),
+            moving_var: Param::filled(&[c], 1.0),
+            mean: vec![0.0; c],
+            var: vec![0.0; c],
+            invstd: vec![0.0; c],
+            scale: vec![0.0; c],
+            shift: vec![0.0; c],
+            between: Vec::new(),
+            dx_unused: Vec::new(),
+            scratch: BnScratch::default(),
+        }
+    }
+
+    pub fn with_constants(mut self, eps: f32, decay: f32) -> BatchNorm {
+        self.eps = eps;
+        self.decay = decay;
+        self
+    }
+
+    /// The batch mean and biased variance of the last training forward pass.
+    pub fn batch_statistics(&self) -> (&[f32], &[f32]) {
+        (&self.mean, &self.var)
+    }
+}
+
+impl Layer for BatchNorm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, ShapeError> {
+        if input.rank() < 2 || input.channels() != self.channels {
+            return Err(ShapeError {
+                layer: self.name.clone(),
+                detail: format!("expects {} channels in the last axis, got {input}", self.channels),
+            });
+        }
+        Ok(input)
+    }
+
+    fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode) {
+        let c = self.channels;
+        match mode {
+            Mode::Train => {
+                batch_stats(x.data(), c, &mut self.mean, &mut self.var, &mut self.scratch);
+                let keep = 1.0 - self.decay;
+                for ch in 0..c {
+                    let (mm, mv) = (&mut self.moving_mean.value[ch], &mut self.moving_var.value[ch]);
+                    *mm = self.decay * *mm + keep * self.mean[ch];
+                    *mv = self.decay * *mv + keep * self.var[ch];
+                }
+                fold_scale_shift(
+                    &self.gamma.value,
+                    &self.beta.value,
+                    &self.mean,
+                    &self.var,
+                    self.eps,
+                    &mut self.invstd,
+                    &mut self.scale,
+                    &mut self.shift,
+                );
+            }
+            Mode::Eval => fold_scale_shift(
+                &self.gamma.value,
+                &self.beta.value,
+                &self.moving_mean.value,
+                &self.moving_var.value,
+                self.eps,
+                &mut self.invstd,
+                &mut self.scale,
+                &mut self.shift,
+            ),
+        }
+        match (self.relu, exec.bn_path) {
+            (false, _) => bn_forward(x.data(), &self.scale, &self.shift, y.data_mut()),
+            (true, BnPath::Fused) => bn_relu_forward(x.data(), &self.scale, &self.shift, y.data_mut()),
+            (true, BnPath::Unfused) => {
+                self.between.resize(x.data().len(), 0.0);
+                bn_forward(x.data(), &self.scale, &self.shift, &mut self.between);
+                relu_forward(&self.between, y.data_mut());
+            }
+        }
+    }
+
+    fn backward(&mut self, exec: &Exec, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+        let saved = BnSaved {
+            mean: &self.mean,
+            invstd: &self.invstd,
+            gamma: &self.gamma.value,
+        };
+        let dx: &mut [f32] = match dx {
+            Some(t) => t.data_mut(),
+            None => {
+                self.dx_unused.resize(x.data().len(), 0.0);
+                &mut self.dx_unused
+            }
+        };
+        let (dgamma, dbeta) = (&mut self.gamma.grad, &mut self.beta.grad);
+        match (self.relu, exec.bn_path) {
+            (false, _) => bn_backward(x.data(), dy.data(), saved, dx, dgamma, dbeta, &mut self.scratch),
+            (true, BnPath::Fused) => {
+                bn_relu_backward(x.data(), y.data(), dy.data(), saved, dx, dgamma, dbeta, &mut self.scratch)
+            }
+            (true, BnPath::Unfused) => {
+                self.between.resize(x.data().len(), 0.0);
+                relu_backward(y.data(), dy.data(), &mut self.between);
+                bn_backward(x.data(), &self.between, saved, dx, dgamma, dbeta, &mut self.scratch);
+            }
+        }
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
+        self.gamma.visit(&self.name, "gamma", ParamKind::Trainable, f);
+        self.beta.visit(&self.name, "beta", ParamKind::Trainable, f);
+        self.moving_mean.visit(&self.name, "moving_mean", ParamKind::Statistic, f);
+        self.moving_var.visit(&self.name, "moving_var", ParamKind::Statistic, f);
+    }
+}

@@ -1,0 +1,103 @@
+//! 3x3 convolution with TensorFlow SAME padding, NHWC activations, HWIO weights.
+
+use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::conv::{conv_backward, conv_forward};
+use bnconv_kernels::ConvGeometry;
+
+pub struct Conv2d {
+    name: String,
+    in_c: usize,
+    out_c: usize,
+    stride: usize,
+    /// HWIO `[3, 3, in_c, out_c]`.
+    weight: Param,
+    bias: Option<Param>,
+    /// The forward im2col matrix, kept for the weight gradient.
+    cols: Vec<f32>,
+    partials: Vec<f32>,
+}
+
+impl Conv2d {
+    /// `weight` must hold `9 * in_c * out_c` values (HWIO); `bias`, if any, `out_c`.
+    pub fn new(name: &str, in_c: usize, out_c: usize, stride: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Conv2d {
+        assert!(in_c > 0 && out_c > 0 && stride > 0, "{name}: sizes must be positive");
+        Conv2d {
+            name: name.to_string(),
+            in_c,
+            out_c,
+            stride,
+            weight: Param::new(&[3, 3, in_c, out_c], weight),
+            bias: bias.map(|b| Param::new(&[out_c], b)),
+            cols: Vec::new(),
+            partials: Vec::new(),
+        }
+    }
+
+    fn geometry(&self, input: Shape) -> ConvGeometry {
+        let d = input.dims();
+        ConvGeometry::same(d[0], d[1], d[2], self.in_c, self.out_c, self.stride)
+    }
+}
+
+impl Layer for Conv2d {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, ShapeError> {
+        let d = input.dims();
+        if d.len() != 4 || d[3] != self.in_c || d[1] == 0 || d[2] == 0 {
+            return Err(ShapeError {
+                layer: self.name.clone(),
+                detail: format!("expects NHWC input with {} channels, got {input}", self.in_c),
+            });
+        }
+        let g = self.geometry(input);
+        Ok(Shape::new(&[d[0], g.out_h, g.out_w, self.out_c]))
+    }
+
+    fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+        let g = self.geometry(x.shape());
+        self.cols.resize(g.cols_len(), 0.0);
+        conv_forward(
+            exec.gemm,
+            &g,
+            x.data(),
+            &self.weight.value,
+            self.bias.as_ref().map(|b| b.value.as_slice()),
+            &mut self.cols,
+            y.data_mut(),
+        );
+    }
+
+    fn backward(&mut self, exec: &Exec, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+        let g = self.geometry(x.shape());
+        conv_backward(
+            exec.gemm,
+            &g,
+            &mut self.cols,
+            &self.weight.value,
+            dy.data(),
+            dx.map(|t| t.data_mut()),
+            &mut self.weight.grad,
+            self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
+            &mut self.partials,
+        );
+    }
+
+    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
+        self.weight.visit(&self.name, "weight", ParamKind::Trainable, f);
+        if let Some(b) = &mut self.bias {
+            b.visit(&self.name, "bias", ParamKind::Trainable, f);
+        }
+    }
+
+    fn forward_flops(&self, input: Shape) -> u64 {
+        self.geometry(input).forward_flops()
+    }
+
+    fn backward_flops(&self, input: Shape, input_grad: bool) -> u64 {
+        self.forward_flops(input) * if input_grad { 2 } else { 1 }
+    }
+}

@@ -1,0 +1,155 @@
+//! The layer contract: forward in train or eval mode, backward, and a visit of the parameters.
+
+use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::GemmBackend;
+use std::fmt;
+
+/// Training (batch statistics, caches for backward) or evaluation (moving statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// How batch norm followed by ReLU runs: one fused kernel per direction, or a BN pass then a ReLU
+/// pass. Both give bitwise the same numbers; the choice only changes memory traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BnPath {
+    #[default]
+    Fused,
+    Unfused,
+}
+
+impl BnPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            BnPath::Fused => "fused",
+            BnPath::Unfused => "unfused",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<BnPath, String> {
+        match name {
+            "fused" => Ok(BnPath::Fused),
+            "unfused" => Ok(BnPath::Unfused),
+            other => Err(format!("unknown BN mode {other:?}; expected fused or unfused")),
+        }
+    }
+}
+
+impl fmt::Display for BnPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Run-time kernel choices shared by every layer of a network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exec {
+    pub gemm: GemmBackend,
+    pub bn_path: BnPath,
+}
+
+/// What a parameter is to the optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// Updated by the optimiser from its gradient.
+    Trainable,
+    /// A batch-norm moving statistic: updated by the forward pass, not by gradients.
+    Statistic,
+}
+
+/// One parameter as a visitor sees it. `grad` is empty for statistics.
+pub struct ParamMut<'a> {
+    /// The owning layer's name, e.g. `conv07`.
+    pub layer: &'a str,
+    /// The parameter's name within the layer, e.g. `weight`.
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub shape: &'a [usize],
+    pub value: &'a mut [f32],
+    pub grad: &'a mut [f32],
+}
+
+impl ParamMut<'_> {
+    /// `layer.name`, the name used in fixtures and checkpoints.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.layer, self.name)
+    }
+}
+
+/// A shape the layer cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("layer {layer}: {detail}")]
+pub struct ShapeError {
+    pub layer: String,
+    pub detail: String,
+}
+
+/// A differentiable layer. Networks call `forward` then, in training, `backward` with the same `x`
+/// and the `y` that forward produced; layers keep whatever else backward needs.
+pub trait Layer: Send {
+    fn name(&self) -> &str;
+
+    /// The output shape for an input shape, or why the input does not fit.
+    fn output_shape(&self, input: Shape) -> Result<Shape, ShapeError>;
+
+    /// Computes `y` (already shaped by the caller from [`Layer::output_shape`]).
+    fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode);
+
+    /// Accumulates nothing: overwrites this layer's parameter gradients, and `dx` when given.
+    fn backward(&mut self, exec: &Exec, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>);
+
+    /// Visits parameters and statistics in a fixed order.
+    fn visit_params(&mut self, _f: &mut dyn FnMut(ParamMut<'_>)) {}
+
+    /// Forward multiply-adds times two for one input of this shape (GEMM work only).
+    fn forward_flops(&self, _input: Shape) -> u64 {
+        0
+    }
+
+    /// Backward GEMM flops; `input_grad` says whether the input gradient is computed.
+    fn backward_flops(&self, _input: Shape, _input_grad: bool) -> u64 {
+        0
+    }
+}
+
+/// Storage for one parameter: value, gradient and shape.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub shape: Vec<usize>,
+    pub value: Vec<f32>,
+    pub grad: Vec<f32>,
+}
+
+impl Param {
+    pub fn new(shape: &[usize], value: Vec<f32>) -> Param {
+        debug_assert_eq!(shape.iter().product::<usize>(), value.len());
+        Param {
+            shape: shape.to_vec(),
+            grad: vec![0.0; value.len()],
+            value,
+        }
+    }
+
+    pub fn filled(shape: &[usize], v: f32) -> Param {
+        Param::new(shape, vec![v; shape.iter().product()])
+    }
+
+    /// Hands this parameter to a visitor.
+    pub fn visit(&mut self, layer: &str, name: &'static str, kind: ParamKind, f: &mut dyn FnMut(ParamMut<'_>)) {
+        let grad: &mut [f32] = match kind {
+            ParamKind::Trainable => &mut self.grad,
+            ParamKind::Statistic => &mut [],
+        };
+        f(ParamMut {
+            layer,
+            name,
+            kind,
+            shape: &self.shape,
+            value: &mut self.value,
+            grad,
+        });
+    }
+}

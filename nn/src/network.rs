@@ -1,0 +1,129 @@
+//! A sequential network that owns its activation and gradient buffers, reused every step.
+
+use crate::layer::{Exec, Layer, Mode, ParamMut, ShapeError};
+use crate::tensor::{Shape, Tensor};
+
+pub struct Network {
+    layers: Vec<Box<dyn Layer>>,
+    /// Shape of one input item, e.g. `[28, 28, 1]`.
+    item_shape: Vec<usize>,
+    /// `acts[0]` is the input, `acts[i + 1]` the output of layer `i`.
+    acts: Vec<Tensor>,
+    /// `grads[i]` is the gradient with respect to `acts[i]` (`grads[0]` stays unused).
+    grads: Vec<Tensor>,
+    pub exec: Exec,
+    trained_forward: bool,
+}
+
+impl Network {
+    /// Checks that every layer accepts its predecessor's output for an input item of `item_shape`.
+    pub fn new(item_shape: &[usize], layers: Vec<Box<dyn Layer>>, exec: Exec) -> Result<Network, ShapeError> {
+        let mut shape = Self::batch_shape(item_shape, 1);
+        for layer in &layers {
+            shape = layer.output_shape(shape)?;
+        }
+        let n = layers.len();
+        Ok(Network {
+            layers,
+            item_shape: item_shape.to_vec(),
+            acts: (0..=n).map(|_| Tensor::default()).collect(),
+            grads: (0..=n).map(|_| Tensor::default()).collect(),
+            exec,
+            trained_forward: false,
+        })
+    }
+
+    fn batch_shape(item: &[usize], batch: usize) -> Shape {
+        let mut dims = vec![batch];
+        dims.extend_from_slice(item);
+        Shape::new(&dims)
+    }
+
+    pub fn item_len(&self) -> usize {
+        self.item_shape.iter().product()
+    }
+
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Runs every layer on `batch` items stored back to back in `x`; returns the output.
+    ///
+    /// # Panics
+    /// If `x` does not hold `batch` items (callers check user data before it gets here).
+    pub fn forward(&mut self, x: &[f32], batch: usize, mode: Mode) -> &Tensor {
+        assert_eq!(x.len(), batch * self.item_len(), "network input size");
+        let mut shape = Self::batch_shape(&self.item_shape, batch);
+        self.acts[0].set_shape(shape);
+        self.acts[0].data_mut().copy_from_slice(x);
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            shape = layer
+                .output_shape(shape)
+                .expect("shapes were validated when the network was built");
+            let (done, rest) = self.acts.split_at_mut(i + 1);
+            rest[0].set_shape(shape);
+            layer.forward(&self.exec, &done[i], &mut rest[0], mode);
+        }
+        self.trained_forward = mode == Mode::Train;
+        self.output()
+    }
+
+    /// The output of the last forward pass.
+    pub fn output(&self) -> &Tensor {
+        &self.acts[self.layers.len()]
+    }
+
+    /// Backpropagates `d_output` (the loss gradient of [`Network::output`]) through every layer,
+    /// overwriting all parameter gradients. The input gradient is not computed.
+    ///
+    /// # Panics
+    /// If the last forward pass was not in training mode, or `d_output` has the wrong size.
+    pub fn backward(&mut self, d_output: &[f32]) {
+        assert!(self.trained_forward, "backward needs a training-mode forward pass first");
+        let n = self.layers.len();
+        self.grads[n].set_shape(self.acts[n].shape());
+        self.grads[n].data_mut().copy_from_slice(d_output);
+        for i in (0..n).rev() {
+            let (before, after) = self.grads.split_at_mut(i + 1);
+            let dx = if i > 0 {
+                before[i].set_shape(self.acts[i].shape());
+                Some(&mut before[i])
+            } else {
+                None
+            };
+            self.layers[i].backward(&self.exec, &self.acts[i], &self.acts[i + 1], &after[0], dx);
+        }
+    }
+
+    /// Visits every parameter and statistic, layer by layer, in a fixed order.
+    pub fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
+        for layer in &mut self.layers {
+            layer.visit_params(f);
+        }
+    }
+
+    /// The activation after layer `i` (for inspection and tests).
+    pub fn activation(&self, i: usize) -> &Tensor {
+        &self.acts[i + 1]
+    }
+
+    /// GEMM flops of one forward pass over `batch` items.
+    pub fn forward_flops(&self, batch: usize) -> u64 {
+        self.flops(batch, |layer, shape, _| layer.forward_flops(shape))
+    }
+
+    /// GEMM flops of one training step (forward + backward, no input gradient for layer 0).
+    pub fn train_flops(&self, batch: usize) -> u64 {
+        self.forward_flops(batch) + self.flops(batch, |layer, shape, i| layer.backward_flops(shape, i > 0))
+    }
+
+    fn flops(&self, batch: usize, per_layer: impl Fn(&dyn Layer, Shape, usize) -> u64) -> u64 {
+        let mut shape = Self::batch_shape(&self.item_shape, batch);
+        let mut total = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            total += per_layer(layer.as_ref(), shape, i);
+            shape = layer.output_shape(shape).expect("validated shapes");
+        }
+        total
+    }
+}

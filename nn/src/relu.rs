@@ -1,0 +1,35 @@
+//! A standalone ReLU (the plain network's activation).
+
+use crate::layer::{Exec, Layer, Mode, ShapeError};
+use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::relu::{relu_backward, relu_forward};
+
+pub struct Relu {
+    name: String,
+}
+
+impl Relu {
+    pub fn new(name: &str) -> Relu {
+        Relu { name: name.to_string() }
+    }
+}
+
+impl Layer for Relu {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, ShapeError> {
+        Ok(input)
+    }
+
+    fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+        relu_forward(x.data(), y.data_mut());
+    }
+
+    fn backward(&mut self, _exec: &Exec, _x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+        if let Some(dx) = dx {
+            relu_backward(y.data(), dy.data(), dx.data_mut());
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The seed experiment's protocol (PROTOCOL.md): 800 Adam steps on shuffled batches of 64, with
+//! validation every 100 batches and a training-batch check every 25, all in evaluation mode, then
+//! final validation, test and single-image accuracies. Throughput is timed over the steps alone.
+
+use crate::adam::{Adam, AdamConfig};
+use crate::batches::BatchSampler;
+use crate::layer::{Exec, Mode};
+use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entropy_sum};
+use crate::mnist::{Dataset, Mnist};
+use crate::network::Network;
+use crate::seed::{seed_network, Variant, CLASSES};
+use std::time::{Duration, Instant};
+
+/// Everything that defines one training run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub variant: Variant,
+    pub batches: usize,
+    pub batch_size: usize,
+    pub adam: AdamConfig,
+    /// Seeds the initial weights and the data order.
+    pub seed: u64,
+    pub exec: Exec,
+    /// Images per forward pass when evaluating whole sets (does not change the results).
+    pub eval_batch: usize,
+}
+
+impl TrainConfig {
+    /// The protocol's settings for `variant`.
+    pub fn protocol(variant: Variant) -> TrainConfig {
+        TrainConfig {
+            variant,
+            batches: 800,
+            batch_size: 64,
+            adam: AdamConfig::default(),
+            seed: 1,
+            exec: Exec::default(),
+            eval_batch: 500,
+        }
+    }
+
+    /// Rejects settings that cannot run, before any work starts.
+    pub fn validate(&self, training_images: usize) -> Result<(), TrainError> {
+        let bad = |msg: String| Err(TrainError::Config(msg));
+        if self.batches == 0 {
+            return bad("the number of batches must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.batch_size > training_images {
+            return bad(format!(
+                "batch size {} must be between 1 and the {training_images} training images",
+                self.batch_size
+            ));
+        }
+        if !(self.adam.lr.is_finite() && self.adam.lr > 0.0) {
+            return bad(format!("learning rate {} must be a positive finite number", self.adam.lr));
+        }
+        if self.eval_batch == 0 {
+            return bad("the evaluation batch size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("training diverged at step {step}: the loss is {loss} (try a smaller learning rate)")]
+    Diverged { step: usize, loss: f32 },
+}
+
+/// One printed line of the seed's log.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LogLine {
+    pub batch: usize,
+    /// `"training"` (the current batch) or `"validation"` (all 5000 validation images).
+    pub set: &'static str,
+    pub loss: f32,
+    pub accuracy: f32,
+}
+
+impl std::fmt::Display for LogLine {
+    /// The seed notebook's format, e.g. `Batch: 25: Training loss: 0.32512, Training accuracy: 0.10938`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = if self.set == "training" { "Training" } else { "Validation" };
+        write!(
+            f,
+            "Batch: {:>2}: {set} loss: {:>3.5}, {set} accuracy: {:>3.5}",
+            self.batch, self.loss, self.accuracy
+        )
+    }
+}
+
+/// Loss and accuracy of a whole set.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Evaluation {
+    pub loss: f32,
+    pub accuracy: f32,
+    pub images: usize,
+    pub seconds: f64,
+}
+
+/// Throughput figures of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Timing {
+    pub threads: usize,
+    pub train_steps: usize,
+    /// Wall time of the training steps alone (no evaluation).
+    pub train_seconds: f64,
+    pub train_images_per_second: f64,
+    pub ms_per_step: f64,
+    pub gflop_per_step: f64,
+    /// GEMM flops of the steps divided by their time.
+    pub achieved_gflops: f64,
+    /// Test-set evaluation throughput (eval mode, batches of `eval_batch`).
+    pub eval_images_per_second: f64,
+    /// The whole protocol, evaluations included.
+    pub wall_seconds: f64,
+}
+
+/// Everything a run produces.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunReport {
+    pub variant: Variant,
+    pub bn_path: crate::layer::BnPath,
+    pub gemm: String,
+    pub isa: &'static str,
+    pub seed: u64,
+    pub batches: usize,
+    pub batch_size: usize,
+    pub adam: AdamConfig,
+    pub log: Vec<LogLine>,
+    /// The training loss of every step (train mode, before the update).
+    pub step_losses: Vec<f32>,
+    pub final_validation: Evaluation,
+    pub test: Evaluation,
+    /// Accuracy on the first 100 test images fed one at a time.
+    pub single_sample_accuracy: f32,
+    pub timing: Timing,
+}
+
+/// The network, its optimiser and the batch buffers, reused every step.
+pub struct Trainer {
+    pub net: Network,
+    pub adam: Adam,
+    sampler: BatchSampler,
+    indices: Vec<usize>,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    dlogits: Vec<f32>,
+    steps: usize,
+}
+
+impl Trainer {
+    pub fn new(cfg: &TrainConfig, training_images: usize) -> Trainer {
+        Trainer {
+            net: seed_network(cfg.variant, cfg.seed, cfg.exec),
+            adam: Adam::new(cfg.adam),
+            // A separate stream from the weights', so changing one does not move the other.
+            sampler: BatchSampler::new(training_images, cfg.seed ^ 0x5EED_DA7A),
+            indices: vec![0; cfg.batch_size],
+            x: vec![0.0; cfg.batch_size * Dataset::PIXELS],
+            y: vec![0.0; cfg.batch_size * CLASSES],
+            dlogits: vec![0.0; cfg.batch_size * CLASSES],
+            steps: 0,
+        }
+    }
+
+    /// One training step on the next shuffled batch: forward (train mode), loss, backward, Adam.
+    /// Returns the batch loss; fails, leaving the weights untouched, if it is not finite.
+    pub fn step(&mut self, train: &Dataset) -> Result<f32, TrainError> {
+        self.sampler.next_batch(&mut self.indices);
+        train.gather(&self.indices, &mut self.x, &mut self.y);
+        let batch = self.indices.len();
+        let logits = self.net.forward(&self.x, batch, Mode::Train);
+        let loss = sigmoid_cross_entropy(logits.data(), &self.y, Some(&mut self.dlogits));
+        self.steps += 1;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged { step: self.steps - 1, loss });
+        }
+        self.net.backward(&self.dlogits);
+        self.adam.step(&mut self.net);
+        Ok(loss)
+    }
+
+    /// Loss and accuracy of the network in eval mode on the batch the last step trained on.
+    pub fn evaluate_last_batch(&mut self) -> (f32, f32) {
+        let batch = self.indices.len();
+        let logits = self.net.forward(&self.x, batch, Mode::Eval);
+        let loss = sigmoid_cross_entropy(logits.data(), &self.y, None);
+        let correct = correct_predictions(logits.data(), &self.y, CLASSES);
+        (loss, correct as f32 / batch as f32)
+    }
+}
+
+/// Eval-mode loss and accuracy over a whole set, `batch` images per forward pass.
+pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Evaluation {
+    let start = Instant::now();
+    let batch = batch.max(1);
+    let mut x = vec![0.0; batch * Dataset::PIXELS];
+    let mut y = vec![0.0; batch * CLASSES];
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut first = 0;
+    while first < data.len() {
+        let n = batch.min(data.len() - first);
+        let (x, y) = (&mut x[..n * Dataset::PIXELS], &mut y[..n * CLASSES]);
+        data.copy_range(first..first + n, x, y);
+        let logits = net.forward(x, n, Mode::Eval);
+        loss_sum += sigmoid_cross_entropy_sum(logits.data(), y);
+        correct += correct_predictions(logits.data(), y, CLASSES);
+        first += n;
+    }
+    let images = data.len().max(1);
+    Evaluation {
+        loss: (loss_sum / (images * CLASSES) as f64) as f32,
+        accuracy: correct as f32 / images as f32,
+        images: data.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs the whole protocol for one variant on the current rayon pool, calling `on_log` for each
+/// log line as it happens.
+pub fn run_protocol(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    on_log: &mut dyn FnMut(&LogLine),
+) -> Result<RunReport, TrainError> {
+    cfg.validate(data.train.len())?;
+    let wall = Instant::now();
+    let mut trainer = Trainer::new(cfg, data.train.len());
+    let mut log = Vec::new();
+    let mut step_losses = Vec::with_capacity(cfg.batches);
+    let mut train_time = Duration::ZERO;
+    for batch_i in 0..cfg.batches {
+        let start = Instant::now();
+        let loss = trainer.step(&data.train)?;
+        train_time += start.elapsed();
+        step_losses.push(loss);
+        let line = if batch_i % 100 == 0 {
+            let e = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
+            Some(LogLine { batch: batch_i, set: "validation", loss: e.loss, accuracy: e.accuracy })
+        } else if batch_i % 25 == 0 {
+            let (loss, accuracy) = trainer.evaluate_last_batch();
+            Some(LogLine { batch: batch_i, set: "training", loss, accuracy })
+        } else {
+            None
+        };
+        if let Some(line) = line {
+            on_log(&line);
+            log.push(line);
+        }
+    }
+    let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
+    let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
+    let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
+    let secs = train_time.as_secs_f64();
+    let gflop = trainer.net.train_flops(cfg.batch_size) as f64 / 1e9;
+    Ok(RunReport {
+        variant: cfg.variant,
+        bn_path: cfg.exec.bn_path,
+        gemm: cfg.exec.gemm.name().to_string(),
+        isa: bnconv_kernels::simd::active_isa().name(),
+        seed: cfg.seed,
+        batches: cfg.batches,
+        batch_size: cfg.batch_size,
+        adam: cfg.adam,
+        log,
+        step_losses,
+        final_validation,
+        single_sample_accuracy: single,
+        timing: Timing {
+            threads: rayon::current_num_threads(),
+            train_steps: cfg.batches,
+            train_seconds: secs,
+            train_images_per_second: (cfg.batches * cfg.batch_size) as f64 / secs,
+            ms_per_step: secs * 1e3 / cfg.batches as f64,
+            gflop_per_step: gflop,
+            achieved_gflops: gflop * cfg.batches as f64 / secs,
+            eval_images_per_second: test.images as f64 / test.seconds,
+            wall_seconds: wall.elapsed().as_secs_f64(),
+        },
+        test,
+    })
+}
+
+/// Accuracy on the first `n` images of `data`, each fed alone (batch of 1, eval mode).
+pub fn single_sample_accuracy(net: &mut Network, data: &Dataset, n: usize) -> f32 {
+    let n = n.min(data.len());
+    let mut x = vec![0.0; Dataset::PIXELS];
+    let mut y = vec![0.0; CLASSES];
+    let correct: usize = (0..n)
+        .map(|i| {
+            data.copy_range(i..i + 1, &mut x, &mut y);
+            let logits = net.forward(&x, 1, Mode::Eval);
+            correct_predictions(logits.data(), &y, CLASSES)
+        })
+        .sum();
+    correct as f32 / n.max(1) as f32
+}
