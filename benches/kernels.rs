@@ -1,1 +1,188 @@
-fn main() {}
+//! Criterion benches of the seed network's hot paths at its real shapes (batch 64):
+//! conv forward/backward per layer, BN+ReLU fused vs unfused per layer, a whole training step
+//! (forward, loss, backward, Adam) and an eval batch. Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
+
+use bnconv_kernels::batchnorm::{
+    batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch,
+};
+use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::conv::{conv_backward, conv_forward};
+use bnconv_kernels::relu::{relu_backward, relu_forward};
+use bnconv_kernels::{ConvGeometry, GemmBackend};
+use bnconv_nn::adam::{Adam, AdamConfig};
+use bnconv_nn::loss::sigmoid_cross_entropy;
+use bnconv_nn::{seed_network, Exec, Mode, Variant};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+
+const BATCH: usize = 64;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// (layer, geometry) of the seed network's convolutions at batch 64.
+fn seed_layers() -> Vec<(usize, ConvGeometry)> {
+    let (mut size, mut cin) = (28, 1);
+    (1..=19)
+        .map(|i| {
+            let stride = if i % 3 == 0 { 2 } else { 1 };
+            let g = ConvGeometry::same(BATCH, size, size, cin, 4 * i, stride);
+            size = g.out_h;
+            cin = 4 * i;
+            (i, g)
+        })
+        .collect()
+}
+
+/// A representative subset: first, memory-bound, middle, 2x2 and 1x1 inputs.
+const PICKED: [usize; 6] = [1, 2, 5, 9, 13, 19];
+
+fn conv(c: &mut Criterion) {
+    for (which, backward) in [("conv_forward", false), ("conv_backward", true)] {
+        let mut group = c.benchmark_group(which);
+        for (i, g) in seed_layers()
+            .into_iter()
+            .filter(|(i, _)| PICKED.contains(i))
+        {
+            let x = random(g.input_len(), 1);
+            let w = random(g.weight_len(), 2);
+            let dy = random(g.output_len(), 3);
+            let (mut cols, mut y) = (vec![0.0; g.cols_len()], vec![0.0; g.output_len()]);
+            let (mut dx, mut dw, mut ws) = (vec![0.0; x.len()], vec![0.0; w.len()], Vec::new());
+            let flops = g.forward_flops() * if backward { 2 } else { 1 };
+            group.throughput(Throughput::Elements(flops));
+            group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
+                b.iter(|| {
+                    conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut cols, &mut y);
+                    if backward {
+                        conv_backward(
+                            GemmBackend::default(),
+                            &g,
+                            &mut cols,
+                            &w,
+                            &dy,
+                            Some(&mut dx),
+                            &mut dw,
+                            None,
+                            &mut ws,
+                        );
+                    }
+                    black_box(&y);
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bn_relu(c: &mut Criterion) {
+    let mut fwd = c.benchmark_group("bn_relu_forward");
+    for (i, g) in seed_layers()
+        .into_iter()
+        .filter(|(i, _)| PICKED.contains(i))
+    {
+        let ch = g.out_c;
+        let x = random(g.output_len(), 4);
+        let (scale, shift) = (random(ch, 5), random(ch, 6));
+        let (mut y, mut z) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        fwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
+        fwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
+            b.iter(|| bn_relu_forward(&x, &scale, &shift, &mut y))
+        });
+        fwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
+            b.iter(|| {
+                bn_forward(&x, &scale, &shift, &mut z);
+                relu_forward(&z, &mut y);
+            })
+        });
+    }
+    fwd.finish();
+
+    let mut bwd = c.benchmark_group("bn_relu_backward");
+    for (i, g) in seed_layers()
+        .into_iter()
+        .filter(|(i, _)| PICKED.contains(i))
+    {
+        let ch = g.out_c;
+        let x = random(g.output_len(), 7);
+        let dy = random(g.output_len(), 8);
+        let gamma = random(ch, 9);
+        let beta = random(ch, 10);
+        let mut s = BnScratch::default();
+        let (mut mean, mut var) = (vec![0.0; ch], vec![0.0; ch]);
+        batch_stats(&x, ch, &mut mean, &mut var, &mut s);
+        let (mut invstd, mut scale, mut shift) = (vec![0.0; ch], vec![0.0; ch], vec![0.0; ch]);
+        fold_scale_shift(
+            &gamma,
+            &beta,
+            &mean,
+            &var,
+            1e-3,
+            &mut invstd,
+            &mut scale,
+            &mut shift,
+        );
+        let mut y = vec![0.0; x.len()];
+        bn_relu_forward(&x, &scale, &shift, &mut y);
+        let saved = BnSaved {
+            mean: &mean,
+            invstd: &invstd,
+            gamma: &gamma,
+        };
+        let (mut dx, mut dz, mut dg, mut db) = (
+            vec![0.0; x.len()],
+            vec![0.0; x.len()],
+            vec![0.0; ch],
+            vec![0.0; ch],
+        );
+        bwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
+        bwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
+            b.iter(|| bn_relu_backward(&x, &y, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
+        });
+        bwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
+            b.iter(|| {
+                relu_backward(&y, &dy, &mut dz);
+                bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
+            })
+        });
+    }
+    bwd.finish();
+}
+
+fn network(c: &mut Criterion) {
+    let mut group = c.benchmark_group("seed_network");
+    group.sample_size(20);
+    let x = random(BATCH * 784, 11)
+        .iter()
+        .map(|v| v.abs())
+        .collect::<Vec<_>>();
+    let mut labels = vec![0.0; BATCH * 10];
+    for (i, row) in labels.chunks_exact_mut(10).enumerate() {
+        row[i % 10] = 1.0;
+    }
+    for variant in [Variant::Bn, Variant::Plain] {
+        let mut net = seed_network(variant, 1, Exec::default());
+        let mut dlogits = vec![0.0; BATCH * 10];
+        let mut adam = Adam::new(AdamConfig::default());
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(BenchmarkId::new("train_step_64", variant.name()), |b| {
+            b.iter(|| {
+                let logits = net.forward(&x, BATCH, Mode::Train);
+                sigmoid_cross_entropy(logits.data(), &labels, Some(&mut dlogits));
+                net.backward(&dlogits);
+                adam.step(&mut net);
+            })
+        });
+        group.bench_function(BenchmarkId::new("eval_batch_64", variant.name()), |b| {
+            b.iter(|| black_box(net.forward(&x, BATCH, Mode::Eval).data()[0]))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, bn_relu, network);
+criterion_main!(benches);

@@ -58,7 +58,7 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
     /// Adam learning rate (positive, finite).
-    #[arg(long, default_value_t = 0.002, value_parser = parse_lr)]
+    #[arg(long, default_value_t = 0.002, value_parser = parse_lr, allow_negative_numbers = true)]
     pub lr: f32,
     /// Seeds the initial weights and the data order.
     #[arg(long, default_value_t = 1)]
@@ -91,11 +91,15 @@ fn parse_variant(s: &str) -> Result<Variant, String> {
 }
 
 fn parse_lr(s: &str) -> Result<f32, String> {
-    let lr: f32 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    let lr: f32 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
     if lr.is_finite() && lr > 0.0 {
         Ok(lr)
     } else {
-        Err(format!("the learning rate must be positive and finite, got {s}"))
+        Err(format!(
+            "the learning rate must be positive and finite, got {s}"
+        ))
     }
 }
 
@@ -136,7 +140,11 @@ impl CommonArgs {
             let parent = json.parent().filter(|p| !p.as_os_str().is_empty());
             if let Some(parent) = parent {
                 if !parent.is_dir() {
-                    bail!("--json {}: directory {} does not exist", json.display(), parent.display());
+                    bail!(
+                        "--json {}: directory {} does not exist",
+                        json.display(),
+                        parent.display()
+                    );
                 }
             }
             if json.is_dir() {

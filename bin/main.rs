@@ -51,7 +51,10 @@ fn run(cli: Cli) -> Result<()> {
     for variant in variants {
         let cfg = plan.config(variant);
         if !plan.quiet {
-            println!("\n== {variant}: {} batches of {} ==", cfg.batches, cfg.batch_size);
+            println!(
+                "\n== {variant}: {} batches of {} ==",
+                cfg.batches, cfg.batch_size
+            );
         }
         let quiet = plan.quiet;
         let report = pool

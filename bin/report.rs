@@ -7,7 +7,10 @@ use std::path::Path;
 
 /// The seed notebook's closing lines for one run.
 pub fn print_final(r: &RunReport) {
-    println!("Final validation accuracy: {:>3.5}", r.final_validation.accuracy);
+    println!(
+        "Final validation accuracy: {:>3.5}",
+        r.final_validation.accuracy
+    );
     println!("Final test accuracy: {:>3.5}", r.test.accuracy);
     println!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
 }
@@ -17,7 +20,16 @@ pub fn print_summary(reports: &[RunReport]) {
     println!();
     println!(
         "{:<12} {:>7} {:>8} {:>8} {:>12} {:>8} {:>9} {:>9} {:>12} {:>8}",
-        "variant", "bn", "val acc", "test acc", "train img/s", "ms/step", "GFLOP/s", "wall s", "eval img/s", "threads"
+        "variant",
+        "bn",
+        "val acc",
+        "test acc",
+        "train img/s",
+        "ms/step",
+        "GFLOP/s",
+        "wall s",
+        "eval img/s",
+        "threads"
     );
     for r in reports {
         let t = &r.timing;

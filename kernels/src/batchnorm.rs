@@ -11,7 +11,9 @@
 //! results.
 
 use crate::partition::{chunk_count, REDUCTION_ROWS};
-use crate::simd::{accumulate, load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES};
+use crate::simd::{
+    accumulate, load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES,
+};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -71,13 +73,17 @@ multiversion! {
 fn affine_block_impl<const RELU: bool>(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
     let c = scale.len();
     for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-        per_channel!(c, |j| {
-            let v = load(&row[j..]) * load(&scale[j..]) + load(&shift[j..]);
-            store(&mut out[j..], if RELU { relu_v(v) } else { v });
-        }, |t| {
-            let v = row[t] * scale[t] + shift[t];
-            out[t] = if RELU { relu_s(v) } else { v };
-        });
+        per_channel!(
+            c,
+            |j| {
+                let v = load(&row[j..]) * load(&scale[j..]) + load(&shift[j..]);
+                store(&mut out[j..], if RELU { relu_v(v) } else { v });
+            },
+            |t| {
+                let v = row[t] * scale[t] + shift[t];
+                out[t] = if RELU { relu_s(v) } else { v };
+            }
+        );
     }
 }
 
@@ -113,8 +119,12 @@ fn grad_s<const MASK: bool>(y: &[f32], dy: &[f32], t: usize) -> f32 {
 
 /// Rows of `y` matching the rows of `dy` (empty when unmasked).
 #[inline(always)]
-fn mask_rows<'a, const MASK: bool>(y: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
-    let rows = if MASK { y.chunks_exact(c) } else { [].chunks_exact(1) };
+fn mask_rows<const MASK: bool>(y: &[f32], c: usize) -> impl Iterator<Item = &[f32]> {
+    let rows = if MASK {
+        y.chunks_exact(c)
+    } else {
+        [].chunks_exact(1)
+    };
     rows.chain(std::iter::repeat(&[][..]))
 }
 
@@ -130,18 +140,26 @@ fn backward_sums_impl<const MASK: bool>(
     let c = mean.len();
     acc.fill(0.0);
     let (sum_dy, sum_dy_xhat) = acc.split_at_mut(c);
-    for ((xr, dr), yr) in x.chunks_exact(c).zip(dy.chunks_exact(c)).zip(mask_rows::<MASK>(y, c)) {
-        per_channel!(c, |j| {
-            let g = grad_v::<MASK>(yr, dr, j);
-            let xhat = (load(&xr[j..]) - load(&mean[j..])) * load(&invstd[j..]);
-            accumulate(&mut sum_dy[j..], g);
-            accumulate(&mut sum_dy_xhat[j..], g * xhat);
-        }, |t| {
-            let g = grad_s::<MASK>(yr, dr, t);
-            let xhat = (xr[t] - mean[t]) * invstd[t];
-            sum_dy[t] += g;
-            sum_dy_xhat[t] += g * xhat;
-        });
+    for ((xr, dr), yr) in x
+        .chunks_exact(c)
+        .zip(dy.chunks_exact(c))
+        .zip(mask_rows::<MASK>(y, c))
+    {
+        per_channel!(
+            c,
+            |j| {
+                let g = grad_v::<MASK>(yr, dr, j);
+                let xhat = (load(&xr[j..]) - load(&mean[j..])) * load(&invstd[j..]);
+                accumulate(&mut sum_dy[j..], g);
+                accumulate(&mut sum_dy_xhat[j..], g * xhat);
+            },
+            |t| {
+                let g = grad_s::<MASK>(yr, dr, t);
+                let xhat = (xr[t] - mean[t]) * invstd[t];
+                sum_dy[t] += g;
+                sum_dy_xhat[t] += g * xhat;
+            }
+        );
     }
 }
 
@@ -173,7 +191,13 @@ struct InputCoef<'a> {
 }
 
 #[inline(always)]
-fn backward_input_impl<const MASK: bool>(x: &[f32], y: &[f32], dy: &[f32], k: &InputCoef, dx: &mut [f32]) {
+fn backward_input_impl<const MASK: bool>(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    k: &InputCoef,
+    dx: &mut [f32],
+) {
     let c = k.mean.len();
     for (((xr, dr), yr), out) in x
         .chunks_exact(c)
@@ -181,16 +205,20 @@ fn backward_input_impl<const MASK: bool>(x: &[f32], y: &[f32], dy: &[f32], k: &I
         .zip(mask_rows::<MASK>(y, c))
         .zip(dx.chunks_exact_mut(c))
     {
-        per_channel!(c, |j| {
-            let g = grad_v::<MASK>(yr, dr, j);
-            let xhat = (load(&xr[j..]) - load(&k.mean[j..])) * load(&k.invstd[j..]);
-            let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.gain[j..]);
-            store(&mut out[j..], v);
-        }, |t| {
-            let g = grad_s::<MASK>(yr, dr, t);
-            let xhat = (xr[t] - k.mean[t]) * k.invstd[t];
-            out[t] = (g - k.a[t] - xhat * k.b[t]) * k.gain[t];
-        });
+        per_channel!(
+            c,
+            |j| {
+                let g = grad_v::<MASK>(yr, dr, j);
+                let xhat = (load(&xr[j..]) - load(&k.mean[j..])) * load(&k.invstd[j..]);
+                let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.gain[j..]);
+                store(&mut out[j..], v);
+            },
+            |t| {
+                let g = grad_s::<MASK>(yr, dr, t);
+                let xhat = (xr[t] - k.mean[t]) * k.invstd[t];
+                out[t] = (g - k.a[t] - xhat * k.b[t]) * k.gain[t];
+            }
+        );
     }
 }
 
@@ -255,10 +283,19 @@ fn reduce_rows(
 
 /// Per-channel batch mean and biased variance (what `tf.nn.moments` gives) of `x` as `[rows, c]`.
 /// Two passes (mean, then squared deviations) so a large mean cannot cancel the variance away.
-pub fn batch_stats(x: &[f32], c: usize, mean: &mut [f32], var: &mut [f32], scratch: &mut BnScratch) {
+pub fn batch_stats(
+    x: &[f32],
+    c: usize,
+    mean: &mut [f32],
+    var: &mut [f32],
+    scratch: &mut BnScratch,
+) {
     let rows = check_rows(x, c, "batch_stats");
     assert!(rows > 0, "batch_stats: empty batch");
-    assert!(mean.len() == c && var.len() == c, "batch_stats: statistics size");
+    assert!(
+        mean.len() == c && var.len() == c,
+        "batch_stats: statistics size"
+    );
     let BnScratch { partials, sums, .. } = scratch;
     reduce_rows(rows, c, partials, sums, |i, part| {
         sum_block(chunk_of(x, c, i), c, part)
@@ -302,6 +339,7 @@ pub struct BnSaved<'a> {
     pub gamma: &'a [f32],
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Shared backward: `g` is `dy`, masked by `y > 0` when `relu_out` is given (the fused path).
 pub(crate) fn backward(
     x: &[f32],
@@ -316,7 +354,10 @@ pub(crate) fn backward(
     let c = saved.mean.len();
     let rows = check_rows(x, c, "bn backward");
     assert!(rows > 0, "bn backward: empty batch");
-    assert!(dy.len() == x.len() && dx.len() == x.len(), "bn backward: sizes");
+    assert!(
+        dy.len() == x.len() && dx.len() == x.len(),
+        "bn backward: sizes"
+    );
     assert!(
         saved.invstd.len() == c && saved.gamma.len() == c && dgamma.len() == c && dbeta.len() == c,
         "bn backward: per-channel sizes"
@@ -324,7 +365,11 @@ pub(crate) fn backward(
     if let Some(y) = relu_out {
         assert_eq!(y.len(), x.len(), "bn backward: ReLU output size");
     }
-    let BnScratch { partials, sums, coef } = scratch;
+    let BnScratch {
+        partials,
+        sums,
+        coef,
+    } = scratch;
     reduce_rows(rows, 2 * c, partials, sums, |i, part| {
         backward_sums_block(
             chunk_of(x, c, i),
@@ -375,6 +420,7 @@ pub fn bn_backward(
 
 /// Folds statistics into the per-channel affine map `y = x * scale + shift`; also returns
 /// `invstd = 1 / sqrt(var + eps)` in `invstd`.
+#[allow(clippy::too_many_arguments)]
 pub fn fold_scale_shift(
     gamma: &[f32],
     beta: &[f32],
@@ -454,10 +500,10 @@ pub mod reference {
             sum_g[i % c] += g(i);
             sum_gx[i % c] += g(i) * xhat(i);
         }
-        for i in 0..x.len() {
+        for (i, dxv) in dx.iter_mut().enumerate() {
             let ch = i % c;
             let m = rows as f64;
-            dx[i] = (gamma[ch] as f64
+            *dxv = (gamma[ch] as f64
                 * invstd[ch] as f64
                 * (g(i) - sum_g[ch] / m - xhat(i) * sum_gx[ch] / m)) as f32;
         }
@@ -495,7 +541,15 @@ pub(crate) mod tests {
     }
 
     /// Shapes with channel tails (c % 8 != 0) and row counts across chunk boundaries.
-    pub(crate) const SHAPES: &[(usize, usize)] = &[(1, 1), (3, 5), (7, 8), (300, 12), (513, 19), (64, 76), (2, 100)];
+    pub(crate) const SHAPES: &[(usize, usize)] = &[
+        (1, 1),
+        (3, 5),
+        (7, 8),
+        (300, 12),
+        (513, 19),
+        (64, 76),
+        (2, 100),
+    ];
 
     #[test]
     fn stats_match_the_f64_reference() {
@@ -539,11 +593,25 @@ pub(crate) mod tests {
             let gamma = sample(1, c, 13);
             let (mean, var) = reference::batch_stats(&x, c);
             let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
-            let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+            let saved = BnSaved {
+                mean: &mean,
+                invstd: &invstd,
+                gamma: &gamma,
+            };
             let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-            bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut BnScratch::default());
+            bn_backward(
+                &x,
+                &dz,
+                saved,
+                &mut dx,
+                &mut dg,
+                &mut db,
+                &mut BnScratch::default(),
+            );
             let (mut dx_r, mut dg_r, mut db_r) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-            reference::backward(&x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r);
+            reference::backward(
+                &x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r,
+            );
             assert_close(&dx, &dx_r, 1e-4, "dx");
             assert_close(&dg, &dg_r, 1e-5, "dgamma");
             assert_close(&db, &db_r, 1e-5, "dbeta");
@@ -556,14 +624,21 @@ pub(crate) mod tests {
         let x = sample(rows, c, 21);
         let dz = sample(rows, c, 22);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut s = BnScratch::default();
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
                 batch_stats(&x, c, &mut mean, &mut var, &mut s);
                 let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
                 let gamma = vec![1.5; c];
-                let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+                let saved = BnSaved {
+                    mean: &mean,
+                    invstd: &invstd,
+                    gamma: &gamma,
+                };
                 let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
                 bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();

@@ -58,21 +58,42 @@ mod tests {
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
                 batch_stats(&x, c, &mut mean, &mut var, &mut s);
                 let (mut invstd, mut scale, mut shift) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
-                crate::batchnorm::fold_scale_shift(&gamma, &beta, &mean, &var, 1e-3, &mut invstd, &mut scale, &mut shift);
-                let saved = BnSaved { mean: &mean, invstd: &invstd, gamma: &gamma };
+                crate::batchnorm::fold_scale_shift(
+                    &gamma,
+                    &beta,
+                    &mean,
+                    &var,
+                    1e-3,
+                    &mut invstd,
+                    &mut scale,
+                    &mut shift,
+                );
+                let saved = BnSaved {
+                    mean: &mean,
+                    invstd: &invstd,
+                    gamma: &gamma,
+                };
 
                 let mut y_fused = vec![0.0; x.len()];
                 bn_relu_forward(&x, &scale, &shift, &mut y_fused);
                 let (mut z, mut y_unfused) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 bn_forward(&x, &scale, &shift, &mut z);
                 relu_forward(&z, &mut y_unfused);
-                assert_eq!(bits(&y_fused), bits(&y_unfused), "{isa:?} forward rows {rows} c {c}");
+                assert_eq!(
+                    bits(&y_fused),
+                    bits(&y_unfused),
+                    "{isa:?} forward rows {rows} c {c}"
+                );
 
-                let (mut dx_f, mut dg_f, mut db_f) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_relu_backward(&x, &y_fused, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s);
+                let (mut dx_f, mut dg_f, mut db_f) =
+                    (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                bn_relu_backward(
+                    &x, &y_fused, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s,
+                );
                 let mut dz = vec![0.0; x.len()];
                 relu_backward(&y_unfused, &dy, &mut dz);
-                let (mut dx_u, mut dg_u, mut db_u) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                let (mut dx_u, mut dg_u, mut db_u) =
+                    (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
                 bn_backward(&x, &dz, saved, &mut dx_u, &mut dg_u, &mut db_u, &mut s);
                 assert_eq!(bits(&dx_f), bits(&dx_u), "{isa:?} dx rows {rows} c {c}");
                 assert_eq!(bits(&dg_f), bits(&dg_u), "{isa:?} dgamma");
@@ -82,8 +103,19 @@ mod tests {
                 let mut y_ref = vec![0.0; x.len()];
                 reference::affine(&x, &scale, &shift, &mut y_ref, true);
                 assert_eq!(bits(&y_fused), bits(&y_ref), "{isa:?} forward vs scalar");
-                let (mut dx_r, mut dg_r, mut db_r) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                reference::backward(&x, Some(&y_ref), &dy, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r);
+                let (mut dx_r, mut dg_r, mut db_r) =
+                    (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                reference::backward(
+                    &x,
+                    Some(&y_ref),
+                    &dy,
+                    &mean,
+                    &invstd,
+                    &gamma,
+                    &mut dx_r,
+                    &mut dg_r,
+                    &mut db_r,
+                );
                 assert_close(&dx_f, &dx_r, 1e-4, "dx vs f64 reference");
                 assert_close(&dg_f, &dg_r, 1e-5, "dgamma vs f64 reference");
                 assert_close(&db_f, &db_r, 1e-5, "dbeta vs f64 reference");

@@ -68,7 +68,9 @@ pub fn conv_forward(
                 }
                 None => 0.0,
             };
-            sgemm(gemm, false, false, rows, cout, k, 1.0, cols_c, k, w, cout, beta, y_c, cout);
+            sgemm(
+                gemm, false, false, rows, cout, k, 1.0, cols_c, k, w, cout, beta, y_c, cout,
+            );
         });
 }
 
@@ -89,10 +91,22 @@ pub fn conv_backward(
     db: Option<&mut [f32]>,
     partials: &mut Vec<f32>,
 ) {
-    assert_eq!(cols.len(), g.cols_len(), "conv_backward: column buffer size");
+    assert_eq!(
+        cols.len(),
+        g.cols_len(),
+        "conv_backward: column buffer size"
+    );
     assert_eq!(w.len(), g.weight_len(), "conv_backward: weight size");
-    assert_eq!(dy.len(), g.output_len(), "conv_backward: output gradient size");
-    assert_eq!(dw.len(), g.weight_len(), "conv_backward: weight gradient size");
+    assert_eq!(
+        dy.len(),
+        g.output_len(),
+        "conv_backward: output gradient size"
+    );
+    assert_eq!(
+        dw.len(),
+        g.weight_len(),
+        "conv_backward: weight gradient size"
+    );
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
     let with_bias = db.is_some();
@@ -107,7 +121,9 @@ pub fn conv_backward(
         .for_each(|((cols_c, dy_c), part)| {
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
-            sgemm(gemm, true, false, k, cout, rows, 1.0, cols_c, k, dy_c, cout, 0.0, dw_part, cout);
+            sgemm(
+                gemm, true, false, k, cout, rows, 1.0, cols_c, k, dy_c, cout, 0.0, dw_part, cout,
+            );
             if with_bias {
                 for row in dy_c.chunks_exact(cout) {
                     for (acc, v) in db_part.iter_mut().zip(row) {
@@ -135,13 +151,19 @@ pub fn conv_backward(
 
     // Input gradient: dcols_c = dy_c @ W^T (into the spent column buffer), then col2im per image.
     if let Some(dx) = dx {
-        assert_eq!(dx.len(), g.input_len(), "conv_backward: input gradient size");
+        assert_eq!(
+            dx.len(),
+            g.input_len(),
+            "conv_backward: input gradient size"
+        );
         cols.par_chunks_mut(ch.cols.max(1))
             .zip(dy.par_chunks(ch.output.max(1)))
             .zip(dx.par_chunks_mut(ch.input.max(1)))
             .for_each(|((cols_c, dy_c), dx_c)| {
                 let rows = dy_c.len() / cout;
-                sgemm(gemm, false, true, rows, k, cout, 1.0, dy_c, cout, w, cout, 0.0, cols_c, k);
+                sgemm(
+                    gemm, false, true, rows, k, cout, 1.0, dy_c, cout, w, cout, 0.0, cols_c, k,
+                );
                 for (dcol, dimg) in cols_c
                     .chunks_exact(g.out_pixels() * k)
                     .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))
@@ -153,7 +175,12 @@ pub fn conv_backward(
 }
 
 /// Direct (no im2col, no GEMM) convolution in f64: the reference for tests.
-pub fn conv_forward_reference(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn conv_forward_reference(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let mut y = vec![0.0f32; g.output_len()];
     for n in 0..g.batch {
         for oy in 0..g.out_h {
@@ -212,7 +239,15 @@ mod tests {
             let b = pseudo(cout, 3);
             let mut cols = vec![0.0; g.cols_len()];
             let mut y = vec![f32::NAN; g.output_len()];
-            conv_forward(GemmBackend::default(), &g, &x, &wt, Some(&b), &mut cols, &mut y);
+            conv_forward(
+                GemmBackend::default(),
+                &g,
+                &x,
+                &wt,
+                Some(&b),
+                &mut cols,
+                &mut y,
+            );
             let want = conv_forward_reference(&g, &x, &wt, Some(&b));
             for (i, (a, r)) in y.iter().zip(&want).enumerate() {
                 assert!((a - r).abs() < 1e-5, "{g:?} at {i}: {a} vs {r}");
@@ -223,7 +258,9 @@ mod tests {
     /// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
     #[test]
     fn backward_is_the_adjoint_of_forward() {
-        for &(n, h, w, cin, cout, stride) in &[(2, 7, 7, 3, 5, 1), (3, 8, 8, 4, 6, 2), (33, 2, 2, 3, 2, 2)] {
+        for &(n, h, w, cin, cout, stride) in
+            &[(2, 7, 7, 3, 5, 1), (3, 8, 8, 4, 6, 2), (33, 2, 2, 3, 2, 2)]
+        {
             let g = ConvGeometry::same(n, h, w, cin, cout, stride);
             let x = pseudo(g.input_len(), 4);
             let wt = pseudo(g.weight_len(), 5);
@@ -231,7 +268,8 @@ mod tests {
             let mut cols = vec![0.0; g.cols_len()];
             let mut y = vec![0.0; g.output_len()];
             conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut cols, &mut y);
-            let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; cout]);
+            let (mut dx, mut dw, mut db) =
+                (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; cout]);
             let mut ws = Vec::new();
             conv_backward(
                 GemmBackend::default(),
@@ -244,10 +282,21 @@ mod tests {
                 Some(&mut db),
                 &mut ws,
             );
-            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>();
+            let dot = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(p, q)| *p as f64 * *q as f64)
+                    .sum::<f64>()
+            };
             let ydy = dot(&y, &dy);
-            assert!((ydy - dot(&x, &dx)).abs() < 1e-4 * (1.0 + ydy.abs()), "{g:?} dx");
-            assert!((ydy - dot(&wt, &dw)).abs() < 1e-4 * (1.0 + ydy.abs()), "{g:?} dw");
+            assert!(
+                (ydy - dot(&x, &dx)).abs() < 1e-4 * (1.0 + ydy.abs()),
+                "{g:?} dx"
+            );
+            assert!(
+                (ydy - dot(&wt, &dw)).abs() < 1e-4 * (1.0 + ydy.abs()),
+                "{g:?} dw"
+            );
             let sum_dy: Vec<f64> = (0..cout)
                 .map(|c| dy.iter().skip(c).step_by(cout).map(|v| *v as f64).sum())
                 .collect();
@@ -264,14 +313,27 @@ mod tests {
         let wt = pseudo(g.weight_len(), 8);
         let dy = pseudo(g.output_len(), 9);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let mut cols = vec![0.0; g.cols_len()];
                 let mut y = vec![0.0; g.output_len()];
                 conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut cols, &mut y);
                 let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
                 let mut ws = Vec::new();
-                conv_backward(GemmBackend::default(), &g, &mut cols, &wt, &dy, Some(&mut dx), &mut dw, None, &mut ws);
+                conv_backward(
+                    GemmBackend::default(),
+                    &g,
+                    &mut cols,
+                    &wt,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    None,
+                    &mut ws,
+                );
                 (y, dx, dw)
             })
         };

@@ -174,8 +174,16 @@ pub fn sgemm_reference(
         for j in 0..n {
             let mut acc = 0.0f64;
             for p in 0..k {
-                let av = if trans_a { a[p * lda + i] } else { a[i * lda + p] };
-                let bv = if trans_b { b[j * ldb + p] } else { b[p * ldb + j] };
+                let av = if trans_a {
+                    a[p * lda + i]
+                } else {
+                    a[i * lda + p]
+                };
+                let bv = if trans_b {
+                    b[j * ldb + p]
+                } else {
+                    b[p * ldb + j]
+                };
                 acc += av as f64 * bv as f64;
             }
             let old = if beta == 0.0 {
@@ -215,7 +223,9 @@ mod tests {
                         sgemm(
                             backend, ta, tb, m, n, k, 0.5, &a, lda, &b, ldb, 2.0, &mut got, ldc,
                         );
-                        sgemm_reference(ta, tb, m, n, k, 0.5, &a, lda, &b, ldb, 2.0, &mut want, ldc);
+                        sgemm_reference(
+                            ta, tb, m, n, k, 0.5, &a, lda, &b, ldb, 2.0, &mut want, ldc,
+                        );
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -234,7 +244,9 @@ mod tests {
             let a = [1.0, 2.0];
             let b = [3.0, 4.0];
             let mut c = [f32::NAN];
-            sgemm(backend, false, false, 1, 1, 2, 1.0, &a, 2, &b, 1, 0.0, &mut c, 1);
+            sgemm(
+                backend, false, false, 1, 1, 2, 1.0, &a, 2, &b, 1, 0.0, &mut c, 1,
+            );
             assert_eq!(c[0], 11.0, "{backend}");
         }
     }

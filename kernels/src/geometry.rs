@@ -34,7 +34,14 @@ pub fn same_padding(input: usize, stride: usize) -> (usize, usize, usize) {
 impl ConvGeometry {
     /// # Panics
     /// If `stride` is zero or any size is zero (layer constructors validate user shapes first).
-    pub fn same(batch: usize, in_h: usize, in_w: usize, in_c: usize, out_c: usize, stride: usize) -> Self {
+    pub fn same(
+        batch: usize,
+        in_h: usize,
+        in_w: usize,
+        in_c: usize,
+        out_c: usize,
+        stride: usize,
+    ) -> Self {
         assert!(stride > 0, "stride must be positive");
         assert!(
             in_h > 0 && in_w > 0 && in_c > 0 && out_c > 0,

@@ -9,9 +9,7 @@ use crate::geometry::{ConvGeometry, KERNEL};
 /// The input row/column a kernel tap reads, or `None` when it falls in the padding.
 #[inline(always)]
 fn source(out: usize, tap: usize, stride: usize, pad: usize, size: usize) -> Option<usize> {
-    (out * stride + tap)
-        .checked_sub(pad)
-        .filter(|&i| i < size)
+    (out * stride + tap).checked_sub(pad).filter(|&i| i < size)
 }
 
 /// Writes the column rows of one image: `x` is that image (`H*W*Cin`), `cols` its rows
@@ -42,7 +40,11 @@ pub fn im2col_image(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
 pub fn col2im_image(g: &ConvGeometry, dcols: &[f32], dx: &mut [f32]) {
     let (cin, k) = (g.in_c, g.k());
     assert_eq!(dx.len(), g.in_pixels() * cin, "col2im: image size");
-    assert_eq!(dcols.len(), g.out_pixels() * k, "col2im: column buffer size");
+    assert_eq!(
+        dcols.len(),
+        g.out_pixels() * k,
+        "col2im: column buffer size"
+    );
     dx.fill(0.0);
     for (pixel, row) in dcols.chunks_exact(k).enumerate() {
         let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
@@ -76,7 +78,13 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for &(h, w, cin, stride) in &[(5, 5, 3, 1), (8, 8, 2, 2), (7, 6, 1, 2), (1, 1, 4, 2), (2, 2, 3, 2)] {
+        for &(h, w, cin, stride) in &[
+            (5, 5, 3, 1),
+            (8, 8, 2, 2),
+            (7, 6, 1, 2),
+            (1, 1, 4, 2),
+            (2, 2, 3, 2),
+        ] {
             let g = ConvGeometry::same(1, h, w, cin, 1, stride);
             let x: Vec<f32> = (0..g.in_pixels() * cin).map(|_| next()).collect();
             let c: Vec<f32> = (0..g.out_pixels() * g.k()).map(|_| next()).collect();
@@ -84,9 +92,20 @@ mod tests {
             im2col_image(&g, &x, &mut cols);
             let mut dx = vec![7.0; x.len()];
             col2im_image(&g, &c, &mut dx);
-            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
-            assert!((lhs - rhs).abs() < 1e-5, "{h}x{w}x{cin} s{stride}: {lhs} vs {rhs}");
+            let lhs: f64 = cols
+                .iter()
+                .zip(&c)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let rhs: f64 = x
+                .iter()
+                .zip(&dx)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-5,
+                "{h}x{w}x{cin} s{stride}: {lhs} vs {rhs}"
+            );
         }
     }
 

@@ -46,7 +46,10 @@ pub fn relu_forward(x: &[f32], y: &mut [f32]) {
 
 /// ReLU gradient from the forward output: `dx = dy * (y > 0)`.
 pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    assert!(y.len() == dy.len() && dy.len() == dx.len(), "relu_backward: sizes");
+    assert!(
+        y.len() == dy.len() && dy.len() == dx.len(),
+        "relu_backward: sizes"
+    );
     y.par_chunks(TASK)
         .zip(dy.par_chunks(TASK))
         .zip(dx.par_chunks_mut(TASK))

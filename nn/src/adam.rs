@@ -52,7 +52,8 @@ impl Adam {
     pub fn lr_t(&self, t: u64) -> f32 {
         let c = self.config;
         let t = t as i32;
-        (c.lr as f64 * (1.0 - (c.beta2 as f64).powi(t)).sqrt() / (1.0 - (c.beta1 as f64).powi(t))) as f32
+        (c.lr as f64 * (1.0 - (c.beta2 as f64).powi(t)).sqrt() / (1.0 - (c.beta1 as f64).powi(t)))
+            as f32
     }
 
     /// One update of every trainable parameter of `net` from its current gradients. Moments are
@@ -71,15 +72,34 @@ impl Adam {
                 m_all.push(vec![0.0; p.value.len()]);
                 v_all.push(vec![0.0; p.value.len()]);
             }
-            adam_update(&config, lr_t, p.value, p.grad, &mut m_all[slot], &mut v_all[slot]);
+            adam_update(
+                &config,
+                lr_t,
+                p.value,
+                p.grad,
+                &mut m_all[slot],
+                &mut v_all[slot],
+            );
             slot += 1;
         });
     }
 }
 
 /// One Adam update of a flat parameter and its moments, with the step size `lr_t` of this update.
-pub fn adam_update(c: &AdamConfig, lr_t: f32, value: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-    for (((p, g), m), v) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+pub fn adam_update(
+    c: &AdamConfig,
+    lr_t: f32,
+    value: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    for (((p, g), m), v) in value
+        .iter_mut()
+        .zip(grad)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
         *m = c.beta1 * *m + (1.0 - c.beta1) * g;
         *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
         *p -= lr_t * *m / (v.sqrt() + c.epsilon);

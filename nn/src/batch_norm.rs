@@ -7,7 +7,9 @@
 
 use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch};
+use bnconv_kernels::batchnorm::{
+    batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch,
+};
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
 
@@ -84,7 +86,10 @@ impl Layer for BatchNorm {
         if input.rank() < 2 || input.channels() != self.channels {
             return Err(ShapeError {
                 layer: self.name.clone(),
-                detail: format!("expects {} channels in the last axis, got {input}", self.channels),
+                detail: format!(
+                    "expects {} channels in the last axis, got {input}",
+                    self.channels
+                ),
             });
         }
         Ok(input)
@@ -94,10 +99,19 @@ impl Layer for BatchNorm {
         let c = self.channels;
         match mode {
             Mode::Train => {
-                batch_stats(x.data(), c, &mut self.mean, &mut self.var, &mut self.scratch);
+                batch_stats(
+                    x.data(),
+                    c,
+                    &mut self.mean,
+                    &mut self.var,
+                    &mut self.scratch,
+                );
                 let keep = 1.0 - self.decay;
                 for ch in 0..c {
-                    let (mm, mv) = (&mut self.moving_mean.value[ch], &mut self.moving_var.value[ch]);
+                    let (mm, mv) = (
+                        &mut self.moving_mean.value[ch],
+                        &mut self.moving_var.value[ch],
+                    );
                     *mm = self.decay * *mm + keep * self.mean[ch];
                     *mv = self.decay * *mv + keep * self.var[ch];
                 }
@@ -125,7 +139,9 @@ impl Layer for BatchNorm {
         }
         match (self.relu, exec.bn_path) {
             (false, _) => bn_forward(x.data(), &self.scale, &self.shift, y.data_mut()),
-            (true, BnPath::Fused) => bn_relu_forward(x.data(), &self.scale, &self.shift, y.data_mut()),
+            (true, BnPath::Fused) => {
+                bn_relu_forward(x.data(), &self.scale, &self.shift, y.data_mut())
+            }
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
                 bn_forward(x.data(), &self.scale, &self.shift, &mut self.between);
@@ -134,7 +150,14 @@ impl Layer for BatchNorm {
         }
     }
 
-    fn backward(&mut self, exec: &Exec, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+    fn backward(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+    ) {
         let saved = BnSaved {
             mean: &self.mean,
             invstd: &self.invstd,
@@ -149,22 +172,48 @@ impl Layer for BatchNorm {
         };
         let (dgamma, dbeta) = (&mut self.gamma.grad, &mut self.beta.grad);
         match (self.relu, exec.bn_path) {
-            (false, _) => bn_backward(x.data(), dy.data(), saved, dx, dgamma, dbeta, &mut self.scratch),
-            (true, BnPath::Fused) => {
-                bn_relu_backward(x.data(), y.data(), dy.data(), saved, dx, dgamma, dbeta, &mut self.scratch)
-            }
+            (false, _) => bn_backward(
+                x.data(),
+                dy.data(),
+                saved,
+                dx,
+                dgamma,
+                dbeta,
+                &mut self.scratch,
+            ),
+            (true, BnPath::Fused) => bn_relu_backward(
+                x.data(),
+                y.data(),
+                dy.data(),
+                saved,
+                dx,
+                dgamma,
+                dbeta,
+                &mut self.scratch,
+            ),
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
                 relu_backward(y.data(), dy.data(), &mut self.between);
-                bn_backward(x.data(), &self.between, saved, dx, dgamma, dbeta, &mut self.scratch);
+                bn_backward(
+                    x.data(),
+                    &self.between,
+                    saved,
+                    dx,
+                    dgamma,
+                    dbeta,
+                    &mut self.scratch,
+                );
             }
         }
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
-        self.gamma.visit(&self.name, "gamma", ParamKind::Trainable, f);
+        self.gamma
+            .visit(&self.name, "gamma", ParamKind::Trainable, f);
         self.beta.visit(&self.name, "beta", ParamKind::Trainable, f);
-        self.moving_mean.visit(&self.name, "moving_mean", ParamKind::Statistic, f);
-        self.moving_var.visit(&self.name, "moving_var", ParamKind::Statistic, f);
+        self.moving_mean
+            .visit(&self.name, "moving_mean", ParamKind::Statistic, f);
+        self.moving_var
+            .visit(&self.name, "moving_var", ParamKind::Statistic, f);
     }
 }

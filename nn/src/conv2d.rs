@@ -20,8 +20,18 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// `weight` must hold `9 * in_c * out_c` values (HWIO); `bias`, if any, `out_c`.
-    pub fn new(name: &str, in_c: usize, out_c: usize, stride: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Conv2d {
-        assert!(in_c > 0 && out_c > 0 && stride > 0, "{name}: sizes must be positive");
+    pub fn new(
+        name: &str,
+        in_c: usize,
+        out_c: usize,
+        stride: usize,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> Conv2d {
+        assert!(
+            in_c > 0 && out_c > 0 && stride > 0,
+            "{name}: sizes must be positive"
+        );
         Conv2d {
             name: name.to_string(),
             in_c,
@@ -50,7 +60,10 @@ impl Layer for Conv2d {
         if d.len() != 4 || d[3] != self.in_c || d[1] == 0 || d[2] == 0 {
             return Err(ShapeError {
                 layer: self.name.clone(),
-                detail: format!("expects NHWC input with {} channels, got {input}", self.in_c),
+                detail: format!(
+                    "expects NHWC input with {} channels, got {input}",
+                    self.in_c
+                ),
             });
         }
         let g = self.geometry(input);
@@ -71,7 +84,14 @@ impl Layer for Conv2d {
         );
     }
 
-    fn backward(&mut self, exec: &Exec, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+    fn backward(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+    ) {
         let g = self.geometry(x.shape());
         conv_backward(
             exec.gemm,
@@ -87,7 +107,8 @@ impl Layer for Conv2d {
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
-        self.weight.visit(&self.name, "weight", ParamKind::Trainable, f);
+        self.weight
+            .visit(&self.name, "weight", ParamKind::Trainable, f);
         if let Some(b) = &mut self.bias {
             b.visit(&self.name, "bias", ParamKind::Trainable, f);
         }

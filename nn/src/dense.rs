@@ -14,7 +14,13 @@ pub struct Dense {
 
 impl Dense {
     /// `weight` holds `inputs * outputs` values (`[in, out]` row-major); `bias`, if any, `outputs`.
-    pub fn new(name: &str, inputs: usize, outputs: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Dense {
+    pub fn new(
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> Dense {
         assert!(inputs > 0 && outputs > 0, "{name}: sizes must be positive");
         Dense {
             name: name.to_string(),
@@ -35,7 +41,10 @@ impl Layer for Dense {
         if input.rank() < 2 || input.per_item() != self.inputs {
             return Err(ShapeError {
                 layer: self.name.clone(),
-                detail: format!("expects {} features per item, got input {input}", self.inputs),
+                detail: format!(
+                    "expects {} features per item, got input {input}",
+                    self.inputs
+                ),
             });
         }
         Ok(Shape::new(&[input.batch(), self.outputs]))
@@ -52,12 +61,49 @@ impl Layer for Dense {
             }
             None => 0.0,
         };
-        sgemm(exec.gemm, false, false, n, o, i, 1.0, x.data(), i, &self.weight.value, o, beta, y.data_mut(), o);
+        sgemm(
+            exec.gemm,
+            false,
+            false,
+            n,
+            o,
+            i,
+            1.0,
+            x.data(),
+            i,
+            &self.weight.value,
+            o,
+            beta,
+            y.data_mut(),
+            o,
+        );
     }
 
-    fn backward(&mut self, exec: &Exec, x: &Tensor, _y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+    fn backward(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+    ) {
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
-        sgemm(exec.gemm, true, false, i, o, n, 1.0, x.data(), i, dy.data(), o, 0.0, &mut self.weight.grad, o);
+        sgemm(
+            exec.gemm,
+            true,
+            false,
+            i,
+            o,
+            n,
+            1.0,
+            x.data(),
+            i,
+            dy.data(),
+            o,
+            0.0,
+            &mut self.weight.grad,
+            o,
+        );
         if let Some(b) = &mut self.bias {
             b.grad.fill(0.0);
             for row in dy.data().chunks_exact(o) {
@@ -67,12 +113,28 @@ impl Layer for Dense {
             }
         }
         if let Some(dx) = dx {
-            sgemm(exec.gemm, false, true, n, i, o, 1.0, dy.data(), o, &self.weight.value, o, 0.0, dx.data_mut(), i);
+            sgemm(
+                exec.gemm,
+                false,
+                true,
+                n,
+                i,
+                o,
+                1.0,
+                dy.data(),
+                o,
+                &self.weight.value,
+                o,
+                0.0,
+                dx.data_mut(),
+                i,
+            );
         }
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
-        self.weight.visit(&self.name, "weight", ParamKind::Trainable, f);
+        self.weight
+            .visit(&self.name, "weight", ParamKind::Trainable, f);
         if let Some(b) = &mut self.bias {
             b.visit(&self.name, "bias", ParamKind::Trainable, f);
         }

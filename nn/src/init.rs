@@ -7,7 +7,9 @@ use rand_distr::{Distribution, Normal};
 /// kernel initialiser. For a 3x3 conv, `fan_in = 9 * Cin` and `fan_out = 9 * Cout`.
 pub fn glorot_uniform(fan_in: usize, fan_out: usize, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-    (0..n).map(|_| rng.random_range(-limit..limit) as f32).collect()
+    (0..n)
+        .map(|_| rng.random_range(-limit..limit) as f32)
+        .collect()
 }
 
 /// Truncated normal as `tf.truncated_normal`: `N(0, stddev)` redrawn until within two stddevs.

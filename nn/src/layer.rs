@@ -33,7 +33,9 @@ impl BnPath {
         match name {
             "fused" => Ok(BnPath::Fused),
             "unfused" => Ok(BnPath::Unfused),
-            other => Err(format!("unknown BN mode {other:?}; expected fused or unfused")),
+            other => Err(format!(
+                "unknown BN mode {other:?}; expected fused or unfused"
+            )),
         }
     }
 }
@@ -99,7 +101,14 @@ pub trait Layer: Send {
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode);
 
     /// Accumulates nothing: overwrites this layer's parameter gradients, and `dx` when given.
-    fn backward(&mut self, exec: &Exec, x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>);
+    fn backward(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+    );
 
     /// Visits parameters and statistics in a fixed order.
     fn visit_params(&mut self, _f: &mut dyn FnMut(ParamMut<'_>)) {}
@@ -138,7 +147,13 @@ impl Param {
     }
 
     /// Hands this parameter to a visitor.
-    pub fn visit(&mut self, layer: &str, name: &'static str, kind: ParamKind, f: &mut dyn FnMut(ParamMut<'_>)) {
+    pub fn visit(
+        &mut self,
+        layer: &str,
+        name: &'static str,
+        kind: ParamKind,
+        f: &mut dyn FnMut(ParamMut<'_>),
+    ) {
         let grad: &mut [f32] = match kind {
             ParamKind::Trainable => &mut self.grad,
             ParamKind::Statistic => &mut [],

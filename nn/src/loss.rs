@@ -25,7 +25,11 @@ fn sigmoid(x: f32) -> f32 {
 pub fn sigmoid_cross_entropy(logits: &[f32], labels: &[f32], dlogits: Option<&mut [f32]>) -> f32 {
     assert_eq!(logits.len(), labels.len(), "logits and labels sizes");
     let n = logits.len().max(1) as f64;
-    let total: f64 = logits.iter().zip(labels).map(|(x, z)| element_loss(*x, *z)).sum();
+    let total: f64 = logits
+        .iter()
+        .zip(labels)
+        .map(|(x, z)| element_loss(*x, *z))
+        .sum();
     if let Some(d) = dlogits {
         assert_eq!(d.len(), logits.len(), "dlogits size");
         let inv = (1.0 / n) as f32;
@@ -38,7 +42,11 @@ pub fn sigmoid_cross_entropy(logits: &[f32], labels: &[f32], dlogits: Option<&mu
 
 /// The sum of the per-element losses (to combine batches into one mean).
 pub fn sigmoid_cross_entropy_sum(logits: &[f32], labels: &[f32]) -> f64 {
-    logits.iter().zip(labels).map(|(x, z)| element_loss(*x, *z)).sum()
+    logits
+        .iter()
+        .zip(labels)
+        .map(|(x, z)| element_loss(*x, *z))
+        .sum()
 }
 
 /// Index of the largest value (the first on ties, like `tf.argmax`).
@@ -81,6 +89,9 @@ mod tests {
     #[test]
     fn argmax_takes_the_first_maximum() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
-        assert_eq!(correct_predictions(&[0.1, 0.9, 0.8, 0.2], &[0.0, 1.0, 0.0, 1.0], 2), 1);
+        assert_eq!(
+            correct_predictions(&[0.1, 0.9, 0.8, 0.2], &[0.0, 1.0, 0.0, 1.0], 2),
+            1
+        );
     }
 }

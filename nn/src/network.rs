@@ -17,7 +17,11 @@ pub struct Network {
 
 impl Network {
     /// Checks that every layer accepts its predecessor's output for an input item of `item_shape`.
-    pub fn new(item_shape: &[usize], layers: Vec<Box<dyn Layer>>, exec: Exec) -> Result<Network, ShapeError> {
+    pub fn new(
+        item_shape: &[usize],
+        layers: Vec<Box<dyn Layer>>,
+        exec: Exec,
+    ) -> Result<Network, ShapeError> {
         let mut shape = Self::batch_shape(item_shape, 1);
         for layer in &layers {
             shape = layer.output_shape(shape)?;
@@ -79,7 +83,10 @@ impl Network {
     /// # Panics
     /// If the last forward pass was not in training mode, or `d_output` has the wrong size.
     pub fn backward(&mut self, d_output: &[f32]) {
-        assert!(self.trained_forward, "backward needs a training-mode forward pass first");
+        assert!(
+            self.trained_forward,
+            "backward needs a training-mode forward pass first"
+        );
         let n = self.layers.len();
         self.grads[n].set_shape(self.acts[n].shape());
         self.grads[n].data_mut().copy_from_slice(d_output);
@@ -114,7 +121,8 @@ impl Network {
 
     /// GEMM flops of one training step (forward + backward, no input gradient for layer 0).
     pub fn train_flops(&self, batch: usize) -> u64 {
-        self.forward_flops(batch) + self.flops(batch, |layer, shape, i| layer.backward_flops(shape, i > 0))
+        self.forward_flops(batch)
+            + self.flops(batch, |layer, shape, i| layer.backward_flops(shape, i > 0))
     }
 
     fn flops(&self, batch: usize, per_layer: impl Fn(&dyn Layer, Shape, usize) -> u64) -> u64 {

@@ -10,7 +10,9 @@ pub struct Relu {
 
 impl Relu {
     pub fn new(name: &str) -> Relu {
-        Relu { name: name.to_string() }
+        Relu {
+            name: name.to_string(),
+        }
     }
 }
 
@@ -27,7 +29,14 @@ impl Layer for Relu {
         relu_forward(x.data(), y.data_mut());
     }
 
-    fn backward(&mut self, _exec: &Exec, _x: &Tensor, y: &Tensor, dy: &Tensor, dx: Option<&mut Tensor>) {
+    fn backward(
+        &mut self,
+        _exec: &Exec,
+        _x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        dx: Option<&mut Tensor>,
+    ) {
         if let Some(dx) = dx {
             relu_backward(y.data(), dy.data(), dx.data_mut());
         }

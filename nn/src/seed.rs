@@ -79,7 +79,14 @@ pub fn seed_network(variant: Variant, seed: u64, exec: Exec) -> Network {
             _ => glorot_uniform(9 * in_c, 9 * out_c, n, &mut rng),
         };
         let bias = (!bn).then(|| vec![0.0; out_c]);
-        layers.push(Box::new(Conv2d::new(&format!("conv{i:02}"), in_c, out_c, stride, weight, bias)));
+        layers.push(Box::new(Conv2d::new(
+            &format!("conv{i:02}"),
+            in_c,
+            out_c,
+            stride,
+            weight,
+            bias,
+        )));
         if bn {
             layers.push(Box::new(BatchNorm::new(&format!("bn{i:02}"), out_c, true)));
         } else {
@@ -89,14 +96,26 @@ pub fn seed_network(variant: Variant, seed: u64, exec: Exec) -> Network {
     }
     // The last feature map is 1x1x76: Dense flattens it.
     let w1 = glorot_uniform(in_c, HIDDEN, in_c * HIDDEN, &mut rng);
-    layers.push(Box::new(Dense::new("fc1", in_c, HIDDEN, w1, (!bn).then(|| vec![0.0; HIDDEN]))));
+    layers.push(Box::new(Dense::new(
+        "fc1",
+        in_c,
+        HIDDEN,
+        w1,
+        (!bn).then(|| vec![0.0; HIDDEN]),
+    )));
     if bn {
         layers.push(Box::new(BatchNorm::new("bn_fc1", HIDDEN, true)));
     } else {
         layers.push(Box::new(Relu::new("relu_fc1")));
     }
     let w2 = glorot_uniform(HIDDEN, CLASSES, HIDDEN * CLASSES, &mut rng);
-    layers.push(Box::new(Dense::new("fc2", HIDDEN, CLASSES, w2, Some(vec![0.0; CLASSES]))));
+    layers.push(Box::new(Dense::new(
+        "fc2",
+        HIDDEN,
+        CLASSES,
+        w2,
+        Some(vec![0.0; CLASSES]),
+    )));
     Network::new(&INPUT, layers, exec).expect("the seed network's shapes are consistent")
 }
 
@@ -127,6 +146,8 @@ mod tests {
         bn.visit_params(&mut |p| names.push(p.full_name()));
         assert!(names.contains(&"bn19.moving_var".to_string()));
         assert!(names.contains(&"bn_fc1.gamma".to_string()));
-        assert!(!names.iter().any(|n| n.starts_with("conv") && n.ends_with("bias")));
+        assert!(!names
+            .iter()
+            .any(|n| n.starts_with("conv") && n.ends_with("bias")));
     }
 }

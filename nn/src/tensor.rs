@@ -19,7 +19,10 @@ impl Shape {
         assert!(dims.len() <= 4, "Shape supports rank <= 4, got {dims:?}");
         let mut d = [0; 4];
         d[..dims.len()].copy_from_slice(dims);
-        Shape { dims: d, rank: dims.len() }
+        Shape {
+            dims: d,
+            rank: dims.len(),
+        }
     }
 
     pub fn dims(&self) -> &[usize] {
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn shape_accessors() {
         let s = Shape::new(&[64, 28, 28, 1]);
-        assert_eq!((s.len(), s.batch(), s.per_item(), s.channels()), (50176, 64, 784, 1));
+        assert_eq!(
+            (s.len(), s.batch(), s.per_item(), s.channels()),
+            (50176, 64, 784, 1)
+        );
         assert_eq!(s.with_batch(2).dims(), &[2, 28, 28, 1]);
         assert_eq!(format!("{s}"), "[64, 28, 28, 1]");
     }

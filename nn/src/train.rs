@@ -52,7 +52,10 @@ impl TrainConfig {
             ));
         }
         if !(self.adam.lr.is_finite() && self.adam.lr > 0.0) {
-            return bad(format!("learning rate {} must be a positive finite number", self.adam.lr));
+            return bad(format!(
+                "learning rate {} must be a positive finite number",
+                self.adam.lr
+            ));
         }
         if self.eval_batch == 0 {
             return bad("the evaluation batch size must be at least 1".into());
@@ -82,7 +85,11 @@ pub struct LogLine {
 impl std::fmt::Display for LogLine {
     /// The seed notebook's format, e.g. `Batch: 25: Training loss: 0.32512, Training accuracy: 0.10938`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = if self.set == "training" { "Training" } else { "Validation" };
+        let set = if self.set == "training" {
+            "Training"
+        } else {
+            "Validation"
+        };
         write!(
             f,
             "Batch: {:>2}: {set} loss: {:>3.5}, {set} accuracy: {:>3.5}",
@@ -176,7 +183,10 @@ impl Trainer {
         let loss = sigmoid_cross_entropy(logits.data(), &self.y, Some(&mut self.dlogits));
         self.steps += 1;
         if !loss.is_finite() {
-            return Err(TrainError::Diverged { step: self.steps - 1, loss });
+            return Err(TrainError::Diverged {
+                step: self.steps - 1,
+                loss,
+            });
         }
         self.net.backward(&self.dlogits);
         self.adam.step(&mut self.net);
@@ -239,10 +249,20 @@ pub fn run_protocol(
         step_losses.push(loss);
         let line = if batch_i % 100 == 0 {
             let e = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
-            Some(LogLine { batch: batch_i, set: "validation", loss: e.loss, accuracy: e.accuracy })
+            Some(LogLine {
+                batch: batch_i,
+                set: "validation",
+                loss: e.loss,
+                accuracy: e.accuracy,
+            })
         } else if batch_i % 25 == 0 {
             let (loss, accuracy) = trainer.evaluate_last_batch();
-            Some(LogLine { batch: batch_i, set: "training", loss, accuracy })
+            Some(LogLine {
+                batch: batch_i,
+                set: "training",
+                loss,
+                accuracy,
+            })
         } else {
             None
         };

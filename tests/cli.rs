@@ -1,0 +1,136 @@
+//! End-to-end tests of the `bnconv` binary: a short real run with JSON output, and user errors
+//! that must be rejected before any work starts, with a message and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bnconv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bnconv"))
+        .args(args)
+        .output()
+        .expect("the bnconv binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bnconv-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn short_bn_run_writes_complete_json_and_the_loss_falls() {
+    let json = scratch("run").join("report.json");
+    let out = bnconv(&[
+        "train",
+        "--variant",
+        "bn",
+        "--batches",
+        "30",
+        "--threads",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Batch:  0: Validation loss: "), "{stdout}");
+    assert!(stdout.contains("Batch: 25: Training loss: "), "{stdout}");
+    assert!(stdout.contains("Final test accuracy: "), "{stdout}");
+    assert!(stdout.contains("Accuracy on 100 samples: "), "{stdout}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = doc["runs"].as_array().expect("runs array");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["variant"], "bn");
+    assert_eq!(run["bn_path"], "fused");
+    assert_eq!(run["batches"], 30);
+    assert_eq!(run["batch_size"], 64);
+    let log = run["log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "validation at 0 and training at 25: {log:?}");
+    assert_eq!(
+        (log[0]["batch"].as_u64(), log[0]["set"].as_str()),
+        (Some(0), Some("validation"))
+    );
+    assert_eq!(
+        (log[1]["batch"].as_u64(), log[1]["set"].as_str()),
+        (Some(25), Some("training"))
+    );
+    for key in ["final_validation", "test"] {
+        let acc = run[key]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{key} accuracy {acc}");
+    }
+    assert_eq!(run["test"]["images"], 10000);
+    assert_eq!(run["final_validation"]["images"], 5000);
+    let t = &run["timing"];
+    for key in [
+        "train_images_per_second",
+        "ms_per_step",
+        "achieved_gflops",
+        "wall_seconds",
+        "eval_images_per_second",
+        "gflop_per_step",
+    ] {
+        let v = t[key].as_f64().unwrap_or(-1.0);
+        assert!(v > 0.0 && v.is_finite(), "timing.{key} = {v}");
+    }
+    assert_eq!(t["threads"], 2);
+
+    let losses: Vec<f64> = run["step_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 30);
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[25..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last < 0.8 * first,
+        "bn loss should fall: first 5 mean {first}, last 5 mean {last}"
+    );
+}
+
+fn assert_rejected(args: &[&str], needle: &str) {
+    let out = bnconv(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+}
+
+#[test]
+fn bad_options_are_rejected_with_a_message() {
+    assert_rejected(&["--batch-size", "0"], "--batch-size");
+    assert_rejected(&["--batches", "0"], "--batches");
+    assert_rejected(&["--lr", "0"], "learning rate");
+    assert_rejected(&["--lr", "-1"], "learning rate");
+    assert_rejected(&["--lr", "NaN"], "learning rate");
+    assert_rejected(&["--lr", "inf"], "learning rate");
+    assert_rejected(&["--threads", "0"], "--threads");
+    assert_rejected(&["--variants", "resnet"], "unknown variant");
+    assert_rejected(&["train", "--variant", "nope"], "unknown variant");
+    assert_rejected(&["--bn", "half"], "unknown BN mode");
+    assert_rejected(&["--gemm", "mkl"], "unknown GEMM backend");
+    assert_rejected(
+        &["--batch-size", "60000", "--batches", "1"],
+        "batch size 60000",
+    );
+    assert_rejected(&["--json", "/nonexistent-dir/x.json"], "does not exist");
+}
+
+#[test]
+fn missing_data_names_the_directory() {
+    let dir = scratch("nodata").join("absent");
+    assert_rejected(
+        &["--data", dir.to_str().unwrap(), "--batches", "1"],
+        "absent",
+    );
+}
