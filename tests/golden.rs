@@ -18,6 +18,18 @@
 //!   tensor, and `|got - ref| <= 2 * lr * steps` on every element (Adam moves a weight by about
 //!   `lr * sign(grad)` per step, and the sign of a tiny float64 gradient is not meaningful in f32).
 //!
+//! Why the network is not held to 1e-4: on `network_bn` the f32 gradients reach 1.0e-4 to 1.2e-4
+//! relative (`conv01.weight`, both GEMM backends) and the logits 5e-5 to 7e-5. Perturbing every
+//! input and parameter by a random 6e-8 relative (f32 rounding) moves the engine's own logits by
+//! 1.5e-5 to 4.5e-5 and `conv01.weight`'s gradient by 4e-5 to 9e-5: that is the conditioning of 19
+//! BN layers at batch 8 in f32, not an engine error. `network_plain` stays below 2e-6.
+//!
+//! Besides the reference tensors, the tests also check that the fixture's SAME pads are the
+//! engine's, that outputs and gradients are fully written (buffers start as NaN), that eval mode
+//! leaves the moving statistics alone, each Adam update (`param{t} - param{t-1}`) on its own, and
+//! that the network metadata's `bn_eps`/`bn_decay` are the engine's defaults. Runs on different
+//! BN paths or backends are compared with each other and the differences printed (informational).
+//!
 //! Run with `cargo test --release --test golden -- --nocapture` to see every file, every compared
 //! tensor with its error and tolerance, and per-case summaries of the largest relative errors
 //! (`err / max|ref|`). All failures of a case are collected and reported together at the end;
@@ -31,7 +43,9 @@ use bnconv_nn::conv2d::Conv2d;
 use bnconv_nn::dense::Dense;
 use bnconv_nn::loss::sigmoid_cross_entropy;
 use bnconv_nn::seed::INPUT;
-use bnconv_nn::{seed_network, BnPath, Exec, Layer, Mode, Network, ParamKind, ParamMut, Shape, Tensor, Variant};
+use bnconv_nn::{
+    seed_network, BnPath, Exec, Layer, Mode, Network, ParamKind, ParamMut, Shape, Tensor, Variant,
+};
 use safetensors::{Dtype, SafeTensors};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,7 +55,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-const CASES: [&str; 6] = ["conv2d", "batchnorm", "dense_bn_relu", "sigmoid_ce", "adam", "network"];
+const CASES: [&str; 6] = [
+    "conv2d",
+    "batchnorm",
+    "dense_bn_relu",
+    "sigmoid_ce",
+    "adam",
+    "network",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Fixture files
@@ -64,10 +85,13 @@ fn fixture_dir() -> (PathBuf, bool) {
 
 /// Every `*.safetensors` file of `dir`, sorted; an unreadable or empty directory is an error.
 fn list_fixtures(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read fixture directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read fixture directory {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?.path();
+        let path = entry
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .path();
         if path.is_file() && path.extension().is_some_and(|e| e == "safetensors") {
             files.push(path);
         }
@@ -80,14 +104,18 @@ fn list_fixtures(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The string metadata of a safetensors file (header only).
 fn read_metadata(path: &Path) -> Result<HashMap<String, String>, String> {
     let file = file_name(path);
     let bytes = std::fs::read(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
@@ -100,7 +128,11 @@ struct RefTensor {
 impl RefTensor {
     fn to_tensor(&self) -> Result<Tensor, String> {
         if self.shape.is_empty() || self.shape.len() > 4 {
-            return Err(format!("rank {} tensor {:?} cannot be an engine tensor", self.shape.len(), self.shape));
+            return Err(format!(
+                "rank {} tensor {:?} cannot be an engine tensor",
+                self.shape.len(),
+                self.shape
+            ));
         }
         Tensor::from_vec(Shape::new(&self.shape), self.data.clone())
     }
@@ -118,19 +150,30 @@ impl Fixture {
     fn load(path: &Path) -> Result<Fixture, String> {
         let file = file_name(path);
         let bytes = std::fs::read(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| format!("{file}: not a safetensors file: {e}"))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(format!("{file}: tensor {name} is {:?}, expected F32", view.dtype()));
+                return Err(format!(
+                    "{file}: tensor {name} is {:?}, expected F32",
+                    view.dtype()
+                ));
             }
             let data = view
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            tensors.insert(name, RefTensor { shape: view.shape().to_vec(), data });
+            tensors.insert(
+                name,
+                RefTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
         }
         Ok(Fixture {
             file,
@@ -149,9 +192,12 @@ impl Fixture {
 
     fn meta_parse<T: FromStr>(&self, key: &str) -> Result<T, String> {
         let s = self.meta(key)?;
-        s.trim()
-            .parse()
-            .map_err(|_| format!("metadata `{key}` = {s:?} is not a valid {}", std::any::type_name::<T>()))
+        s.trim().parse().map_err(|_| {
+            format!(
+                "metadata `{key}` = {s:?} is not a valid {}",
+                std::any::type_name::<T>()
+            )
+        })
     }
 
     fn meta_bool(&self, key: &str) -> Result<bool, String> {
@@ -164,7 +210,10 @@ impl Fixture {
 
     /// The tensor `name`, or an error naming it; marks it as checked.
     fn tensor(&self, name: &str) -> Result<&RefTensor, String> {
-        let t = self.tensors.get(name).ok_or_else(|| format!("missing tensor `{name}`"))?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| format!("missing tensor `{name}`"))?;
         self.used.borrow_mut().insert(name.to_string());
         Ok(t)
     }
@@ -184,13 +233,20 @@ impl Fixture {
     /// Tensors no check has read (a misnamed or new tensor would otherwise go untested).
     fn unused(&self) -> Vec<String> {
         let used = self.used.borrow();
-        self.tensors.keys().filter(|k| !used.contains(*k)).cloned().collect()
+        self.tensors
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect()
     }
 }
 
 fn expect_shape(what: &str, t: &RefTensor, want: &[usize]) -> Result<(), String> {
     if t.shape != want {
-        return Err(format!("tensor `{what}` has shape {:?}, expected {want:?}", t.shape));
+        return Err(format!(
+            "tensor `{what}` has shape {:?}, expected {want:?}",
+            t.shape
+        ));
     }
     Ok(())
 }
@@ -276,7 +332,11 @@ fn exec_label(exec: Option<Exec>, bn: bool) -> String {
 
 /// Every execution a case runs: each GEMM backend, times both BN paths when BN is involved.
 fn execs(bn: bool) -> Vec<Exec> {
-    let paths: &[BnPath] = if bn { &[BnPath::Fused, BnPath::Unfused] } else { &[BnPath::Fused] };
+    let paths: &[BnPath] = if bn {
+        &[BnPath::Fused, BnPath::Unfused]
+    } else {
+        &[BnPath::Fused]
+    };
     GemmBackend::available()
         .iter()
         .flat_map(|&gemm| paths.iter().map(move |&bn_path| Exec { gemm, bn_path }))
@@ -350,15 +410,33 @@ impl Report {
     }
 
     /// Compares `got` with `want` under `tol`; returns `(err, max|ref|)`.
-    fn close(&mut self, category: &str, name: &str, got: &[f32], want: &RefTensor, tol: Tol) -> (f64, f64) {
+    fn close(
+        &mut self,
+        category: &str,
+        name: &str,
+        got: &[f32],
+        want: &RefTensor,
+        tol: Tol,
+    ) -> (f64, f64) {
         self.record(name, got);
         self.close_f64(category, name, &to_f64(got), &to_f64(&want.data), tol)
     }
 
-    fn close_f64(&mut self, category: &str, name: &str, got: &[f64], want: &[f64], tol: Tol) -> (f64, f64) {
+    fn close_f64(
+        &mut self,
+        category: &str,
+        name: &str,
+        got: &[f64],
+        want: &[f64],
+        tol: Tol,
+    ) -> (f64, f64) {
         let at = format!("{} {name}", self.ctx());
         if got.len() != want.len() {
-            self.fail(format!("{at}: engine gave {} values, the reference has {}", got.len(), want.len()));
+            self.fail(format!(
+                "{at}: engine gave {} values, the reference has {}",
+                got.len(),
+                want.len()
+            ));
             return (f64::INFINITY, 0.0);
         }
         let (err, max_ref) = max_err(got, want);
@@ -401,11 +479,15 @@ impl Report {
             ));
             return;
         }
-        let gmax = grad.data.iter().fold(0.0f64, |m, g| m.max((*g as f64).abs()));
+        let gmax = grad
+            .data
+            .iter()
+            .fold(0.0f64, |m, g| m.max((*g as f64).abs()));
         let threshold = 1e-3 * gmax;
         let tight = 1e-5 + 1e-3 * lr;
         let loose = 2.0 * lr * steps as f64;
-        let (mut err_big, mut err_all, mut n_big, mut n_small_over) = (0.0f64, 0.0f64, 0usize, 0usize);
+        let (mut err_big, mut err_all, mut n_big, mut n_small_over) =
+            (0.0f64, 0.0f64, 0usize, 0usize);
         for ((g, w), gr) in got.iter().zip(&want.data).zip(&grad.data) {
             let d = (*g as f64 - *w as f64).abs();
             let d = if d.is_nan() { f64::INFINITY } else { d };
@@ -426,7 +508,18 @@ impl Report {
             err_all / lr,
             if ok { "ok" } else { "FAIL" }
         ));
-        self.track(category, err_big / lr, (err_big / tight).max(err_all / loose), at.clone());
+        self.track(
+            &format!("{category}, |grad| > 1e-3 max (err/lr)"),
+            err_big / lr,
+            err_big / tight,
+            at.clone(),
+        );
+        self.track(
+            &format!("{category}, all elements (err/lr)"),
+            err_all / lr,
+            err_all / loose,
+            at.clone(),
+        );
         if !ok {
             self.fail(format!(
                 "{at}: after Adam, max|err| {err_big:.3e} where |grad| > 1e-3 max (tolerance {tight:.3e}), \
@@ -441,20 +534,22 @@ impl Report {
         let runs = std::mem::take(&mut self.runs);
         for (i, a) in runs.iter().enumerate() {
             for b in &runs[i + 1..] {
-                let (Some(ea), Some(eb)) = (a.exec, b.exec) else { continue };
-                let what = if ea.gemm == eb.gemm {
-                    format!("{} vs {} BN ({})", ea.bn_path, eb.bn_path, ea.gemm)
-                } else if ea.bn_path == eb.bn_path {
-                    format!("{} vs {} GEMM ({})", ea.gemm, eb.gemm, ea.bn_path)
-                } else {
+                let (Some(ea), Some(eb)) = (a.exec, b.exec) else {
                     continue;
                 };
+                if ea.gemm != eb.gemm && ea.bn_path != eb.bn_path {
+                    continue;
+                }
+                let what = format!("{} vs {}", a.label, b.label);
                 let mut max_diff = 0.0f64;
                 let mut at = String::new();
                 let mut identical = 0;
                 for (name, va) in &a.outputs {
-                    let Some(vb) = b.outputs.get(name) else { continue };
-                    let same = va.len() == vb.len() && va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits());
+                    let Some(vb) = b.outputs.get(name) else {
+                        continue;
+                    };
+                    let same = va.len() == vb.len()
+                        && va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits());
                     if same {
                         identical += 1;
                         continue;
@@ -468,7 +563,10 @@ impl Report {
                 }
                 let total = a.outputs.len();
                 if identical == total {
-                    self.line(format!("   {what}: all {total} outputs bitwise identical"));
+                    self.line(format!(
+                        "   {}: {what}: all {total} outputs bitwise identical",
+                        self.file
+                    ));
                 } else {
                     let note = format!(
                         "{}: {what}: {identical}/{total} outputs bitwise identical; largest relative difference {max_diff:.3e} in {at}",
@@ -488,7 +586,11 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(out, "===== golden {} =====", self.case);
         out.push_str(&self.log);
-        let _ = writeln!(out, "----- golden {} summary: largest relative error per category -----", self.case);
+        let _ = writeln!(
+            out,
+            "----- golden {} summary: largest relative error per category -----",
+            self.case
+        );
         for (cat, w) in &self.worst {
             let _ = writeln!(
                 out,
@@ -533,7 +635,9 @@ fn run_case(case: &'static str, run: CaseFn) {
     let mut ran = 0;
     for path in &files {
         // Unreadable files and unknown cases are the `fixture_directory` test's failures.
-        let Ok(meta) = read_metadata(path) else { continue };
+        let Ok(meta) = read_metadata(path) else {
+            continue;
+        };
         if meta.get("case").map(String::as_str) != Some(case) {
             continue;
         }
@@ -554,7 +658,11 @@ fn run_case(case: &'static str, run: CaseFn) {
                 }
             }
             Ok(Err(e)) => report.fail(format!("{}: {e}", fx.file)),
-            Err(p) => report.fail(format!("{}: the engine panicked: {}", fx.file, panic_message(p))),
+            Err(p) => report.fail(format!(
+                "{}: the engine panicked: {}",
+                fx.file,
+                panic_message(p)
+            )),
         }
         report.compare_runs();
     }
@@ -623,7 +731,10 @@ fn set_param(layer: &mut dyn Layer, name: &str, src: &RefTensor) -> Result<(), S
                 p.value.copy_from_slice(&src.data);
                 Ok(())
             } else {
-                Err(format!("parameter `{name}` has shape {:?}, the fixture {:?}", p.shape, src.shape))
+                Err(format!(
+                    "parameter `{name}` has shape {:?}, the fixture {:?}",
+                    p.shape, src.shape
+                ))
             };
         }
     });
@@ -679,7 +790,10 @@ fn case_conv2d(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     ] {
         let fixture: usize = fx.meta_parse(key)?;
         if fixture != engine {
-            rep.fail(format!("{}: metadata {key} = {fixture}, the engine's SAME geometry has {engine}", fx.file));
+            rep.fail(format!(
+                "{}: metadata {key} = {fixture}, the engine's SAME geometry has {engine}",
+                fx.file
+            ));
         }
     }
     rep.line(format!(
@@ -689,7 +803,14 @@ fn case_conv2d(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
 
     for exec in execs(false) {
         rep.begin_run(Some(exec), false);
-        let mut conv = Conv2d::new("conv", cin, cout, stride, w.data.clone(), b.map(|b| b.data.clone()));
+        let mut conv = Conv2d::new(
+            "conv",
+            cin,
+            cout,
+            stride,
+            w.data.clone(),
+            b.map(|b| b.data.clone()),
+        );
         let xt = x.to_tensor()?;
         let y_shape = conv.output_shape(xt.shape()).map_err(|e| e.to_string())?;
         expect_shape("y", y_ref, y_shape.dims())?;
@@ -703,9 +824,21 @@ fn case_conv2d(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         conv.backward(&exec, &xt, &y, &dy.to_tensor()?, Some(&mut dx));
         rep.close("dx", "dx", dx.data(), dx_ref, Tol::SingleOp);
         let params = layer_params(&mut conv);
-        rep.close("dw", "dw", &param(&params, "weight")?.grad, dw_ref, Tol::SingleOp);
+        rep.close(
+            "dw",
+            "dw",
+            &param(&params, "weight")?.grad,
+            dw_ref,
+            Tol::SingleOp,
+        );
         if let Some(db_ref) = db_ref {
-            rep.close("db", "db", &param(&params, "bias")?.grad, db_ref, Tol::SingleOp);
+            rep.close(
+                "db",
+                "db",
+                &param(&params, "bias")?.grad,
+                db_ref,
+                Tol::SingleOp,
+            );
         }
     }
     Ok(())
@@ -730,11 +863,24 @@ fn case_batchnorm(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     let (mean_ref, var_ref) = (vector("batch_mean")?, vector("batch_var")?);
     let (mm_out, mv_out) = (vector("moving_mean_out")?, vector("moving_var_out")?);
     let (dgamma_ref, dbeta_ref) = (vector("dgamma")?, vector("dbeta")?);
-    let (dy, y_ref, dx_ref, y_eval_ref) = (fx.tensor("dy")?, fx.tensor("y")?, fx.tensor("dx")?, fx.tensor("y_eval")?);
-    for (name, t) in [("dy", dy), ("y", y_ref), ("dx", dx_ref), ("y_eval", y_eval_ref)] {
+    let (dy, y_ref, dx_ref, y_eval_ref) = (
+        fx.tensor("dy")?,
+        fx.tensor("y")?,
+        fx.tensor("dx")?,
+        fx.tensor("y_eval")?,
+    );
+    for (name, t) in [
+        ("dy", dy),
+        ("y", y_ref),
+        ("dx", dx_ref),
+        ("y_eval", y_eval_ref),
+    ] {
         expect_shape(name, t, &x.shape)?;
     }
-    rep.line(format!("   x {:?} eps {eps} decay {decay} relu {relu}", x.shape));
+    rep.line(format!(
+        "   x {:?} eps {eps} decay {decay} relu {relu}",
+        x.shape
+    ));
 
     let build = |mean: &RefTensor, var: &RefTensor| -> Result<BatchNorm, String> {
         let mut bn = BatchNorm::new("bn", c, relu).with_constants(eps, decay);
@@ -757,16 +903,40 @@ fn case_batchnorm(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         rep.close("batch_mean", "batch_mean", &mean, mean_ref, Tol::SingleOp);
         rep.close("batch_var", "batch_var", &var, var_ref, Tol::SingleOp);
         let params = layer_params(&mut bn);
-        rep.close("moving_mean_out", "moving_mean_out", &param(&params, "moving_mean")?.value, mm_out, Tol::SingleOp);
-        rep.close("moving_var_out", "moving_var_out", &param(&params, "moving_var")?.value, mv_out, Tol::SingleOp);
+        rep.close(
+            "moving_mean_out",
+            "moving_mean_out",
+            &param(&params, "moving_mean")?.value,
+            mm_out,
+            Tol::SingleOp,
+        );
+        rep.close(
+            "moving_var_out",
+            "moving_var_out",
+            &param(&params, "moving_var")?.value,
+            mv_out,
+            Tol::SingleOp,
+        );
 
         poison_layer_grads(&mut bn);
         let mut dx = nan_tensor(xt.shape());
         bn.backward(&exec, &xt, &y, &dy.to_tensor()?, Some(&mut dx));
         rep.close("dx", "dx", dx.data(), dx_ref, Tol::SingleOp);
         let params = layer_params(&mut bn);
-        rep.close("dgamma", "dgamma", &param(&params, "gamma")?.grad, dgamma_ref, Tol::SingleOp);
-        rep.close("dbeta", "dbeta", &param(&params, "beta")?.grad, dbeta_ref, Tol::SingleOp);
+        rep.close(
+            "dgamma",
+            "dgamma",
+            &param(&params, "gamma")?.grad,
+            dgamma_ref,
+            Tol::SingleOp,
+        );
+        rep.close(
+            "dbeta",
+            "dbeta",
+            &param(&params, "beta")?.grad,
+            dbeta_ref,
+            Tol::SingleOp,
+        );
 
         // Eval mode on a fresh layer with the `_in` moving statistics, which it must not change.
         let mut bn = build(mm_in, mv_in)?;
@@ -774,9 +944,13 @@ fn case_batchnorm(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         bn.forward(&exec, &xt, &mut y_eval, Mode::Eval);
         rep.close("y_eval", "y_eval", y_eval.data(), y_eval_ref, Tol::SingleOp);
         let params = layer_params(&mut bn);
-        let unchanged = param(&params, "moving_mean")?.value == mm_in.data && param(&params, "moving_var")?.value == mv_in.data;
+        let unchanged = param(&params, "moving_mean")?.value == mm_in.data
+            && param(&params, "moving_var")?.value == mv_in.data;
         if !unchanged {
-            rep.fail(format!("{}: an eval-mode forward changed the moving statistics", rep.ctx()));
+            rep.fail(format!(
+                "{}: an eval-mode forward changed the moving statistics",
+                rep.ctx()
+            ));
         }
     }
     Ok(())
@@ -785,9 +959,23 @@ fn case_batchnorm(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
 fn case_dense_bn_relu(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     let eps: f32 = fx.meta_parse("eps")?;
     // Neither is a scalar of this case today; honour them if a future file has them.
-    let decay: f32 = if fx.meta.contains_key("decay") { fx.meta_parse("decay")? } else { DEFAULT_DECAY };
-    let relu = if fx.meta.contains_key("relu") { fx.meta_bool("relu")? } else { true };
-    let (x, w, gamma, beta, dy) = (fx.tensor("x")?, fx.tensor("w")?, fx.tensor("gamma")?, fx.tensor("beta")?, fx.tensor("dy")?);
+    let decay: f32 = if fx.meta.contains_key("decay") {
+        fx.meta_parse("decay")?
+    } else {
+        DEFAULT_DECAY
+    };
+    let relu = if fx.meta.contains_key("relu") {
+        fx.meta_bool("relu")?
+    } else {
+        true
+    };
+    let (x, w, gamma, beta, dy) = (
+        fx.tensor("x")?,
+        fx.tensor("w")?,
+        fx.tensor("gamma")?,
+        fx.tensor("beta")?,
+        fx.tensor("dy")?,
+    );
     let (y_ref, dx_ref, dw_ref) = (fx.tensor("y")?, fx.tensor("dx")?, fx.tensor("dw")?);
     let (dgamma_ref, dbeta_ref) = (fx.tensor("dgamma")?, fx.tensor("dbeta")?);
     let &[n, inputs] = x.shape.as_slice() else {
@@ -795,7 +983,12 @@ fn case_dense_bn_relu(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     };
     let outputs = *w.shape.last().ok_or("`w` has rank 0")?;
     expect_shape("w", w, &[inputs, outputs])?;
-    for (name, t) in [("gamma", gamma), ("beta", beta), ("dgamma", dgamma_ref), ("dbeta", dbeta_ref)] {
+    for (name, t) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("dgamma", dgamma_ref),
+        ("dbeta", dbeta_ref),
+    ] {
         expect_shape(name, t, &[outputs])?;
     }
     for (name, t) in [("y", y_ref), ("dy", dy)] {
@@ -803,7 +996,10 @@ fn case_dense_bn_relu(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     }
     expect_shape("dx", dx_ref, &x.shape)?;
     expect_shape("dw", dw_ref, &w.shape)?;
-    rep.line(format!("   x {:?} w {:?} eps {eps} relu {relu}", x.shape, w.shape));
+    rep.line(format!(
+        "   x {:?} w {:?} eps {eps} relu {relu}",
+        x.shape, w.shape
+    ));
 
     for exec in execs(true) {
         rep.begin_run(Some(exec), true);
@@ -828,10 +1024,28 @@ fn case_dense_bn_relu(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         fc.backward(&exec, &xt, &h, &dh, Some(&mut dx));
         rep.close("dx", "dx", dx.data(), dx_ref, Tol::SingleOp);
         let fc_params = layer_params(&mut fc);
-        rep.close("dw", "dw", &param(&fc_params, "weight")?.grad, dw_ref, Tol::SingleOp);
+        rep.close(
+            "dw",
+            "dw",
+            &param(&fc_params, "weight")?.grad,
+            dw_ref,
+            Tol::SingleOp,
+        );
         let bn_params = layer_params(&mut bn);
-        rep.close("dgamma", "dgamma", &param(&bn_params, "gamma")?.grad, dgamma_ref, Tol::SingleOp);
-        rep.close("dbeta", "dbeta", &param(&bn_params, "beta")?.grad, dbeta_ref, Tol::SingleOp);
+        rep.close(
+            "dgamma",
+            "dgamma",
+            &param(&bn_params, "gamma")?.grad,
+            dgamma_ref,
+            Tol::SingleOp,
+        );
+        rep.close(
+            "dbeta",
+            "dbeta",
+            &param(&bn_params, "beta")?.grad,
+            dbeta_ref,
+            Tol::SingleOp,
+        );
     }
     Ok(())
 }
@@ -878,12 +1092,30 @@ fn case_adam(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         let want = fx.tensor(&format!("param{t}"))?;
         expect_shape(&format!("grad{t}"), grad, &p0.shape)?;
         expect_shape(&format!("param{t}"), want, &p0.shape)?;
-        adam_update(&cfg, adam.lr_t(t as u64), &mut p, &grad.data, &mut m, &mut v);
+        adam_update(
+            &cfg,
+            adam.lr_t(t as u64),
+            &mut p,
+            &grad.data,
+            &mut m,
+            &mut v,
+        );
         rep.close("param", &format!("param{t}"), &p, want, Tol::SingleOp);
         // The update itself, which the parameter's magnitude would otherwise dwarf.
-        let delta = |a: &[f32], b: &[f32]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| *a as f64 - *b as f64).collect() };
+        let delta = |a: &[f32], b: &[f32]| -> Vec<f64> {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| *a as f64 - *b as f64)
+                .collect()
+        };
         let (got_d, want_d) = (delta(&p, &prev_got), delta(&want.data, &prev_ref));
-        rep.close_f64("update", &format!("param{t} - param{}", t - 1), &got_d, &want_d, Tol::SingleOp);
+        rep.close_f64(
+            "update",
+            &format!("param{t} - param{}", t - 1),
+            &got_d,
+            &want_d,
+            Tol::SingleOp,
+        );
         prev_got.clone_from(&p);
         prev_ref.clone_from(&want.data);
     }
@@ -904,11 +1136,15 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         ));
     }
     if steps == 0 || batch == 0 {
-        return Err(format!("metadata steps = {steps}, batch = {batch}: both must be positive"));
+        return Err(format!(
+            "metadata steps = {steps}, batch = {batch}: both must be positive"
+        ));
     }
     let mut x_shape = vec![batch];
     x_shape.extend_from_slice(&INPUT);
-    rep.line(format!("   variant {variant} batch {batch} steps {steps} {cfg:?}"));
+    rep.line(format!(
+        "   variant {variant} batch {batch} steps {steps} {cfg:?}"
+    ));
 
     for exec in execs(variant.uses_batch_norm()) {
         rep.begin_run(Some(exec), variant.uses_batch_norm());
@@ -924,13 +1160,20 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                     p.value.copy_from_slice(&t.data);
                     init_used.insert(key);
                 }
-                Ok(t) => init_errors.push(format!("`{key}` has shape {:?}, the network's parameter {:?}", t.shape, p.shape)),
-                Err(e) => init_errors.push(format!("{e} for network parameter `{}`", p.full_name())),
+                Ok(t) => init_errors.push(format!(
+                    "`{key}` has shape {:?}, the network's parameter {:?}",
+                    t.shape, p.shape
+                )),
+                Err(e) => {
+                    init_errors.push(format!("{e} for network parameter `{}`", p.full_name()))
+                }
             }
         });
         for name in fx.names_with_prefix("init.") {
             if !init_used.contains(name) {
-                init_errors.push(format!("`{name}` matches no parameter of the {variant} network"));
+                init_errors.push(format!(
+                    "`{name}` matches no parameter of the {variant} network"
+                ));
             }
         }
         if !init_errors.is_empty() {
@@ -944,11 +1187,27 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
             expect_shape(&format!("step{s}.x"), x, &x_shape)?;
             let labels = fx.tensor(&format!("step{s}.labels"))?;
             let logits = net.forward(&x.data, batch, Mode::Train).data().to_vec();
-            expect_shape(&format!("step{s}.labels"), labels, &[batch, logits.len() / batch])?;
-            rep.close("logits", &format!("step{s}.logits"), &logits, fx.tensor(&format!("step{s}.logits"))?, Tol::Network);
+            expect_shape(
+                &format!("step{s}.labels"),
+                labels,
+                &[batch, logits.len() / batch],
+            )?;
+            rep.close(
+                "logits",
+                &format!("step{s}.logits"),
+                &logits,
+                fx.tensor(&format!("step{s}.logits"))?,
+                Tol::Network,
+            );
             let mut dlogits = vec![0.0; logits.len()];
             let loss = sigmoid_cross_entropy(&logits, &labels.data, Some(&mut dlogits));
-            rep.close("loss", &format!("step{s}.loss"), &[loss], fx.tensor(&format!("step{s}.loss"))?, Tol::Network);
+            rep.close(
+                "loss",
+                &format!("step{s}.loss"),
+                &[loss],
+                fx.tensor(&format!("step{s}.loss"))?,
+                Tol::Network,
+            );
 
             net.visit_params(&mut |p| p.grad.fill(f32::NAN));
             net.backward(&dlogits);
@@ -962,7 +1221,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                 expect_shape(&key, want, &p.shape)?;
                 let (err, max_ref) = rep.close("grad", &key, &p.grad, want, Tol::Network);
                 n_grads += 1;
-                if !(err <= Tol::SingleOp.bound(max_ref)) {
+                if err.is_nan() || err > Tol::SingleOp.bound(max_ref) {
                     over_single += 1;
                 }
                 let ratio = err / Tol::SingleOp.bound(max_ref);
@@ -991,7 +1250,15 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
             match p.kind {
                 ParamKind::Trainable => {
                     let grad = last_grads[&name];
-                    rep.close_after_adam("after param (Adam rule)", &key, &p.value, want, grad, cfg.lr as f64, steps);
+                    rep.close_after_adam(
+                        "after param",
+                        &key,
+                        &p.value,
+                        want,
+                        grad,
+                        cfg.lr as f64,
+                        steps,
+                    );
                 }
                 ParamKind::Statistic => {
                     rep.close("after statistic", &key, &p.value, want, Tol::SingleOp);
@@ -1000,7 +1267,13 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         }
         let x0 = fx.tensor("step0.x")?;
         let eval = net.forward(&x0.data, batch, Mode::Eval).data().to_vec();
-        rep.close("eval_logits", "after.eval_logits", &eval, fx.tensor("after.eval_logits")?, Tol::Network);
+        rep.close(
+            "eval_logits",
+            "after.eval_logits",
+            &eval,
+            fx.tensor("after.eval_logits")?,
+            Tol::Network,
+        );
     }
     Ok(())
 }
@@ -1022,22 +1295,35 @@ fn fixture_directory() {
             Ok(meta) => match meta.get("case") {
                 Some(case) => match by_case.get_mut(case.as_str()) {
                     Some(list) => list.push(file),
-                    None => failures.push(format!("{file}: unknown case {case:?} (known: {CASES:?})")),
+                    None => {
+                        failures.push(format!("{file}: unknown case {case:?} (known: {CASES:?})"))
+                    }
                 },
                 None => failures.push(format!("{file}: the metadata has no `case`")),
             },
             Err(e) => failures.push(e),
         }
     }
-    let mut out = format!("fixture directory {} ({} files)\n", dir.display(), files.len());
+    let mut out = format!(
+        "fixture directory {} ({} files)\n",
+        dir.display(),
+        files.len()
+    );
     for (case, list) in &by_case {
         let _ = writeln!(out, "  {case:<14} {}", list.join(" "));
         if is_default && list.is_empty() {
-            failures.push(format!("no `{case}` fixture in the default directory {} (was one deleted?)", dir.display()));
+            failures.push(format!(
+                "no `{case}` fixture in the default directory {} (was one deleted?)",
+                dir.display()
+            ));
         }
     }
     println!("{out}");
-    assert!(failures.is_empty(), "fixture directory:\n  {}", failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "fixture directory:\n  {}",
+        failures.join("\n  ")
+    );
 }
 
 #[test]

@@ -43,6 +43,7 @@
 //! active; [`batchnorm_relu_kink_crossings_are_skipped`] runs without the input adjustment and
 //! asserts that crossings do occur, are skipped, and everything else still agrees.
 
+use bnconv_kernels::GemmBackend;
 use bnconv_nn::batch_norm::BatchNorm;
 use bnconv_nn::conv2d::Conv2d;
 use bnconv_nn::dense::Dense;
@@ -347,7 +348,7 @@ struct ConvCase {
     x_limit: Option<usize>,
 }
 
-fn conv_checks(c: &ConvCase, seed: u64) -> (String, Vec<Check>) {
+fn conv_checks(c: &ConvCase, gemm: GemmBackend, seed: u64) -> (String, Vec<Check>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = uniform(&mut rng, 9 * c.cin * c.cout, -0.5, 0.5);
     let b = c.bias.then(|| uniform(&mut rng, c.cout, -0.5, 0.5));
@@ -357,14 +358,17 @@ fn conv_checks(c: &ConvCase, seed: u64) -> (String, Vec<Check>) {
         uniform(&mut rng, c.n * c.h * c.w * c.cin, -1.0, 1.0),
     );
     let opts = Opts {
-        exec: Exec::default(),
+        exec: Exec {
+            gemm,
+            ..Exec::default()
+        },
         h_x: 1e-2,
         h_p: 1e-2,
         kink: false,
         x_limit: c.x_limit,
     };
     let name = format!(
-        "conv {}x{}x{}x{}->{} s{}{}",
+        "conv {gemm:?} {}x{}x{}x{}->{} s{}{}",
         c.n,
         c.h,
         c.w,
@@ -397,15 +401,18 @@ fn conv_case(
     }
 }
 
+/// Every case on every GEMM backend compiled in (OpenBLAS too with `--features blas`).
 fn run_conv(cases: &[ConvCase]) {
-    for (k, c) in cases.iter().enumerate() {
-        let (name, checks) = conv_checks(c, 100 + k as u64);
-        assert_eq!(
-            checks.len(),
-            if c.bias { 3 } else { 2 },
-            "{name}: dx, dw[, db]"
-        );
-        assert_checks(&name, &checks, 1.0);
+    for &gemm in GemmBackend::available() {
+        for (k, c) in cases.iter().enumerate() {
+            let (name, checks) = conv_checks(c, gemm, 100 + k as u64);
+            assert_eq!(
+                checks.len(),
+                if c.bias { 3 } else { 2 },
+                "{name}: dx, dw[, db]"
+            );
+            assert_checks(&name, &checks, 1.0);
+        }
     }
 }
 
@@ -624,26 +631,31 @@ fn batchnorm_relu_kink_crossings_are_skipped() {
 
 #[test]
 fn dense_with_bias() {
-    for (k, (dims, outputs)) in [(&[5usize, 7][..], 4usize), (&[4, 2, 2, 3], 5), (&[1, 9], 3)]
-        .iter()
-        .enumerate()
-    {
-        let mut rng = ChaCha8Rng::seed_from_u64(200 + k as u64);
-        let inputs: usize = dims[1..].iter().product();
-        let w = uniform(&mut rng, inputs * outputs, -0.5, 0.5);
-        let b = uniform(&mut rng, *outputs, -0.5, 0.5);
-        let mut layer = Dense::new("dense", inputs, *outputs, w, Some(b));
-        let x = tensor(dims, uniform(&mut rng, dims.iter().product(), -1.0, 1.0));
-        let opts = Opts {
-            exec: Exec::default(),
-            h_x: 1e-2,
-            h_p: 1e-2,
-            kink: false,
-            x_limit: None,
-        };
-        let checks = layer_checks(&mut layer, &x, &opts, 300 + k as u64);
-        assert_eq!(checks.len(), 3, "dx, dw, db");
-        assert_checks(&format!("dense {dims:?}->{outputs}"), &checks, 1.0);
+    for &gemm in GemmBackend::available() {
+        for (k, (dims, outputs)) in [(&[5usize, 7][..], 4usize), (&[4, 2, 2, 3], 5), (&[1, 9], 3)]
+            .iter()
+            .enumerate()
+        {
+            let mut rng = ChaCha8Rng::seed_from_u64(200 + k as u64);
+            let inputs: usize = dims[1..].iter().product();
+            let w = uniform(&mut rng, inputs * outputs, -0.5, 0.5);
+            let b = uniform(&mut rng, *outputs, -0.5, 0.5);
+            let mut layer = Dense::new("dense", inputs, *outputs, w, Some(b));
+            let x = tensor(dims, uniform(&mut rng, dims.iter().product(), -1.0, 1.0));
+            let opts = Opts {
+                exec: Exec {
+                    gemm,
+                    ..Exec::default()
+                },
+                h_x: 1e-2,
+                h_p: 1e-2,
+                kink: false,
+                x_limit: None,
+            };
+            let checks = layer_checks(&mut layer, &x, &opts, 300 + k as u64);
+            assert_eq!(checks.len(), 3, "dx, dw, db");
+            assert_checks(&format!("dense {gemm:?} {dims:?}->{outputs}"), &checks, 1.0);
+        }
     }
 }
 
@@ -715,7 +727,11 @@ fn sigmoid_cross_entropy_dlogits() {
 #[test]
 fn mutated_gradients_are_caught() {
     // dw scaled by 1.01.
-    let (_, mut checks) = conv_checks(&conv_case(2, 5, 5, 3, 4, 1, true), 7);
+    let (_, mut checks) = conv_checks(
+        &conv_case(2, 5, 5, 3, 4, 1, true),
+        GemmBackend::default(),
+        7,
+    );
     assert!(compare(&checks[1]).is_ok());
     checks[1].analytic.iter_mut().for_each(|v| *v *= 1.01);
     assert!(compare(&checks[1]).is_err(), "conv dw * 1.01 not caught");
