@@ -3,7 +3,7 @@
 //! (forward, loss, backward, Adam) and an eval batch. Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
 
 use bnconv_kernels::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::conv::{conv_backward, conv_forward};
@@ -87,15 +87,20 @@ fn bn_relu(c: &mut Criterion) {
     {
         let ch = g.out_c;
         let x = random(g.output_len(), 4);
-        let (scale, shift) = (random(ch, 5), random(ch, 6));
+        let (mean, scale, beta) = (random(ch, 5), random(ch, 6), random(ch, 12));
+        let k = BnApply {
+            mean: &mean,
+            scale: &scale,
+            beta: &beta,
+        };
         let (mut y, mut z) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         fwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         fwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_forward(&x, &scale, &shift, &mut y))
+            b.iter(|| bn_relu_forward(&x, k, &mut y))
         });
         fwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
-                bn_forward(&x, &scale, &shift, &mut z);
+                bn_forward(&x, k, &mut z);
                 relu_forward(&z, &mut y);
             })
         });
@@ -115,19 +120,15 @@ fn bn_relu(c: &mut Criterion) {
         let mut s = BnScratch::default();
         let (mut mean, mut var) = (vec![0.0; ch], vec![0.0; ch]);
         batch_stats(&x, ch, &mut mean, &mut var, &mut s);
-        let (mut invstd, mut scale, mut shift) = (vec![0.0; ch], vec![0.0; ch], vec![0.0; ch]);
-        fold_scale_shift(
-            &gamma,
-            &beta,
-            &mean,
-            &var,
-            1e-3,
-            &mut invstd,
-            &mut scale,
-            &mut shift,
-        );
+        let (mut invstd, mut scale) = (vec![0.0; ch], vec![0.0; ch]);
+        fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
+        let k = BnApply {
+            mean: &mean,
+            scale: &scale,
+            beta: &beta,
+        };
         let mut y = vec![0.0; x.len()];
-        bn_relu_forward(&x, &scale, &shift, &mut y);
+        bn_relu_forward(&x, k, &mut y);
         let saved = BnSaved {
             mean: &mean,
             invstd: &invstd,

@@ -1,8 +1,9 @@
 //! Batch normalisation over every axis but the last, for tensors viewed as `[rows, channels]`.
 //!
 //! Training forward: [`batch_stats`] (mean and biased variance, two passes for accuracy), then the
-//! caller folds `gamma`, `beta`, `eps` into a per-channel `scale`/`shift` and applies
-//! [`bn_forward`] (`y = x * scale + shift`). Backward: [`bn_backward`] (two passes: the
+//! caller folds `gamma` and `eps` into a per-channel `scale = gamma / sqrt(var + eps)`
+//! ([`fold_scale`]) and applies [`bn_forward`] (`y = (x - mean) * scale + beta`; subtracting the
+//! mean first keeps digits that `x * scale + (beta - mean * scale)` would cancel). Backward: [`bn_backward`] (two passes: the
 //! per-channel sums `dbeta = sum(dz)`, `dgamma = sum(dz * xhat)`, then
 //! `dx = gamma * invstd * (dz - dbeta / M - xhat * dgamma / M)`).
 //!
@@ -70,17 +71,18 @@ multiversion! {
 }
 
 #[inline(always)]
-fn affine_block_impl<const RELU: bool>(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
+    let (mean, scale, beta) = (k.mean, k.scale, k.beta);
     let c = scale.len();
     for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
         per_channel!(
             c,
             |j| {
-                let v = load(&row[j..]) * load(&scale[j..]) + load(&shift[j..]);
+                let v = (load(&row[j..]) - load(&mean[j..])) * load(&scale[j..]) + load(&beta[j..]);
                 store(&mut out[j..], if RELU { relu_v(v) } else { v });
             },
             |t| {
-                let v = row[t] * scale[t] + shift[t];
+                let v = (row[t] - mean[t]) * scale[t] + beta[t];
                 out[t] = if RELU { relu_s(v) } else { v };
             }
         );
@@ -88,12 +90,12 @@ fn affine_block_impl<const RELU: bool>(x: &[f32], scale: &[f32], shift: &[f32], 
 }
 
 multiversion! {
-    /// `y = x * scale + shift` per channel, optionally followed by ReLU, for one block of rows.
-    pub(crate) fn affine_block(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
+    /// `y = (x - mean) * scale + beta` per channel, optionally followed by ReLU, for one block.
+    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
         if relu {
-            affine_block_impl::<true>(x, scale, shift, y)
+            normalize_block_impl::<true>(x, k, y)
         } else {
-            affine_block_impl::<false>(x, scale, shift, y)
+            normalize_block_impl::<false>(x, k, y)
         }
     }
 }
@@ -312,22 +314,33 @@ pub fn batch_stats(
     }
 }
 
-/// Elementwise per-channel `y = x * scale + shift` (then ReLU when `relu`), in parallel.
-pub(crate) fn affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
-    let c = scale.len();
+/// Elementwise per-channel `y = (x - mean) * scale + beta` (then ReLU when `relu`), in parallel.
+pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+    let c = k.scale.len();
     check_rows(x, c, "bn apply");
-    assert!(shift.len() == c && y.len() == x.len(), "bn apply: sizes");
+    assert!(
+        k.mean.len() == c && k.beta.len() == c && y.len() == x.len(),
+        "bn apply: sizes"
+    );
     let task = REDUCTION_ROWS * c;
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| affine_block(x, scale, shift, y, relu));
+        .for_each(|(x, y)| normalize_block(x, k, y, relu));
 }
 
-/// Batch-norm forward with per-channel `scale = gamma * invstd` and
-/// `shift = beta - mean * scale` already folded (batch statistics in training, moving ones in
-/// evaluation): `y = x * scale + shift`.
-pub fn bn_forward(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
-    affine(x, scale, shift, y, false);
+/// The per-channel map a batch-norm forward applies: `y = (x - mean) * scale + beta`, with
+/// `scale = gamma / sqrt(var + eps)` from [`fold_scale`] (batch statistics in training, moving
+/// ones in evaluation).
+#[derive(Clone, Copy, Debug)]
+pub struct BnApply<'a> {
+    pub mean: &'a [f32],
+    pub scale: &'a [f32],
+    pub beta: &'a [f32],
+}
+
+/// Batch-norm forward: `y = (x - mean) * scale + beta`.
+pub fn bn_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
+    normalize(x, k, y, false);
 }
 
 /// The per-channel statistics a backward pass needs from its forward pass.
@@ -418,23 +431,11 @@ pub fn bn_backward(
     backward(x, None, dz, saved, dx, dgamma, dbeta, scratch);
 }
 
-/// Folds statistics into the per-channel affine map `y = x * scale + shift`; also returns
-/// `invstd = 1 / sqrt(var + eps)` in `invstd`.
-#[allow(clippy::too_many_arguments)]
-pub fn fold_scale_shift(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    eps: f32,
-    invstd: &mut [f32],
-    scale: &mut [f32],
-    shift: &mut [f32],
-) {
+/// `invstd = 1 / sqrt(var + eps)` and `scale = gamma * invstd`, per channel.
+pub fn fold_scale(gamma: &[f32], var: &[f32], eps: f32, invstd: &mut [f32], scale: &mut [f32]) {
     for ch in 0..gamma.len() {
         invstd[ch] = 1.0 / (var[ch] + eps).sqrt();
         scale[ch] = gamma[ch] * invstd[ch];
-        shift[ch] = beta[ch] - mean[ch] * scale[ch];
     }
 }
 
@@ -464,12 +465,13 @@ pub mod reference {
         )
     }
 
-    /// `y = x * scale + shift` (then ReLU), the same f32 operations as the SIMD kernel.
-    pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], relu: bool) {
+    /// `y = (x - mean) * scale + beta` (then ReLU), the same f32 operations as the SIMD kernel.
+    pub fn normalize(x: &[f32], k: super::BnApply, y: &mut [f32], relu: bool) {
+        let (mean, scale, beta) = (k.mean, k.scale, k.beta);
         let c = scale.len();
         for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
             for ch in 0..c {
-                let v = row[ch] * scale[ch] + shift[ch];
+                let v = (row[ch] - mean[ch]) * scale[ch] + beta[ch];
                 out[ch] = if relu { relu_s(v) } else { v };
             }
         }
@@ -573,12 +575,18 @@ pub(crate) mod tests {
             }
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 5);
-                let scale = sample(1, c, 6);
-                let shift = sample(1, c, 7);
+                let mean = sample(1, c, 6);
+                let scale = sample(1, c, 7);
+                let beta = sample(1, c, 8);
+                let k = BnApply {
+                    mean: &mean,
+                    scale: &scale,
+                    beta: &beta,
+                };
                 let mut y = vec![0.0; x.len()];
                 let mut y_ref = vec![0.0; x.len()];
-                bn_forward(&x, &scale, &shift, &mut y);
-                reference::affine(&x, &scale, &shift, &mut y_ref, false);
+                bn_forward(&x, k, &mut y);
+                reference::normalize(&x, k, &mut y_ref, false);
                 assert_eq!(y, y_ref, "{isa:?} rows {rows} c {c}");
             }
         }

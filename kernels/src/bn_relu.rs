@@ -1,16 +1,16 @@
-//! Fused batch-norm + ReLU: one pass forward (`y = max(x * scale + shift, 0)`), and a backward
+//! Fused batch-norm + ReLU: one pass forward (`y = max((x - mean) * scale + beta, 0)`), and a backward
 //! whose two passes apply the ReLU mask inline instead of writing a masked gradient to memory.
 //!
 //! The unfused path ([`crate::batchnorm::bn_forward`] then [`crate::relu::relu_forward`];
 //! [`crate::relu::relu_backward`] then [`crate::batchnorm::bn_backward`]) performs the same f32
 //! operations in the same order, so the two paths agree bitwise; the tests hold them to that.
 
-use crate::batchnorm::{affine, backward, BnSaved, BnScratch};
+use crate::batchnorm::{backward, normalize, BnApply, BnSaved, BnScratch};
 
-/// `y = relu(x * scale + shift)` per channel in one pass (scale/shift as in
-/// [`crate::batchnorm::bn_forward`]).
-pub fn bn_relu_forward(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
-    affine(x, scale, shift, y, true);
+/// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
+/// [`crate::batchnorm::bn_forward`], then ReLU).
+pub fn bn_relu_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
+    normalize(x, k, y, true);
 }
 
 /// Backward of [`bn_relu_forward`] in training mode, given its output `y` and the gradient `dy` of
@@ -33,7 +33,7 @@ pub fn bn_relu_backward(
 mod tests {
     use super::*;
     use crate::batchnorm::tests::{assert_close, sample, SHAPES};
-    use crate::batchnorm::{batch_stats, bn_backward, bn_forward, reference};
+    use crate::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
     use crate::relu::{relu_backward, relu_forward};
     use crate::simd::{active_isa, force_isa, Isa};
 
@@ -57,17 +57,13 @@ mod tests {
                 let mut s = BnScratch::default();
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
                 batch_stats(&x, c, &mut mean, &mut var, &mut s);
-                let (mut invstd, mut scale, mut shift) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
-                crate::batchnorm::fold_scale_shift(
-                    &gamma,
-                    &beta,
-                    &mean,
-                    &var,
-                    1e-3,
-                    &mut invstd,
-                    &mut scale,
-                    &mut shift,
-                );
+                let (mut invstd, mut scale) = (vec![0.0; c], vec![0.0; c]);
+                fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
+                let k = BnApply {
+                    mean: &mean,
+                    scale: &scale,
+                    beta: &beta,
+                };
                 let saved = BnSaved {
                     mean: &mean,
                     invstd: &invstd,
@@ -75,9 +71,9 @@ mod tests {
                 };
 
                 let mut y_fused = vec![0.0; x.len()];
-                bn_relu_forward(&x, &scale, &shift, &mut y_fused);
+                bn_relu_forward(&x, k, &mut y_fused);
                 let (mut z, mut y_unfused) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-                bn_forward(&x, &scale, &shift, &mut z);
+                bn_forward(&x, k, &mut z);
                 relu_forward(&z, &mut y_unfused);
                 assert_eq!(
                     bits(&y_fused),
@@ -101,7 +97,7 @@ mod tests {
 
                 // And both against the scalar references.
                 let mut y_ref = vec![0.0; x.len()];
-                reference::affine(&x, &scale, &shift, &mut y_ref, true);
+                reference::normalize(&x, k, &mut y_ref, true);
                 assert_eq!(bits(&y_fused), bits(&y_ref), "{isa:?} forward vs scalar");
                 let (mut dx_r, mut dg_r, mut db_r) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);

@@ -8,7 +8,7 @@
 use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale_shift, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
@@ -31,7 +31,6 @@ pub struct BatchNorm {
     var: Vec<f32>,
     invstd: Vec<f32>,
     scale: Vec<f32>,
-    shift: Vec<f32>,
     /// Unfused path only: the BN output before ReLU, then the gradient reaching it.
     between: Vec<f32>,
     /// Input gradient when the caller does not want one (BN as a first layer).
@@ -58,7 +57,6 @@ impl BatchNorm {
             var: vec![0.0; c],
             invstd: vec![0.0; c],
             scale: vec![0.0; c],
-            shift: vec![0.0; c],
             between: Vec::new(),
             dx_unused: Vec::new(),
             scratch: BnScratch::default(),
@@ -115,36 +113,36 @@ impl Layer for BatchNorm {
                     *mm = self.decay * *mm + keep * self.mean[ch];
                     *mv = self.decay * *mv + keep * self.var[ch];
                 }
-                fold_scale_shift(
+                fold_scale(
                     &self.gamma.value,
-                    &self.beta.value,
-                    &self.mean,
                     &self.var,
                     self.eps,
                     &mut self.invstd,
                     &mut self.scale,
-                    &mut self.shift,
                 );
             }
-            Mode::Eval => fold_scale_shift(
+            Mode::Eval => fold_scale(
                 &self.gamma.value,
-                &self.beta.value,
-                &self.moving_mean.value,
                 &self.moving_var.value,
                 self.eps,
                 &mut self.invstd,
                 &mut self.scale,
-                &mut self.shift,
             ),
         }
+        let k = BnApply {
+            mean: match mode {
+                Mode::Train => &self.mean,
+                Mode::Eval => &self.moving_mean.value,
+            },
+            scale: &self.scale,
+            beta: &self.beta.value,
+        };
         match (self.relu, exec.bn_path) {
-            (false, _) => bn_forward(x.data(), &self.scale, &self.shift, y.data_mut()),
-            (true, BnPath::Fused) => {
-                bn_relu_forward(x.data(), &self.scale, &self.shift, y.data_mut())
-            }
+            (false, _) => bn_forward(x.data(), k, y.data_mut()),
+            (true, BnPath::Fused) => bn_relu_forward(x.data(), k, y.data_mut()),
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
-                bn_forward(x.data(), &self.scale, &self.shift, &mut self.between);
+                bn_forward(x.data(), k, &mut self.between);
                 relu_forward(&self.between, y.data_mut());
             }
         }
