@@ -180,48 +180,6 @@ mod tests {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn naive(
-        trans_a: bool,
-        trans_b: bool,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        ldb: usize,
-        beta: f32,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        for i in 0..m {
-            for j in 0..n {
-                let mut acc = 0.0f64;
-                for p in 0..k {
-                    let av = if trans_a {
-                        a[p * lda + i]
-                    } else {
-                        a[i * lda + p]
-                    };
-                    let bv = if trans_b {
-                        b[j * ldb + p]
-                    } else {
-                        b[p * ldb + j]
-                    };
-                    acc += f64::from(av) * f64::from(bv);
-                }
-                let old = if beta == 0.0 {
-                    0.0
-                } else {
-                    f64::from(beta) * f64::from(c[i * ldc + j])
-                };
-                c[i * ldc + j] = (f64::from(alpha) * acc + old) as f32;
-            }
-        }
-    }
-
     /// Runs both implementations on one case with padded strides (`pad` extra per row) and
     /// compares the whole C buffer, so writes into the padding would be caught too.
     #[allow(clippy::too_many_arguments)]
@@ -246,7 +204,7 @@ mod tests {
         sgemm(
             trans_a, trans_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
         );
-        naive(
+        crate::gemm::sgemm_reference(
             trans_a, trans_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
         );
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -373,7 +331,7 @@ mod tests {
         let a = fill(m * k, 8);
         let b = fill(n * k, 9);
         let mut want = vec![0.0f32; m * n];
-        naive(false, true, m, n, k, 1.0, &a, k, &b, k, 0.0, &mut want, n);
+        crate::gemm::sgemm_reference(false, true, m, n, k, 1.0, &a, k, &b, k, 0.0, &mut want, n);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
