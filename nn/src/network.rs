@@ -22,6 +22,12 @@ impl Network {
         layers: Vec<Box<dyn Layer>>,
         exec: Exec,
     ) -> Result<Network, ShapeError> {
+        if item_shape.is_empty() || item_shape.len() > 3 {
+            return Err(ShapeError {
+                layer: "input".into(),
+                detail: format!("an input item needs 1 to 3 dimensions, got {item_shape:?}"),
+            });
+        }
         let mut shape = Self::batch_shape(item_shape, 1);
         for layer in &layers {
             shape = layer.output_shape(shape)?;
@@ -37,10 +43,11 @@ impl Network {
         })
     }
 
+    /// `[batch, item...]` without allocating (runs every step).
     fn batch_shape(item: &[usize], batch: usize) -> Shape {
-        let mut dims = vec![batch];
-        dims.extend_from_slice(item);
-        Shape::new(&dims)
+        let mut dims = [batch; 4];
+        dims[1..=item.len()].copy_from_slice(item);
+        Shape::new(&dims[..=item.len()])
     }
 
     pub fn item_len(&self) -> usize {
