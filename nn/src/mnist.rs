@@ -42,9 +42,10 @@ pub enum DataError {
     /// A required directory or file does not exist; `detail` says which kind and what was tried.
     #[error("{}: {detail}", path.display())]
     Missing { path: PathBuf, detail: &'static str },
-    #[error("{}: {source}", path.display())]
+    /// The cause is the error's `source()` (printed by `{:#}` chains), not repeated here.
+    #[error("{}: could not read", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    #[error("{}: corrupt or truncated gzip data", path.display())]
     Gzip { path: PathBuf, source: io::Error },
     #[error(
         "{}: SHA-256 mismatch: {CHECKSUMS} expects {expected}, file has {actual}",
