@@ -6,6 +6,17 @@
 //! second backend, selectable at run time.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Calls into matrixmultiply with a non-empty product. Each one allocates (and frees) a packing
+/// buffer inside matrixmultiply: the only heap traffic of a training step, counted so a test can
+/// prove every other buffer is reused.
+static MATRIXMULTIPLY_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many non-empty GEMMs matrixmultiply has run in this process (see [`sgemm`]).
+pub fn matrixmultiply_calls() -> u64 {
+    MATRIXMULTIPLY_CALLS.load(Ordering::Relaxed)
+}
 
 /// Which library runs the GEMMs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +131,9 @@ pub fn sgemm(
     }
     match backend {
         GemmBackend::MatrixMultiply => {
+            if k > 0 {
+                MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
+            }
             let (rsa, csa) = if trans_a { (1, lda) } else { (lda, 1) };
             let (rsb, csb) = if trans_b { (1, ldb) } else { (ldb, 1) };
             // SAFETY: the asserts above prove every element the strides address lies inside `a`,

@@ -1,0 +1,84 @@
+//! After the first step, bnconv's own code allocates nothing in a training step: every buffer
+//! (activations, gradients, im2col columns, reduction partials, Adam moments, the batch) is
+//! reused. A counting global allocator proves it. This is a correctness test (no timing involved).
+//!
+//! Known exception, counted rather than hidden: matrixmultiply allocates one packing buffer per
+//! GEMM call internally. The test requires the step's allocations to equal exactly its number of
+//! matrixmultiply calls, so any allocation of ours still fails it.
+
+use bnconv_kernels::gemm::matrixmultiply_calls;
+use bnconv_nn::mnist::Dataset;
+use bnconv_nn::train::{TrainConfig, Trainer};
+use bnconv_nn::{BnPath, Variant};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn synthetic(n: usize) -> Dataset {
+    let images = (0..n * Dataset::PIXELS)
+        .map(|i| (i % 251) as f32 / 251.0)
+        .collect();
+    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    Dataset::new(images, labels).expect("a consistent synthetic set")
+}
+
+#[test]
+fn training_steps_after_the_first_do_not_allocate() {
+    let data = synthetic(256);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for (variant, bn_path) in [
+        (Variant::Bn, BnPath::Fused),
+        (Variant::Bn, BnPath::Unfused),
+        (Variant::Plain, BnPath::Fused),
+    ] {
+        let mut cfg = TrainConfig::protocol(variant);
+        cfg.batch_size = 32;
+        cfg.exec.bn_path = bn_path;
+        let mut trainer = Trainer::new(&cfg, data.len());
+        pool.install(|| {
+            for _ in 0..2 {
+                trainer.step(&data).expect("finite loss");
+            }
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let gemms_before = matrixmultiply_calls();
+            for _ in 0..5 {
+                trainer.step(&data).expect("finite loss");
+            }
+            let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let gemms = (matrixmultiply_calls() - gemms_before) as usize;
+            assert!(gemms > 0, "the steps ran no GEMM?");
+            assert_eq!(
+                allocated, gemms,
+                "{variant} {bn_path}: {allocated} allocations in 5 steps, of which {gemms} are \
+                 matrixmultiply's packing buffers; the rest come from bnconv"
+            );
+        });
+    }
+}
