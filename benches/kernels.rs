@@ -6,7 +6,7 @@ use bnconv_kernels::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
-use bnconv_kernels::conv::{conv_backward, conv_forward};
+use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{Adam, AdamConfig};
@@ -51,24 +51,23 @@ fn conv(c: &mut Criterion) {
             let x = random(g.input_len(), 1);
             let w = random(g.weight_len(), 2);
             let dy = random(g.output_len(), 3);
-            let (mut cols, mut y) = (vec![0.0; g.cols_len()], vec![0.0; g.output_len()]);
-            let (mut dx, mut dw, mut ws) = (vec![0.0; x.len()], vec![0.0; w.len()], Vec::new());
+            let (mut ws, mut y) = (ConvWorkspace::default(), vec![0.0; g.output_len()]);
+            let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
             let flops = g.forward_flops() * if backward { 2 } else { 1 };
             group.throughput(Throughput::Elements(flops));
             group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
                 b.iter(|| {
-                    conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut cols, &mut y);
+                    conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
                     if backward {
                         conv_backward(
                             GemmBackend::default(),
                             &g,
-                            &mut cols,
+                            &mut ws,
                             &w,
                             &dy,
                             Some(&mut dx),
                             &mut dw,
                             None,
-                            &mut ws,
                         );
                     }
                     black_box(&y);

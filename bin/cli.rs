@@ -70,7 +70,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
     pub bn: BnPath,
     /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
-    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
     /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
     #[arg(long)]

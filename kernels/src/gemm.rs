@@ -1,9 +1,10 @@
 //! Single-precision GEMM, row-major, BLAS-style arguments, behind a run-time backend switch.
 //!
-//! The default backend is `matrixmultiply` built without its AVX-512 kernel (slower than its AVX2
-//! kernel on these skinny shapes, see FACTS.md); it runs single-threaded because callers already
-//! split the batch across the rayon pool. With the cargo feature `blas`, the system OpenBLAS is a
-//! second backend, selectable at run time.
+//! The default backend is bnconv's own GEMM ([`crate::matmul`]), tiled for the convolution's
+//! skinny shapes. `matrixmultiply` (built without its AVX-512 kernel, slower than its AVX2 kernel
+//! on these shapes, see FACTS.md) and, with the cargo feature `blas`, the system OpenBLAS are
+//! alternatives selectable at run time, to compare against. All run single-threaded here: callers
+//! split the work across the rayon pool.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,10 @@ pub fn matrixmultiply_calls() -> u64 {
 /// Which library runs the GEMMs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GemmBackend {
-    /// `matrixmultiply` (pure Rust; always available).
+    /// bnconv's own tiles (pure Rust; always available): no allocation after warm-up.
     #[default]
+    Native,
+    /// `matrixmultiply` (pure Rust; always available).
     MatrixMultiply,
     /// The system OpenBLAS through CBLAS (cargo feature `blas`).
     #[cfg(feature = "blas")]
@@ -33,6 +36,7 @@ impl GemmBackend {
     /// Every backend compiled into this build.
     pub fn available() -> &'static [GemmBackend] {
         &[
+            GemmBackend::Native,
             GemmBackend::MatrixMultiply,
             #[cfg(feature = "blas")]
             GemmBackend::Blas,
@@ -42,6 +46,7 @@ impl GemmBackend {
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            GemmBackend::Native => "bnconv",
             GemmBackend::MatrixMultiply => "matrixmultiply",
             #[cfg(feature = "blas")]
             GemmBackend::Blas => "blas",
@@ -130,7 +135,25 @@ pub fn sgemm(
         return;
     }
     match backend {
-        GemmBackend::MatrixMultiply => {
+        GemmBackend::Native
+            if alpha == 1.0 && (beta == 0.0 || beta == 1.0) && !(trans_a && trans_b) =>
+        {
+            native_sgemm(
+                trans_a,
+                trans_b,
+                m,
+                n,
+                k,
+                a,
+                lda,
+                b,
+                ldb,
+                beta == 1.0,
+                c,
+                ldc,
+            )
+        }
+        GemmBackend::Native | GemmBackend::MatrixMultiply => {
             if k > 0 {
                 MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
             }
@@ -165,6 +188,44 @@ pub fn sgemm(
             );
         }
     }
+}
+
+thread_local! {
+    /// Each thread's packing buffer for [`native_sgemm`]: grown on first use, then reused.
+    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// bnconv's GEMM for the products the layers use (`alpha = 1`, `beta` 0 or 1, not both
+/// transposed): `A^T B` runs unpacked, the others pack `op(B)` into a per-thread buffer.
+#[allow(clippy::too_many_arguments)]
+fn native_sgemm(
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    accumulate: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
+    if trans_a {
+        matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+        return;
+    }
+    PACKED_B.with_borrow_mut(|packed| {
+        packed.resize(packed_len(k, n), 0.0);
+        if trans_b {
+            pack_panels(k, n, |p, j| b[j * ldb + p], packed);
+        } else {
+            pack_panels(k, n, |p, j| b[p * ldb + j], packed);
+        }
+        matmul_packed(m, n, k, a, lda, packed, c, ldc, accumulate);
+    });
 }
 
 /// Plain triple loop, accumulated in f64: the reference the tests hold every backend to.
@@ -244,6 +305,39 @@ mod tests {
                             assert!(
                                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                                 "{backend} m{m} n{n} k{k} ta{ta} tb{tb} at {i}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The products the layers use (`alpha = 1`, `beta` 0 or 1), which bnconv's GEMM runs itself.
+    #[test]
+    fn every_backend_matches_the_reference_on_the_layers_products() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for &backend in GemmBackend::available() {
+            for &(m, n, k) in &[(7, 5, 3), (1, 1, 1), (33, 17, 65), (64, 100, 76), (5, 9, 0)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                    for beta in [0.0, 1.0] {
+                        let lda = if ta { m } else { k } + 2;
+                        let ldb = if tb { k } else { n } + 1;
+                        let ldc = n + 3;
+                        let a = random((if ta { k } else { m }).max(1) * lda, &mut rng);
+                        let b = random((if tb { n } else { k }).max(1) * ldb, &mut rng);
+                        let c0 = random(m * ldc, &mut rng);
+                        let (mut got, mut want) = (c0.clone(), c0.clone());
+                        sgemm(
+                            backend, ta, tb, m, n, k, 1.0, &a, lda, &b, ldb, beta, &mut got, ldc,
+                        );
+                        sgemm_reference(
+                            ta, tb, m, n, k, 1.0, &a, lda, &b, ldb, beta, &mut want, ldc,
+                        );
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                                "{backend} m{m} n{n} k{k} ta{ta} tb{tb} b{beta} at {i}: {g} vs {w}"
                             );
                         }
                     }

@@ -22,6 +22,12 @@ pub struct ConvGeometry {
     pub pad_left: usize,
     pub pad_bottom: usize,
     pub pad_right: usize,
+    /// Kernel taps (`ky * 3 + kx`) that read a real input pixel for at least one output pixel,
+    /// in increasing order; the first [`ConvGeometry::live_taps`] entries are valid. The others
+    /// only ever multiply padding zeros, so the GEMMs skip them: a 1x1 input keeps only the centre
+    /// tap and the convolution becomes a dense layer.
+    taps: [u8; 9],
+    n_taps: u8,
 }
 
 /// `(out, pad_before, pad_after)` along one axis under TensorFlow's SAME rule.
@@ -49,6 +55,24 @@ impl ConvGeometry {
         );
         let (out_h, pad_top, pad_bottom) = same_padding(in_h, stride);
         let (out_w, pad_left, pad_right) = same_padding(in_w, stride);
+        // A tap row is live when some output row reads a real input row through it.
+        let live = |tap: usize, out: usize, pad: usize, size: usize| {
+            (0..out).any(|o| {
+                (o * stride + tap)
+                    .checked_sub(pad)
+                    .is_some_and(|i| i < size)
+            })
+        };
+        let mut taps = [0u8; 9];
+        let mut n_taps = 0;
+        for ky in 0..KERNEL {
+            for kx in 0..KERNEL {
+                if live(ky, out_h, pad_top, in_h) && live(kx, out_w, pad_left, in_w) {
+                    taps[n_taps] = (ky * KERNEL + kx) as u8;
+                    n_taps += 1;
+                }
+            }
+        }
         ConvGeometry {
             batch,
             in_h,
@@ -62,11 +86,22 @@ impl ConvGeometry {
             pad_left,
             pad_bottom,
             pad_right,
+            taps,
+            n_taps: n_taps as u8,
         }
     }
 
-    /// GEMM depth: one column per (kernel row, kernel column, input channel), HWIO order.
+    /// The live kernel taps (`ky * 3 + kx`, increasing); see the `taps` field.
+    pub fn live_taps(&self) -> &[u8] {
+        &self.taps[..self.n_taps as usize]
+    }
+
+    /// GEMM depth: one column per (live kernel tap, input channel), in HWIO order.
     pub fn k(&self) -> usize {
+        self.live_taps().len() * self.in_c
+    }
+    /// Rows of the HWIO weight matrix: every tap, live or not.
+    pub fn full_k(&self) -> usize {
         KERNEL * KERNEL * self.in_c
     }
     pub fn in_pixels(&self) -> usize {
@@ -89,10 +124,15 @@ impl ConvGeometry {
         self.rows() * self.k()
     }
     pub fn weight_len(&self) -> usize {
-        self.k() * self.out_c
+        self.full_k() * self.out_c
     }
-    /// Multiply-adds times two of the forward GEMM (padding taps included, as the GEMM does them).
+    /// Nominal multiply-adds times two of the forward convolution, padding taps included: the
+    /// figure every engine shares (1.276 GFLOP per seed training step), whatever it skips.
     pub fn forward_flops(&self) -> u64 {
+        2 * (self.rows() * self.full_k() * self.out_c) as u64
+    }
+    /// Multiply-adds times two the forward GEMM really runs (live taps only).
+    pub fn gemm_flops(&self) -> u64 {
         2 * (self.rows() * self.k() * self.out_c) as u64
     }
 }
@@ -110,6 +150,23 @@ mod tests {
         assert_eq!(same_padding(1, 2), (1, 1, 1));
         assert_eq!(same_padding(1, 1), (1, 1, 1));
         assert_eq!(same_padding(8, 2), (4, 0, 1));
+    }
+
+    #[test]
+    fn dead_taps_are_the_ones_that_only_see_padding() {
+        // 1x1 input: only the centre tap reads the pixel.
+        assert_eq!(ConvGeometry::same(1, 1, 1, 2, 3, 1).live_taps(), [4]);
+        assert_eq!(ConvGeometry::same(1, 1, 1, 2, 3, 2).live_taps(), [4]);
+        // 2x2 input, stride 2 (pad after only): taps 0-1 of each axis.
+        assert_eq!(
+            ConvGeometry::same(1, 2, 2, 2, 3, 2).live_taps(),
+            [0, 1, 3, 4]
+        );
+        // 2x2 input, stride 1: each tap is live for some output pixel.
+        assert_eq!(ConvGeometry::same(1, 2, 2, 2, 3, 1).live_taps().len(), 9);
+        let g = ConvGeometry::same(1, 1, 5, 2, 3, 1);
+        assert_eq!(g.live_taps(), [3, 4, 5]);
+        assert_eq!((g.k(), g.full_k(), g.weight_len()), (6, 18, 54));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! NHWC im2col and col2im for one image of a 3x3 SAME convolution.
 //!
-//! The column matrix has one row per output pixel and `9 * Cin` columns ordered (kernel row,
+//! The column matrix has one row per output pixel and `taps * Cin` columns ordered (kernel row,
 //! kernel column, input channel) — the HWIO weight layout flattened — so `cols @ W[9*Cin, Cout]`
-//! is the convolution. Each tap is one contiguous run of `Cin` floats in NHWC, copied or zeroed.
+//! is the convolution. Only the geometry's live taps get columns (dead taps only ever see
+//! padding). Each tap is one contiguous run of `Cin` floats in NHWC, copied or zeroed.
 
 use crate::geometry::{ConvGeometry, KERNEL};
 
@@ -20,16 +21,14 @@ pub fn im2col_image(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {
     assert_eq!(cols.len(), g.out_pixels() * k, "im2col: column buffer size");
     for (pixel, row) in cols.chunks_exact_mut(k).enumerate() {
         let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
-        for ky in 0..KERNEL {
-            let iy = source(oy, ky, g.stride, g.pad_top, g.in_h);
-            for kx in 0..KERNEL {
-                let dst = &mut row[(ky * KERNEL + kx) * cin..][..cin];
-                match (iy, source(ox, kx, g.stride, g.pad_left, g.in_w)) {
-                    (Some(iy), Some(ix)) => {
-                        dst.copy_from_slice(&x[(iy * g.in_w + ix) * cin..][..cin])
-                    }
-                    _ => dst.fill(0.0),
-                }
+        for (dst, &tap) in row.chunks_exact_mut(cin).zip(g.live_taps()) {
+            let (ky, kx) = (tap as usize / KERNEL, tap as usize % KERNEL);
+            match (
+                source(oy, ky, g.stride, g.pad_top, g.in_h),
+                source(ox, kx, g.stride, g.pad_left, g.in_w),
+            ) {
+                (Some(iy), Some(ix)) => dst.copy_from_slice(&x[(iy * g.in_w + ix) * cin..][..cin]),
+                _ => dst.fill(0.0),
             }
         }
     }
@@ -48,19 +47,17 @@ pub fn col2im_image(g: &ConvGeometry, dcols: &[f32], dx: &mut [f32]) {
     dx.fill(0.0);
     for (pixel, row) in dcols.chunks_exact(k).enumerate() {
         let (oy, ox) = (pixel / g.out_w, pixel % g.out_w);
-        for ky in 0..KERNEL {
-            let Some(iy) = source(oy, ky, g.stride, g.pad_top, g.in_h) else {
+        for (src, &tap) in row.chunks_exact(cin).zip(g.live_taps()) {
+            let (ky, kx) = (tap as usize / KERNEL, tap as usize % KERNEL);
+            let (Some(iy), Some(ix)) = (
+                source(oy, ky, g.stride, g.pad_top, g.in_h),
+                source(ox, kx, g.stride, g.pad_left, g.in_w),
+            ) else {
                 continue;
             };
-            for kx in 0..KERNEL {
-                let Some(ix) = source(ox, kx, g.stride, g.pad_left, g.in_w) else {
-                    continue;
-                };
-                let src = &row[(ky * KERNEL + kx) * cin..][..cin];
-                let dst = &mut dx[(iy * g.in_w + ix) * cin..][..cin];
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += s;
-                }
+            let dst = &mut dx[(iy * g.in_w + ix) * cin..][..cin];
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s;
             }
         }
     }
@@ -114,8 +111,9 @@ mod tests {
         // 2x2 input, stride 2: one output pixel whose taps cover rows/cols -0+0..2 (pad after = 1).
         let g = ConvGeometry::same(1, 2, 2, 1, 1, 2);
         let x = [1.0, 2.0, 3.0, 4.0];
-        let mut cols = vec![0.0; 9];
+        // Taps (0,0), (0,1), (1,0), (1,1) are live; the third row and column only see padding.
+        let mut cols = vec![0.0; 4];
         im2col_image(&g, &x, &mut cols);
-        assert_eq!(cols, [1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(cols, [1.0, 2.0, 3.0, 4.0]);
     }
 }

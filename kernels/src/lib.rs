@@ -17,6 +17,8 @@ pub mod gemm;
 mod gemm_blas;
 pub mod geometry;
 pub mod im2col;
+pub mod matmul;
+mod microkernel;
 pub mod partition;
 pub mod relu;
 pub mod simd;

@@ -2,7 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::conv::{conv_backward, conv_forward};
+use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
 use bnconv_kernels::ConvGeometry;
 
 pub struct Conv2d {
@@ -13,9 +13,8 @@ pub struct Conv2d {
     /// HWIO `[3, 3, in_c, out_c]`.
     weight: Param,
     bias: Option<Param>,
-    /// The forward im2col matrix, kept for the weight gradient.
-    cols: Vec<f32>,
-    partials: Vec<f32>,
+    /// The im2col matrix and packed weights, reused every step.
+    workspace: ConvWorkspace,
 }
 
 impl Conv2d {
@@ -39,8 +38,7 @@ impl Conv2d {
             stride,
             weight: Param::new(&[3, 3, in_c, out_c], weight),
             bias: bias.map(|b| Param::new(&[out_c], b)),
-            cols: Vec::new(),
-            partials: Vec::new(),
+            workspace: ConvWorkspace::default(),
         }
     }
 
@@ -72,14 +70,13 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         let g = self.geometry(x.shape());
-        self.cols.resize(g.cols_len(), 0.0);
         conv_forward(
             exec.gemm,
             &g,
             x.data(),
             &self.weight.value,
             self.bias.as_ref().map(|b| b.value.as_slice()),
-            &mut self.cols,
+            &mut self.workspace,
             y.data_mut(),
         );
     }
@@ -96,13 +93,12 @@ impl Layer for Conv2d {
         conv_backward(
             exec.gemm,
             &g,
-            &mut self.cols,
+            &mut self.workspace,
             &self.weight.value,
             dy.data(),
             dx.map(|t| t.data_mut()),
             &mut self.weight.grad,
             self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
-            &mut self.partials,
         );
     }
 

@@ -1,0 +1,374 @@
+//! bnconv's own GEMM for the convolution's skinny shapes: the loop nests and the packing around
+//! the register tiles of [`crate::microkernel`].
+//!
+//! The seed network's GEMMs have a small output width (`Cout` = 4..76, or `9*Cin` for the data
+//! gradient) and a long other side. Two products cover every convolution GEMM:
+//! - [`matmul_packed`]: `C = A @ B` with `A` row-major and unpacked (im2col rows, or rows of `dy`)
+//!   and `B` packed once per step into column panels ([`pack_panels`]): forward and data gradient.
+//! - [`matmul_at_b`]: `C = A^T @ B` reducing over the long side, with neither operand packed:
+//!   the weight gradient `cols^T @ dy`.
+//!
+//! Neither allocates; packing goes into a caller-owned buffer. Both are single-threaded: callers
+//! split rows between threads, which never changes a result (each output element is reduced in
+//! the same order whatever the split).
+
+use crate::microkernel::{run_tile, Tile, LANES};
+
+/// Rows per tile for a panel `nv` vectors wide: accumulators, B vectors and a broadcast must
+/// fit the 16 `ymm` registers without spilling (4 x 3 does not: measured 3x slower).
+fn tile_rows(nv: usize) -> usize {
+    if nv >= 3 {
+        3
+    } else {
+        6
+    }
+}
+
+/// Bytes of A a strip (or block) should occupy so that it stays in L1 while every panel passes
+/// over it.
+const L1_BUDGET: usize = 16 * 1024;
+
+/// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`], a multiple of
+/// every [`tile_rows`], at most 96.
+fn strip_rows(depth: usize) -> usize {
+    (L1_BUDGET / (4 * depth.max(1)) / 6 * 6).clamp(6, 96)
+}
+
+/// Splits `n` columns into panels of 1-3 vectors, as few and as wide as possible:
+/// yields `(first column, vectors)`.
+pub fn panels(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    let vectors = n.div_ceil(LANES);
+    let mut widths = [0usize; 3];
+    // Three-vector panels, with the remainder as one 2-vector panel or (4 -> 2+2) two of them.
+    let (threes, tail): (usize, &[usize]) = match (vectors, vectors % 3) {
+        (0, _) => (0, &[]),
+        (1, _) => (0, &[1]),
+        (2, _) => (0, &[2]),
+        (4, _) => (0, &[2, 2]),
+        (_, 0) => (vectors / 3, &[]),
+        (_, 1) => (vectors / 3 - 1, &[2, 2]),
+        (_, _) => (vectors / 3, &[2]),
+    };
+    widths[..tail.len()].copy_from_slice(tail);
+    let tail_len = tail.len();
+    (0..threes)
+        .map(|_| 3)
+        .chain(widths.into_iter().take(tail_len))
+        .scan(0usize, |col, nv| {
+            let first = *col;
+            *col += nv * LANES;
+            Some((first, nv))
+        })
+}
+
+/// Floats a packed `depth x n` operand takes (columns padded to whole vectors).
+pub fn packed_len(depth: usize, n: usize) -> usize {
+    depth * n.div_ceil(LANES) * LANES
+}
+
+/// Packs the `depth x n` matrix `B(p, j) = value(p, j)` into column panels: panel by panel, each
+/// `depth` rows of `8 * nv` floats, zero-padded past `n`. The closure lets one routine pack `W`,
+/// `W^T` or a gather of `W`'s rows (the convolution's live taps).
+pub fn pack_panels(depth: usize, n: usize, value: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+    assert_eq!(out.len(), packed_len(depth, n), "pack_panels: output size");
+    let mut dst = out.iter_mut();
+    for (first, nv) in panels(n) {
+        for p in 0..depth {
+            for j in first..first + nv * LANES {
+                *dst.next().expect("sized above") = if j < n { value(p, j) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Elements a row-major `rows x cols` view with row stride `ld` spans.
+fn span(rows: usize, cols: usize, ld: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
+}
+
+/// Runs the tile kind that fits a panel of `nv` vectors.
+///
+/// # Safety
+/// The memory contract of [`run_tile`] for `t`.
+unsafe fn dispatch<const MASK_B: bool>(nv: usize, t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match nv {
+            1 => run_tile::<6, 1, MASK_B>(t),
+            2 => run_tile::<6, 2, MASK_B>(t),
+            _ => run_tile::<3, 3, MASK_B>(t),
+        }
+    }
+}
+
+/// `C[rows, n] (+)= A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed(
+    rows: usize,
+    n: usize,
+    depth: usize,
+    a: &[f32],
+    lda: usize,
+    packed: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(
+        lda >= depth && a.len() >= span(rows, depth, lda),
+        "matmul_packed: A too short"
+    );
+    assert_eq!(packed.len(), packed_len(depth, n), "matmul_packed: B size");
+    assert!(
+        ldc >= n && c.len() >= span(rows, n, ldc),
+        "matmul_packed: C too short"
+    );
+    if rows == 0 || n == 0 {
+        return;
+    }
+    if depth == 0 {
+        if !accumulate {
+            for row in 0..rows {
+                c[row * ldc..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let strip_rows = strip_rows(depth);
+    for strip in (0..rows).step_by(strip_rows) {
+        let strip_end = (strip + strip_rows).min(rows);
+        for (first, nv) in panels(n) {
+            let mr = tile_rows(nv);
+            for row in (strip..strip_end).step_by(mr) {
+                let t = Tile {
+                    depth,
+                    a: a[row * lda..].as_ptr(),
+                    a_row: lda as isize,
+                    a_step: 1,
+                    b: packed[depth * first..].as_ptr(),
+                    b_step: (nv * LANES) as isize,
+                    c: c[row * ldc + first..].as_mut_ptr(),
+                    ldc,
+                    rows: mr.min(strip_end - row),
+                    cols: (nv * LANES).min(n - first),
+                    accumulate,
+                };
+                // SAFETY: rows `row..row + t.rows` of A are inside `a` (span asserted) for all
+                // `depth` steps; the panel holds `depth` rows of `8*nv` floats; C's tile is inside
+                // `c` (span asserted) and `c` is exclusively borrowed.
+                unsafe { dispatch::<false>(nv, &t) };
+            }
+        }
+    }
+}
+
+/// `C[k, n] (+)= A[depth, k]^T @ B[depth, n]`: both operands row-major and unpacked; each
+/// element of C is reduced over `p = 0..depth` in order (blocks of rows pass over the whole of
+/// C in turn so that they are read from L1, and C carries the running sums between blocks).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_at_b(
+    k: usize,
+    n: usize,
+    depth: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(
+        lda >= k && a.len() >= span(depth, k, lda),
+        "matmul_at_b: A too short"
+    );
+    assert!(
+        ldb >= n && b.len() >= span(depth, n, ldb),
+        "matmul_at_b: B too short"
+    );
+    assert!(
+        ldc >= n && c.len() >= span(k, n, ldc),
+        "matmul_at_b: C too short"
+    );
+    if k == 0 || n == 0 {
+        return;
+    }
+    if depth == 0 {
+        if !accumulate {
+            for row in 0..k {
+                c[row * ldc..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let block_rows = 128;
+    for (first, nv) in panels(n) {
+        // Rows of B whose full `8*nv`-float read stays inside `b` may be read unmasked: the
+        // floats past `n` belong to the next row and only feed lanes that are never stored.
+        // Masked loads are slow, so only the last few rows use them.
+        let fits = (b.len() + 1).saturating_sub(first + nv * LANES);
+        let unmasked_depth = fits.div_ceil(ldb).min(depth);
+        for block in (0..depth).step_by(block_rows) {
+            let block_end = (block + block_rows).min(depth);
+            let split = unmasked_depth.clamp(block, block_end);
+            for (start, end, masked) in [(block, split, false), (split, block_end, true)] {
+                if start == end {
+                    continue;
+                }
+                let mr = tile_rows(nv);
+                for row in (0..k).step_by(mr) {
+                    let t = Tile {
+                        depth: end - start,
+                        a: a[start * lda + row..].as_ptr(),
+                        a_row: 1,
+                        a_step: lda as isize,
+                        b: b[start * ldb + first..].as_ptr(),
+                        b_step: ldb as isize,
+                        c: c[row * ldc + first..].as_mut_ptr(),
+                        ldc,
+                        rows: mr.min(k - row),
+                        cols: (nv * LANES).min(n - first),
+                        accumulate: accumulate || start > 0,
+                    };
+                    // SAFETY: A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
+                    // `start + p < depth` is inside the asserted span. B row `p` is read for
+                    // `8*nv` floats when `p < unmasked_depth` (inside `b` by construction of
+                    // `fits`), else for `cols` floats (masked), inside the asserted span. C's
+                    // tile is inside `c`, which is exclusively borrowed.
+                    unsafe {
+                        if masked {
+                            dispatch::<true>(nv, &t)
+                        } else {
+                            dispatch::<false>(nv, &t)
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::sgemm_reference;
+    use crate::simd::{force_isa, Isa};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    #[test]
+    fn panels_cover_the_columns_with_few_wide_panels() {
+        for n in 1..=100 {
+            let list: Vec<(usize, usize)> = panels(n).collect();
+            let covered: usize = list.iter().map(|p| p.1 * LANES).sum();
+            assert_eq!(covered, n.div_ceil(LANES) * LANES, "n {n}");
+            let mut col = 0;
+            for &(first, nv) in &list {
+                assert_eq!(first, col);
+                assert!((1..=3).contains(&nv));
+                col += nv * LANES;
+            }
+            assert!(list.iter().filter(|p| p.1 == 1).count() <= usize::from(n <= 8));
+        }
+    }
+
+    /// Every ISA path against the f64 reference, on odd sizes that leave row and column tails.
+    fn check_both_products(isa: Isa) {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for &(rows, n, depth) in &[
+            (1, 1, 1),
+            (7, 5, 3),
+            (13, 9, 17),
+            (25, 20, 144),
+            (64, 76, 648),
+            (37, 33, 9),
+            (11, 41, 2),
+        ] {
+            let lda = depth + 3;
+            let ldc = n + 2;
+            let a = random(rows * lda, &mut rng);
+            let b = random(depth * n, &mut rng);
+            let c0 = random(rows * ldc, &mut rng);
+            let mut packed = vec![0.0; packed_len(depth, n)];
+            pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
+            for accumulate in [false, true] {
+                let (mut got, mut want) = (c0.clone(), c0.clone());
+                matmul_packed(rows, n, depth, &a, lda, &packed, &mut got, ldc, accumulate);
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                sgemm_reference(
+                    false, false, rows, n, depth, 1.0, &a, lda, &b, n, beta, &mut want, ldc,
+                );
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (depth as f32 + 1.0);
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{isa:?} packed {rows}x{n}x{depth} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+            // A^T @ B: A is depth x k (k = rows here), B depth x n.
+            let (k, ldb) = (rows, n + 1);
+            let at = random(depth * (k + 2), &mut rng);
+            let bt = random(depth * ldb, &mut rng);
+            let c1 = random(k * ldc, &mut rng);
+            for accumulate in [false, true] {
+                let (mut got, mut want) = (c1.clone(), c1.clone());
+                matmul_at_b(k, n, depth, &at, k + 2, &bt, ldb, &mut got, ldc, accumulate);
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                sgemm_reference(
+                    true,
+                    false,
+                    k,
+                    n,
+                    depth,
+                    1.0,
+                    &at,
+                    k + 2,
+                    &bt,
+                    ldb,
+                    beta,
+                    &mut want,
+                    ldc,
+                );
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (depth as f32 + 1.0);
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{isa:?} at_b {k}x{n}x{depth} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_and_scalar_tiles_match_the_reference_on_odd_sizes() {
+        let before = crate::simd::active_isa();
+        check_both_products(before);
+        assert!(force_isa(Isa::Portable));
+        check_both_products(Isa::Portable);
+        force_isa(before);
+    }
+
+    #[test]
+    fn transposed_packing_packs_the_transpose() {
+        let (depth, n) = (3, 10);
+        let w: Vec<f32> = (0..depth * n).map(|v| v as f32).collect(); // w is n x depth
+        let mut a = vec![0.0; packed_len(depth, n)];
+        pack_panels(depth, n, |p, j| w[j * depth + p], &mut a);
+        let wt: Vec<f32> = (0..depth)
+            .flat_map(|p| (0..n).map(move |j| (j * depth + p) as f32))
+            .collect();
+        let mut b = vec![0.0; packed_len(depth, n)];
+        pack_panels(depth, n, |p, j| wt[p * n + j], &mut b);
+        assert_eq!(a, b);
+    }
+}

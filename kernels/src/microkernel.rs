@@ -1,0 +1,180 @@
+//! GEMM register tiles: one microkernel per instruction set, chosen once per call from
+//! [`crate::simd::active_isa`], with a plain scalar twin that the tests compare it with.
+//!
+//! A tile computes `C[i][j] (+)= sum_p A(i, p) * B(p, j)` for `i < MR`, `j < 8 * NV`, where `A` is
+//! read through two strides (between tile rows, and along the reduction) and `B` row `p` is
+//! `8 * NV` contiguous floats. The same tile therefore runs `cols @ W` (A rows are im2col rows,
+//! B is packed) and `cols^T @ dy` (A "rows" are im2col columns, B rows are rows of `dy`), with no
+//! packing of the big operand. Each output element is reduced in order `p = 0, 1, ...`, whatever
+//! the tiling, so results do not depend on how the caller splits the output between threads.
+
+use crate::simd::{active_isa, Isa};
+
+/// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
+pub const LANES: usize = 8;
+
+/// One tile's operands. Pointers and strides are in floats.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile {
+    /// Reduction length.
+    pub depth: usize,
+    pub a: *const f32,
+    /// Distance between consecutive tile rows of A.
+    pub a_row: isize,
+    /// Distance between consecutive reduction steps of A.
+    pub a_step: isize,
+    pub b: *const f32,
+    /// Distance between consecutive reduction steps (rows) of B.
+    pub b_step: isize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Valid rows (`1..=MR`): rows past it are neither read from A nor written to C.
+    pub rows: usize,
+    /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
+    /// not read from B.
+    pub cols: usize,
+    /// Start from C's values instead of zero, so that reducing a long sum block by block gives
+    /// bitwise the result of one pass.
+    pub accumulate: bool,
+}
+
+/// Runs one `MR x 8*NV` tile. `MASK_B`: B rows hold only `cols` valid floats (read the last
+/// vector with a mask); otherwise B rows are zero-padded to `8 * NV`.
+///
+/// # Safety
+/// For every `i < rows` and `p < depth`, `a + i*a_row + p*a_step` must be readable; for every
+/// `p < depth`, `b + p*b_step` must be readable for `8*NV` floats (`cols` when `MASK_B`); C must
+/// be writable at `c + i*ldc + j` for `i < rows`, `j < cols`, and must not overlap A or B.
+#[inline]
+pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
+    debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= LANES * NV);
+    #[cfg(target_arch = "x86_64")]
+    if active_isa() == Isa::Avx2 {
+        // SAFETY: the ISA check proves AVX2+FMA; the caller upholds the memory contract.
+        unsafe { avx2::tile::<MR, NV, MASK_B>(t) };
+        return;
+    }
+    let _ = active_isa;
+    let _ = Isa::Portable;
+    // SAFETY: forwarded from the caller.
+    unsafe { tile_scalar::<MR, NV, MASK_B>(t) }
+}
+
+/// The plain reference tile: same contract, same reduction order, `a * b + c` without FMA.
+///
+/// # Safety
+/// As [`run_tile`].
+pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
+    let width = LANES * NV;
+    let read_cols = if MASK_B { t.cols } else { width };
+    let mut acc = [[0.0f32; 32]; MR];
+    if t.accumulate {
+        for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
+            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                // SAFETY: `i < rows`, `j < cols` are inside C's contract.
+                *v = unsafe { *t.c.add(i * t.ldc + j) };
+            }
+        }
+    }
+    for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
+        let a = t.a.wrapping_offset(i as isize * t.a_row);
+        for p in 0..t.depth {
+            // SAFETY: `i < rows`, `p < depth`, and `j < read_cols` are inside the contract.
+            let av = unsafe { *a.offset(p as isize * t.a_step) };
+            let b = t.b.wrapping_offset(p as isize * t.b_step);
+            for (j, c) in row.iter_mut().enumerate().take(read_cols) {
+                *c += av * unsafe { *b.add(j) };
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(t.rows) {
+        for (j, v) in row.iter().enumerate().take(t.cols) {
+            // SAFETY: `i < rows`, `j < cols` are inside C's contract.
+            unsafe { *t.c.add(i * t.ldc + j) = *v };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Tile, LANES};
+    use std::arch::x86_64::*;
+
+    /// All-ones in the first `n` lanes (`1..=8`).
+    #[inline(always)]
+    unsafe fn lane_mask(n: usize) -> __m256i {
+        const IDX: [i32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+        // SAFETY: IDX holds eight i32.
+        let idx = unsafe { _mm256_loadu_si256(IDX.as_ptr().cast()) };
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; memory contract of [`super::run_tile`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
+        let last = t.cols - LANES * (NV - 1);
+        // SAFETY: no memory access.
+        let mask = unsafe { lane_mask(last.min(LANES)) };
+        let mut rows = [t.a; MR];
+        for (i, r) in rows.iter_mut().enumerate() {
+            // Rows past `rows` recompute the last valid row; their results are never stored.
+            *r = t.a.wrapping_offset(i.min(t.rows - 1) as isize * t.a_row);
+        }
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        if t.accumulate {
+            for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
+                let c = t.c.wrapping_add(i * t.ldc);
+                for (j, v) in row.iter_mut().enumerate() {
+                    // SAFETY: as for the stores below.
+                    *v = unsafe {
+                        if j == NV - 1 && last < LANES {
+                            _mm256_maskload_ps(c.add(LANES * j), mask)
+                        } else {
+                            _mm256_loadu_ps(c.add(LANES * j))
+                        }
+                    };
+                }
+            }
+        }
+        let mut b = t.b;
+        let mut off = 0isize;
+        for _ in 0..t.depth {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for (j, v) in bv.iter_mut().enumerate() {
+                // SAFETY: row `p` of B holds `8*NV` floats, or `cols` with the mask.
+                *v = unsafe {
+                    if MASK_B && j == NV - 1 {
+                        _mm256_maskload_ps(b.add(LANES * j), mask)
+                    } else {
+                        _mm256_loadu_ps(b.add(LANES * j))
+                    }
+                };
+            }
+            for (i, r) in rows.iter().enumerate() {
+                // SAFETY: every row pointer is a valid row of A at reduction step `p`.
+                let av = unsafe { _mm256_broadcast_ss(&*r.offset(off)) };
+                for (j, v) in bv.iter().enumerate() {
+                    acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
+                }
+            }
+            b = b.wrapping_offset(t.b_step);
+            off += t.a_step;
+        }
+        for (i, row) in acc.iter().enumerate().take(t.rows) {
+            let c = t.c.wrapping_add(i * t.ldc);
+            for (j, v) in row.iter().enumerate() {
+                let cj = c.wrapping_add(LANES * j);
+                // SAFETY: full vectors lie inside the `cols` valid columns; the last one is
+                // masked to them.
+                unsafe {
+                    if j == NV - 1 && last < LANES {
+                        _mm256_maskstore_ps(cj, mask, *v);
+                    } else {
+                        _mm256_storeu_ps(cj, *v);
+                    }
+                }
+            }
+        }
+    }
+}
