@@ -446,6 +446,9 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
+        let _lock = crate::simd::ISA_TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let g = ConvGeometry::same(64, 14, 14, 8, 12, 1);
         let x = pseudo(g.input_len(), 7);
         let wt = pseudo(g.weight_len(), 8);

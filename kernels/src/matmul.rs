@@ -13,6 +13,7 @@
 //! the same order whatever the split).
 
 use crate::microkernel::{run_tile, Tile, LANES};
+use crate::simd::{active_isa, Isa};
 
 /// Rows per tile for a panel `nv` vectors wide: accumulators, B vectors and a broadcast must
 /// fit the 16 `ymm` registers without spilling (4 x 3 does not: measured 3x slower).
@@ -93,14 +94,14 @@ fn span(rows: usize, cols: usize, ld: usize) -> usize {
 /// Runs the tile kind that fits a panel of `nv` vectors.
 ///
 /// # Safety
-/// The memory contract of [`run_tile`] for `t`.
-unsafe fn dispatch<const MASK_B: bool>(nv: usize, t: &Tile) {
+/// The contract of [`run_tile`] for `isa` and `t`.
+unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match nv {
-            1 => run_tile::<6, 1, MASK_B>(t),
-            2 => run_tile::<6, 2, MASK_B>(t),
-            _ => run_tile::<3, 3, MASK_B>(t),
+            1 => run_tile::<6, 1, MASK_B>(isa, t),
+            2 => run_tile::<6, 2, MASK_B>(isa, t),
+            _ => run_tile::<3, 3, MASK_B>(isa, t),
         }
     }
 }
@@ -108,6 +109,34 @@ unsafe fn dispatch<const MASK_B: bool>(nv: usize, t: &Tile) {
 /// `C[rows, n] (+)= A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed(
+    rows: usize,
+    n: usize,
+    depth: usize,
+    a: &[f32],
+    lda: usize,
+    packed: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    matmul_packed_on(
+        active_isa(),
+        rows,
+        n,
+        depth,
+        a,
+        lda,
+        packed,
+        c,
+        ldc,
+        accumulate,
+    );
+}
+
+/// [`matmul_packed`] with the code path for `isa` (one this CPU runs).
+#[allow(clippy::too_many_arguments)]
+fn matmul_packed_on(
+    isa: Isa,
     rows: usize,
     n: usize,
     depth: usize,
@@ -157,10 +186,10 @@ pub fn matmul_packed(
                     cols: (nv * LANES).min(n - first),
                     accumulate,
                 };
-                // SAFETY: rows `row..row + t.rows` of A are inside `a` (span asserted) for all
+                // SAFETY: `isa` runs on this CPU (callers' contract); rows `row..row + t.rows` of A are inside `a` (span asserted) for all
                 // `depth` steps; the panel holds `depth` rows of `8*nv` floats; C's tile is inside
                 // `c` (span asserted) and `c` is exclusively borrowed.
-                unsafe { dispatch::<false>(nv, &t) };
+                unsafe { dispatch::<false>(isa, nv, &t) };
             }
         }
     }
@@ -171,6 +200,36 @@ pub fn matmul_packed(
 /// C in turn so that they are read from L1, and C carries the running sums between blocks).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_at_b(
+    k: usize,
+    n: usize,
+    depth: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    matmul_at_b_on(
+        active_isa(),
+        k,
+        n,
+        depth,
+        a,
+        lda,
+        b,
+        ldb,
+        c,
+        ldc,
+        accumulate,
+    );
+}
+
+/// [`matmul_at_b`] with the code path for `isa` (one this CPU runs).
+#[allow(clippy::too_many_arguments)]
+fn matmul_at_b_on(
+    isa: Isa,
     k: usize,
     n: usize,
     depth: usize,
@@ -234,16 +293,16 @@ pub fn matmul_at_b(
                         cols: (nv * LANES).min(n - first),
                         accumulate: accumulate || start > 0,
                     };
-                    // SAFETY: A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
+                    // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
                     // `start + p < depth` is inside the asserted span. B row `p` is read for
                     // `8*nv` floats when `p < unmasked_depth` (inside `b` by construction of
                     // `fits`), else for `cols` floats (masked), inside the asserted span. C's
                     // tile is inside `c`, which is exclusively borrowed.
                     unsafe {
                         if masked {
-                            dispatch::<true>(nv, &t)
+                            dispatch::<true>(isa, nv, &t)
                         } else {
-                            dispatch::<false>(nv, &t)
+                            dispatch::<false>(isa, nv, &t)
                         }
                     };
                 }
@@ -256,7 +315,6 @@ pub fn matmul_at_b(
 mod tests {
     use super::*;
     use crate::gemm::sgemm_reference;
-    use crate::simd::{force_isa, Isa};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -349,13 +407,12 @@ mod tests {
         }
     }
 
+    /// The ISA is passed explicitly (not forced globally), so tests running in parallel never
+    /// see a GEMM change code path halfway.
     #[test]
     fn simd_and_scalar_tiles_match_the_reference_on_odd_sizes() {
-        let before = crate::simd::active_isa();
-        check_both_products(before);
-        assert!(force_isa(Isa::Portable));
+        check_both_products(active_isa());
         check_both_products(Isa::Portable);
-        force_isa(before);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! GEMM register tiles: one microkernel per instruction set, chosen once per call from
+//! GEMM register tiles: one microkernel per instruction set, chosen by the caller from
 //! [`crate::simd::active_isa`], with a plain scalar twin that the tests compare it with.
 //!
 //! A tile computes `C[i][j] (+)= sum_p A(i, p) * B(p, j)` for `i < MR`, `j < 8 * NV`, where `A` is
@@ -8,7 +8,7 @@
 //! packing of the big operand. Each output element is reduced in order `p = 0, 1, ...`, whatever
 //! the tiling, so results do not depend on how the caller splits the output between threads.
 
-use crate::simd::{active_isa, Isa};
+use crate::simd::Isa;
 
 /// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
 pub const LANES: usize = 8;
@@ -38,7 +38,7 @@ pub(crate) struct Tile {
     pub accumulate: bool,
 }
 
-/// Runs one `MR x 8*NV` tile. `MASK_B`: B rows hold only `cols` valid floats (read the last
+/// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols` valid floats (read the last
 /// vector with a mask); otherwise B rows are zero-padded to `8 * NV`.
 ///
 /// # Safety
@@ -46,18 +46,21 @@ pub(crate) struct Tile {
 /// `p < depth`, `b + p*b_step` must be readable for `8*NV` floats (`cols` when `MASK_B`); C must
 /// be writable at `c + i*ldc + j` for `i < rows`, `j < cols`, and must not overlap A or B.
 #[inline]
-pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
+/// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it).
+pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
+    isa: Isa,
+    t: &Tile,
+) {
     debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= LANES * NV);
-    #[cfg(target_arch = "x86_64")]
-    if active_isa() == Isa::Avx2 {
-        // SAFETY: the ISA check proves AVX2+FMA; the caller upholds the memory contract.
-        unsafe { avx2::tile::<MR, NV, MASK_B>(t) };
-        return;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: the caller vouches for AVX2+FMA and for the memory contract.
+            unsafe { avx2::tile::<MR, NV, MASK_B>(t) }
+        }
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { tile_scalar::<MR, NV, MASK_B>(t) },
     }
-    let _ = active_isa;
-    let _ = Isa::Portable;
-    // SAFETY: forwarded from the caller.
-    unsafe { tile_scalar::<MR, NV, MASK_B>(t) }
 }
 
 /// The plain reference tile: same contract, same reduction order, `a * b + c` without FMA.

@@ -77,6 +77,9 @@ mod tests {
 
     #[test]
     fn simd_matches_scalar_bitwise_on_odd_lengths_for_every_isa() {
+        let _lock = crate::simd::ISA_TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let before = active_isa();
         for isa in [Isa::Portable, Isa::Avx2] {
             if !force_isa(isa) {

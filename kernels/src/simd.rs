@@ -61,6 +61,11 @@ pub fn active_isa() -> Isa {
     }
 }
 
+/// Held by unit tests that force a code path, and by those that compare two runs bitwise (which
+/// a path switched by a concurrent test would break): the process-wide choice is shared.
+#[cfg(test)]
+pub(crate) static ISA_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Forces a code path (for tests and profiling). Returns false, changing nothing, if the CPU lacks it.
 pub fn force_isa(isa: Isa) -> bool {
     if isa == Isa::Avx2 && detect() != Isa::Avx2 {
