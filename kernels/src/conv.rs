@@ -13,8 +13,10 @@
 use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, im2col_image};
+use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
 use crate::partition::{chunk_count, images_per_chunk};
+use crate::simd::active_isa;
 use rayon::prelude::*;
 
 /// GEMM work (flops) worth one rayon task: small enough to share a 64-row layer between two
@@ -32,6 +34,38 @@ pub struct ConvWorkspace {
     weights: Vec<f32>,
     /// Per-chunk weight and bias gradient partial sums.
     partials: Vec<f32>,
+    /// The zero-bordered input images of the implicit path, kept for the weight gradient.
+    padded: Vec<f32>,
+    /// The zero-bordered output gradient images of the implicit data gradient.
+    padded_dy: Vec<f32>,
+}
+
+/// Output widths from which the implicit path (no im2col matrix) is used: there the matrix is
+/// large and copying it costs more than the tiles lose to the windows' short rows.
+const IMPLICIT_MIN_WIDTH: usize = 7;
+
+/// The implicit-GEMM geometry of this layer's forward pass, when that path applies: bnconv's
+/// GEMM, every tap live, output wide enough.
+fn implicit_plan(gemm: GemmBackend, g: &ConvGeometry) -> Option<Implicit> {
+    (gemm == GemmBackend::Native && g.live_taps().len() == 9 && g.out_w >= IMPLICIT_MIN_WIDTH).then(
+        || {
+            Implicit::new(
+                g.out_h,
+                g.out_w,
+                g.stride,
+                g.pad_top + g.in_h + g.pad_bottom,
+                g.pad_left + g.in_w + g.pad_right,
+                g.in_c,
+            )
+        },
+    )
+}
+
+/// The data gradient of a stride-1 layer as a forward convolution of the padded `dy` (one pixel
+/// of zeros all round) with the flipped, transposed kernel.
+fn implicit_data_grad_plan(g: &ConvGeometry) -> Option<Implicit> {
+    (g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 && g.pad_bottom == 1 && g.pad_right == 1)
+        .then(|| Implicit::new(g.in_h, g.in_w, 1, g.out_h + 2, g.out_w + 2, g.out_c))
 }
 
 /// Chunk sizes of one layer, in floats of each buffer.
@@ -147,8 +181,41 @@ pub fn conv_forward(
     }
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
-    ws.cols.resize(g.cols_len(), 0.0);
     prepare_forward_weights(gemm, g, w, &mut ws.weights);
+    if let Some(im) = implicit_plan(gemm, g) {
+        let (isa, weights) = (active_isa(), &ws.weights);
+        let per_chunk = ch.input / (g.in_pixels() * g.in_c) * im.padded_len();
+        ws.padded.resize(g.batch * im.padded_len(), 0.0);
+        x.par_chunks(ch.input.max(1))
+            .zip(ws.padded.par_chunks_mut(per_chunk.max(1)))
+            .zip(y.par_chunks_mut(ch.output.max(1)))
+            .for_each(|((x_c, padded_c), y_c)| {
+                for ((img, padded), y_img) in x_c
+                    .chunks_exact(g.in_pixels() * g.in_c)
+                    .zip(padded_c.chunks_exact_mut(im.padded_len()))
+                    .zip(y_c.chunks_exact_mut(g.out_pixels() * cout))
+                {
+                    pad_image(
+                        img,
+                        g.in_h,
+                        g.in_w,
+                        g.in_c,
+                        g.pad_top,
+                        g.pad_left,
+                        im.padded_w,
+                        padded,
+                    );
+                    if let Some(b) = bias {
+                        for row in y_img.chunks_exact_mut(cout) {
+                            row.copy_from_slice(b);
+                        }
+                    }
+                    forward_image(isa, &im, padded, weights, cout, y_img, bias.is_some());
+                }
+            });
+        return;
+    }
+    ws.cols.resize(g.cols_len(), 0.0);
     let weights = &ws.weights;
     x.par_chunks(ch.input.max(1))
         .zip(ws.cols.par_chunks_mut(ch.cols.max(1)))
@@ -196,11 +263,6 @@ pub fn conv_backward(
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
-    assert_eq!(
-        ws.cols.len(),
-        g.cols_len(),
-        "conv_backward: needs the forward pass's columns"
-    );
     assert_eq!(w.len(), g.weight_len(), "conv_backward: weight size");
     assert_eq!(
         dy.len(),
@@ -211,6 +273,19 @@ pub fn conv_backward(
         dw.len(),
         g.weight_len(),
         "conv_backward: weight gradient size"
+    );
+    if let Some(im) = implicit_plan(gemm, g) {
+        assert_eq!(
+            ws.padded.len(),
+            g.batch * im.padded_len(),
+            "conv_backward: needs the forward pass's padded images"
+        );
+        return backward_implicit(g, &im, ws, w, dy, dx, dw, db);
+    }
+    assert_eq!(
+        ws.cols.len(),
+        g.cols_len(),
+        "conv_backward: needs the forward pass's columns"
     );
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
@@ -254,40 +329,33 @@ pub fn conv_backward(
                 ),
             }
             if with_bias {
-                db_part.fill(0.0);
-                for row in dy_c.chunks_exact(cout) {
-                    for (acc, v) in db_part.iter_mut().zip(row) {
-                        *acc += v;
-                    }
-                }
+                bias_grad(dy_c, db_part);
             }
         });
-    dw.fill(0.0);
-    for (r, out) in (0..k).map(|r| (r, weight_row(g, r))) {
-        let dst = &mut dw[out * cout..][..cout];
-        for part in ws.partials.chunks_exact(per_chunk) {
-            for (acc, v) in dst.iter_mut().zip(&part[r * cout..][..cout]) {
-                *acc += v;
-            }
-        }
+    reduce_partials(g, &ws.partials, per_chunk, dw, db);
+    if let Some(dx) = dx {
+        data_grad_explicit(gemm, g, ws, w, dy, dx);
     }
-    if let Some(db) = db {
-        assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
-        db.fill(0.0);
-        for part in ws.partials.chunks_exact(per_chunk) {
-            for (acc, v) in db.iter_mut().zip(&part[k * cout..]) {
-                *acc += v;
-            }
-        }
-    }
+}
 
-    // Input gradient: dcols_c = dy_c @ W_live^T (into the spent column buffer), then col2im.
-    let Some(dx) = dx else { return };
+/// Input gradient through columns: `dcols = dy @ W_live^T` (into the column buffer, whose
+/// contents are spent), then col2im.
+fn data_grad_explicit(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     assert_eq!(
         dx.len(),
         g.input_len(),
         "conv_backward: input gradient size"
     );
+    let ch = chunking(g);
+    let (k, cout) = (g.k(), g.out_c);
+    ws.cols.resize(g.cols_len(), 0.0);
     match gemm {
         GemmBackend::Native => {
             ws.weights.resize(packed_len(cout, k), 0.0);
@@ -313,6 +381,125 @@ pub fn conv_backward(
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))
             {
                 col2im_image(g, dcol, dimg);
+            }
+        });
+}
+
+/// Adds the per-chunk partial sums in chunk order: `dw` rows of the live taps (others zero),
+/// and `db` from the `cout` floats after each chunk's weight partial.
+fn reduce_partials(
+    g: &ConvGeometry,
+    partials: &[f32],
+    per_chunk: usize,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let (k, cout) = (g.k(), g.out_c);
+    dw.fill(0.0);
+    for (r, out) in (0..k).map(|r| (r, weight_row(g, r))) {
+        let dst = &mut dw[out * cout..][..cout];
+        for part in partials.chunks_exact(per_chunk) {
+            for (acc, v) in dst.iter_mut().zip(&part[r * cout..][..cout]) {
+                *acc += v;
+            }
+        }
+    }
+    if let Some(db) = db {
+        assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
+        db.fill(0.0);
+        for part in partials.chunks_exact(per_chunk) {
+            for (acc, v) in db.iter_mut().zip(&part[k * cout..]) {
+                *acc += v;
+            }
+        }
+    }
+}
+
+/// Column sums of `dy` rows (`cout` wide) into `db`.
+fn bias_grad(dy: &[f32], db: &mut [f32]) {
+    db.fill(0.0);
+    for row in dy.chunks_exact(db.len()) {
+        for (acc, v) in db.iter_mut().zip(row) {
+            *acc += v;
+        }
+    }
+}
+
+/// [`conv_backward`] on the implicit path: weight gradient from the padded images kept by the
+/// forward pass; data gradient as a convolution of the padded `dy` for stride 1, through
+/// columns otherwise.
+#[allow(clippy::too_many_arguments)]
+fn backward_implicit(
+    g: &ConvGeometry,
+    im: &Implicit,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let isa = active_isa();
+    let ch = chunking(g);
+    let (k, cout) = (g.k(), g.out_c);
+    let images = ch.input / (g.in_pixels() * g.in_c);
+    let with_bias = db.is_some();
+    let per_chunk = k * cout + if with_bias { cout } else { 0 };
+    ws.partials.resize(ch.count * per_chunk, 0.0);
+    let image_out = g.out_pixels() * cout;
+    ws.padded
+        .par_chunks(images * im.padded_len())
+        .zip(ws.partials.par_chunks_mut(per_chunk))
+        .enumerate()
+        .for_each(|(chunk, (padded_c, part))| {
+            let (dw_part, db_part) = part.split_at_mut(k * cout);
+            let first_image = chunk * images;
+            for (i, padded) in padded_c.chunks_exact(im.padded_len()).enumerate() {
+                let dy_from = &dy[(first_image + i) * image_out..];
+                weight_grad_image(isa, im, padded, dy_from, cout, dw_part, i > 0);
+            }
+            if with_bias {
+                let n_images = padded_c.len() / im.padded_len();
+                bias_grad(
+                    &dy[first_image * image_out..][..n_images * image_out],
+                    db_part,
+                );
+            }
+        });
+    reduce_partials(g, &ws.partials, per_chunk, dw, db);
+
+    let Some(dx) = dx else { return };
+    let Some(dim) = implicit_data_grad_plan(g) else {
+        data_grad_explicit(GemmBackend::Native, g, ws, w, dy, dx);
+        return;
+    };
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
+    // W'[tap', n, c] = W[8 - tap', c, n]: the flipped kernel with in and out channels swapped.
+    let (cin, dk) = (g.in_c, dim.k());
+    ws.weights.resize(packed_len(dk, cin), 0.0);
+    pack_panels(
+        dk,
+        cin,
+        |p, j| w[((8 - p / cout) * cin + j) * cout + p % cout],
+        &mut ws.weights,
+    );
+    ws.padded_dy.resize(g.batch * dim.padded_len(), 0.0);
+    let weights = &ws.weights;
+    dy.par_chunks(ch.output.max(1))
+        .zip(ws.padded_dy.par_chunks_mut(images * dim.padded_len()))
+        .zip(dx.par_chunks_mut(ch.input.max(1)))
+        .for_each(|((dy_c, padded_c), dx_c)| {
+            for ((dy_img, padded), dx_img) in dy_c
+                .chunks_exact(image_out)
+                .zip(padded_c.chunks_exact_mut(dim.padded_len()))
+                .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
+            {
+                pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
+                forward_image(isa, &dim, padded, weights, cin, dx_img, false);
             }
         });
 }
@@ -372,6 +559,8 @@ mod tests {
         for &(n, h, w, cin, cout, stride) in &[
             (2, 7, 7, 3, 5, 1),
             (3, 8, 8, 4, 6, 2),
+            (2, 14, 13, 3, 5, 2),
+            (2, 9, 8, 1, 4, 1),
             (2, 5, 6, 1, 4, 2),
             (40, 2, 2, 3, 2, 2),
             (600, 1, 1, 5, 3, 1),

@@ -18,7 +18,7 @@ fn source(out: usize, tap: usize, stride: usize, pad: usize, size: usize) -> Opt
 /// Copies `src` into `dst` (same length) with vector moves: the runs here are 1 to a few hundred
 /// floats, where a `memcpy` call costs more than the copy itself (it was a third of a step).
 #[inline(always)]
-fn copy_run(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_run(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     debug_assert_eq!(n, src.len());
     if n >= LANES {
@@ -36,7 +36,7 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 
 /// `dst = 0` with vector stores (see [`copy_run`]).
 #[inline(always)]
-fn zero_run(dst: &mut [f32]) {
+pub(crate) fn zero_run(dst: &mut [f32]) {
     let n = dst.len();
     if n >= LANES {
         for i in (0..n - LANES).step_by(LANES) {

@@ -17,6 +17,7 @@ pub mod gemm;
 mod gemm_blas;
 pub mod geometry;
 pub mod im2col;
+pub mod implicit;
 pub mod matmul;
 mod microkernel;
 pub mod partition;

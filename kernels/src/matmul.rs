@@ -17,7 +17,7 @@ use crate::simd::{active_isa, Isa};
 
 /// Rows per tile for a panel `nv` vectors wide: accumulators, B vectors and a broadcast must
 /// fit the 16 `ymm` registers without spilling (4 x 3 does not: measured 3x slower).
-fn tile_rows(nv: usize) -> usize {
+pub(crate) fn tile_rows(nv: usize) -> usize {
     if nv >= 3 {
         3
     } else {
@@ -95,7 +95,7 @@ fn span(rows: usize, cols: usize, ld: usize) -> usize {
 ///
 /// # Safety
 /// The contract of [`run_tile`] for `isa` and `t`.
-unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile) {
+pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile) {
     // SAFETY: forwarded from the caller.
     unsafe {
         match nv {
@@ -173,16 +173,19 @@ fn matmul_packed_on(
         for (first, nv) in panels(n) {
             let mr = tile_rows(nv);
             for row in (strip..strip_end).step_by(mr) {
+                let tile_rows = mr.min(strip_end - row);
                 let t = Tile {
+                    segments: 1,
                     depth,
-                    a: a[row * lda..].as_ptr(),
-                    a_row: lda as isize,
+                    a: Tile::strided_rows(a[row * lda..].as_ptr(), lda as isize, tile_rows),
                     a_step: 1,
+                    a_seg: 0,
                     b: packed[depth * first..].as_ptr(),
                     b_step: (nv * LANES) as isize,
+                    b_seg: 0,
                     c: c[row * ldc + first..].as_mut_ptr(),
                     ldc,
-                    rows: mr.min(strip_end - row),
+                    rows: tile_rows,
                     cols: (nv * LANES).min(n - first),
                     accumulate,
                 };
@@ -280,16 +283,19 @@ fn matmul_at_b_on(
                 }
                 let mr = tile_rows(nv);
                 for row in (0..k).step_by(mr) {
+                    let tile_rows = mr.min(k - row);
                     let t = Tile {
+                        segments: 1,
                         depth: end - start,
-                        a: a[start * lda + row..].as_ptr(),
-                        a_row: 1,
+                        a: Tile::strided_rows(a[start * lda + row..].as_ptr(), 1, tile_rows),
                         a_step: lda as isize,
+                        a_seg: 0,
                         b: b[start * ldb + first..].as_ptr(),
                         b_step: ldb as isize,
+                        b_seg: 0,
                         c: c[row * ldc + first..].as_mut_ptr(),
                         ldc,
-                        rows: mr.min(k - row),
+                        rows: tile_rows,
                         cols: (nv * LANES).min(n - first),
                         accumulate: accumulate || start > 0,
                     };

@@ -13,22 +13,31 @@ use crate::simd::Isa;
 /// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
 pub const LANES: usize = 8;
 
+/// Most rows a tile kind has.
+pub const MAX_ROWS: usize = 6;
+
 /// One tile's operands. Pointers and strides are in floats.
+///
+/// The reduction runs over `segments` segments of `depth` steps: step `p` of segment `s` reads
+/// `A(i, s, p) = a[i] + s*a_seg + p*a_step` and the B row at `b + s*b_seg + p*b_step`. One segment
+/// is a plain GEMM; three segments with `a[i]` pointing into a padded image are a 3x3
+/// convolution without im2col (one segment per kernel row).
 #[derive(Clone, Copy)]
 pub(crate) struct Tile {
-    /// Reduction length.
+    pub segments: usize,
+    /// Reduction steps per segment.
     pub depth: usize,
-    pub a: *const f32,
-    /// Distance between consecutive tile rows of A.
-    pub a_row: isize,
-    /// Distance between consecutive reduction steps of A.
+    /// Row `i`'s first element; rows past `rows` must repeat a valid row (they are computed and
+    /// dropped).
+    pub a: [*const f32; MAX_ROWS],
     pub a_step: isize,
+    pub a_seg: isize,
     pub b: *const f32,
-    /// Distance between consecutive reduction steps (rows) of B.
     pub b_step: isize,
+    pub b_seg: isize,
     pub c: *mut f32,
     pub ldc: usize,
-    /// Valid rows (`1..=MR`): rows past it are neither read from A nor written to C.
+    /// Valid rows (`1..=MR`): rows past it are not written to C.
     pub rows: usize,
     /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
     /// not read from B.
@@ -38,20 +47,29 @@ pub(crate) struct Tile {
     pub accumulate: bool,
 }
 
-/// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols` valid floats (read the last
-/// vector with a mask); otherwise B rows are zero-padded to `8 * NV`.
+impl Tile {
+    /// Row pointers `a + i * stride` for the first `rows` rows, the last valid one repeated.
+    pub fn strided_rows(a: *const f32, stride: isize, rows: usize) -> [*const f32; MAX_ROWS] {
+        std::array::from_fn(|i| a.wrapping_offset(i.min(rows - 1) as isize * stride))
+    }
+}
+
+/// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols`
+/// valid floats (read the last vector with a mask); otherwise B rows are readable for `8 * NV`
+/// floats (zero-padded, or followed by more data whose lanes are never stored).
 ///
 /// # Safety
-/// For every `i < rows` and `p < depth`, `a + i*a_row + p*a_step` must be readable; for every
-/// `p < depth`, `b + p*b_step` must be readable for `8*NV` floats (`cols` when `MASK_B`); C must
-/// be writable at `c + i*ldc + j` for `i < rows`, `j < cols`, and must not overlap A or B.
+/// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it). For
+/// every `i < MR`, segment `s` and step `p`, `a[i] + s*a_seg + p*a_step` must be readable; B rows
+/// must be readable for `8*NV` floats (`cols` when `MASK_B`); C must be writable at
+/// `c + i*ldc + j` for `i < rows`, `j < cols`, and must not overlap A or B.
 #[inline]
-/// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it).
 pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
     isa: Isa,
     t: &Tile,
 ) {
-    debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= LANES * NV);
+    debug_assert!(MR <= MAX_ROWS && t.rows >= 1 && t.rows <= MR);
+    debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -80,13 +98,14 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
         }
     }
     for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
-        let a = t.a.wrapping_offset(i as isize * t.a_row);
-        for p in 0..t.depth {
-            // SAFETY: `i < rows`, `p < depth`, and `j < read_cols` are inside the contract.
-            let av = unsafe { *a.offset(p as isize * t.a_step) };
-            let b = t.b.wrapping_offset(p as isize * t.b_step);
-            for (j, c) in row.iter_mut().enumerate().take(read_cols) {
-                *c += av * unsafe { *b.add(j) };
+        for s in 0..t.segments as isize {
+            for p in 0..t.depth as isize {
+                // SAFETY: inside A's and B's contract (`j < read_cols`).
+                let av = unsafe { *t.a[i].offset(s * t.a_seg + p * t.a_step) };
+                let b = t.b.wrapping_offset(s * t.b_seg + p * t.b_step);
+                for (j, c) in row.iter_mut().enumerate().take(read_cols) {
+                    *c += av * unsafe { *b.add(j) };
+                }
             }
         }
     }
@@ -119,11 +138,6 @@ mod avx2 {
         let last = t.cols - LANES * (NV - 1);
         // SAFETY: no memory access.
         let mask = unsafe { lane_mask(last.min(LANES)) };
-        let mut rows = [t.a; MR];
-        for (i, r) in rows.iter_mut().enumerate() {
-            // Rows past `rows` recompute the last valid row; their results are never stored.
-            *r = t.a.wrapping_offset(i.min(t.rows - 1) as isize * t.a_row);
-        }
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         if t.accumulate {
             for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
@@ -140,29 +154,33 @@ mod avx2 {
                 }
             }
         }
-        let mut b = t.b;
-        let mut off = 0isize;
-        for _ in 0..t.depth {
-            let mut bv = [_mm256_setzero_ps(); NV];
-            for (j, v) in bv.iter_mut().enumerate() {
-                // SAFETY: row `p` of B holds `8*NV` floats, or `cols` with the mask.
-                *v = unsafe {
-                    if MASK_B && j == NV - 1 {
-                        _mm256_maskload_ps(b.add(LANES * j), mask)
-                    } else {
-                        _mm256_loadu_ps(b.add(LANES * j))
-                    }
-                };
-            }
-            for (i, r) in rows.iter().enumerate() {
-                // SAFETY: every row pointer is a valid row of A at reduction step `p`.
-                let av = unsafe { _mm256_broadcast_ss(&*r.offset(off)) };
-                for (j, v) in bv.iter().enumerate() {
-                    acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
+        for s in 0..t.segments as isize {
+            let mut b = t.b.wrapping_offset(s * t.b_seg);
+            let rows: [*const f32; MR] =
+                std::array::from_fn(|i| t.a[i].wrapping_offset(s * t.a_seg));
+            let mut off = 0isize;
+            for _ in 0..t.depth {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    // SAFETY: each B row is readable for `8*NV` floats, or `cols` with the mask.
+                    *v = unsafe {
+                        if MASK_B && j == NV - 1 {
+                            _mm256_maskload_ps(b.add(LANES * j), mask)
+                        } else {
+                            _mm256_loadu_ps(b.add(LANES * j))
+                        }
+                    };
                 }
+                for (i, r) in rows.iter().enumerate() {
+                    // SAFETY: every row pointer addresses A at this segment and step.
+                    let av = unsafe { _mm256_broadcast_ss(&*r.offset(off)) };
+                    for (j, v) in bv.iter().enumerate() {
+                        acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
+                    }
+                }
+                b = b.wrapping_offset(t.b_step);
+                off += t.a_step;
             }
-            b = b.wrapping_offset(t.b_step);
-            off += t.a_step;
         }
         for (i, row) in acc.iter().enumerate().take(t.rows) {
             let c = t.c.wrapping_add(i * t.ldc);

@@ -1,0 +1,326 @@
+//! 3x3 convolution as a GEMM read straight from a zero-bordered copy of the image ("implicit
+//! GEMM"): no im2col matrix is written or read.
+//!
+//! In NHWC, the three taps of one kernel row of an output pixel's window are one contiguous run
+//! of `3 * C` floats of the padded image. A register tile therefore reads row `i` of the virtual
+//! im2col matrix as three segments (one per kernel row) starting at that pixel's window, and the
+//! packed weights in plain HWIO order follow on. The early layers, where the im2col matrix is 9x
+//! the activations and copying it cost more than multiplying it, gain most.
+//!
+//! - [`forward_image`]: `y = conv(x, W)` for one image (also the data gradient of a stride-1
+//!   layer: the convolution of the padded `dy` with the flipped, transposed kernel).
+//! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
+
+use crate::im2col::{copy_run, zero_run};
+use crate::matmul::{dispatch, panels, tile_rows};
+use crate::microkernel::{Tile, LANES};
+use crate::simd::Isa;
+
+/// The geometry of one implicit convolution over one padded image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Implicit {
+    pub out_h: usize,
+    pub out_w: usize,
+    pub stride: usize,
+    /// Height and width of the padded image.
+    pub padded_h: usize,
+    pub padded_w: usize,
+    /// Channels of the padded image.
+    pub channels: usize,
+}
+
+/// Output pixels per strip: their windows stay in L1 while every weight panel passes over them.
+const STRIP_PIXELS: usize = 48;
+
+impl Implicit {
+    /// # Panics
+    /// If the padded image is too small for the output grid (a bug in the caller).
+    pub fn new(
+        out_h: usize,
+        out_w: usize,
+        stride: usize,
+        padded_h: usize,
+        padded_w: usize,
+        channels: usize,
+    ) -> Self {
+        assert!(out_h > 0 && out_w > 0 && stride > 0 && channels > 0);
+        assert!(
+            (out_h - 1) * stride + 3 <= padded_h && (out_w - 1) * stride + 3 <= padded_w,
+            "implicit conv: a {padded_h}x{padded_w} padded image is too small for {out_h}x{out_w} outputs at stride {stride}"
+        );
+        Implicit {
+            out_h,
+            out_w,
+            stride,
+            padded_h,
+            padded_w,
+            channels,
+        }
+    }
+
+    /// Floats in one padded image.
+    pub fn padded_len(&self) -> usize {
+        self.padded_h * self.padded_w * self.channels
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// GEMM depth: nine taps of every channel.
+    pub fn k(&self) -> usize {
+        9 * self.channels
+    }
+
+    /// Offset in the padded image of output pixel `q`'s window (top-left tap, channel 0).
+    #[inline(always)]
+    fn window(&self, q: usize) -> usize {
+        let (oy, ox) = (q / self.out_w, q % self.out_w);
+        ((oy * self.stride) * self.padded_w + ox * self.stride) * self.channels
+    }
+}
+
+/// Copies an `h x w x c` image into `padded` (`padded_h x padded_w x c`) at row `top`, column
+/// `left`, zeroing every other float.
+#[allow(clippy::too_many_arguments)]
+pub fn pad_image(
+    image: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    top: usize,
+    left: usize,
+    padded_w: usize,
+    padded: &mut [f32],
+) {
+    assert_eq!(image.len(), h * w * c, "pad_image: image size");
+    assert!(left + w <= padded_w && padded.len() % (padded_w * c) == 0);
+    assert!(
+        top + h <= padded.len() / (padded_w * c),
+        "pad_image: padded height"
+    );
+    for (py, row) in padded.chunks_exact_mut(padded_w * c).enumerate() {
+        match py.checked_sub(top).filter(|&y| y < h) {
+            Some(y) => {
+                zero_run(&mut row[..left * c]);
+                copy_run(&mut row[left * c..][..w * c], &image[y * w * c..][..w * c]);
+                zero_run(&mut row[(left + w) * c..]);
+            }
+            None => zero_run(row),
+        }
+    }
+}
+
+/// `y[q, n] (+)= sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` for every output pixel `q`
+/// of one image, with `B` (`9C x n`, HWIO order) packed by [`crate::matmul::pack_panels`].
+pub(crate) fn forward_image(
+    isa: Isa,
+    im: &Implicit,
+    padded: &[f32],
+    packed: &[f32],
+    n: usize,
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let (c, k, pixels) = (im.channels, im.k(), im.pixels());
+    assert_eq!(
+        padded.len(),
+        im.padded_len(),
+        "implicit forward: padded image size"
+    );
+    assert_eq!(
+        packed.len(),
+        crate::matmul::packed_len(k, n),
+        "implicit forward: weights"
+    );
+    assert_eq!(y.len(), pixels * n, "implicit forward: output size");
+    for strip in (0..pixels).step_by(STRIP_PIXELS) {
+        let strip_end = (strip + STRIP_PIXELS).min(pixels);
+        for (first, nv) in panels(n) {
+            let mr = tile_rows(nv);
+            for q in (strip..strip_end).step_by(mr) {
+                let rows = mr.min(strip_end - q);
+                let t = Tile {
+                    segments: 3,
+                    depth: 3 * c,
+                    a: std::array::from_fn(|i| padded[im.window(q + i.min(rows - 1))..].as_ptr()),
+                    a_step: 1,
+                    a_seg: (im.padded_w * c) as isize,
+                    b: packed[k * first..].as_ptr(),
+                    b_step: (nv * LANES) as isize,
+                    b_seg: (3 * c * nv * LANES) as isize,
+                    c: y[q * n + first..].as_mut_ptr(),
+                    ldc: n,
+                    rows,
+                    cols: (nv * LANES).min(n - first),
+                    accumulate,
+                };
+                // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
+                // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
+                // image, which `Implicit::new` proved large enough for every window. The panel
+                // holds `9C` rows of `8 * nv` floats (size asserted). C's rows `q..q + rows` and
+                // columns `first..first + cols` lie inside `y`, which is exclusively borrowed.
+                unsafe { dispatch::<false>(isa, nv, &t) };
+            }
+        }
+    }
+}
+
+/// `dw[tap * C + c, n] (+)= sum_q window(q)[tap, c] * dy[q, n]` over one image's output pixels
+/// `q` in order. `dy` starts at this image's gradient and may run on (later images): rows whose
+/// whole vector read fits in the slice are read unmasked, the rest with masked loads.
+pub(crate) fn weight_grad_image(
+    isa: Isa,
+    im: &Implicit,
+    padded: &[f32],
+    dy: &[f32],
+    n: usize,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let (c, pixels) = (im.channels, im.pixels());
+    assert_eq!(
+        padded.len(),
+        im.padded_len(),
+        "implicit weight gradient: padded image size"
+    );
+    assert!(
+        dy.len() >= pixels * n,
+        "implicit weight gradient: output gradient size"
+    );
+    assert_eq!(
+        dw.len(),
+        im.k() * n,
+        "implicit weight gradient: weight gradient size"
+    );
+    let s = im.stride;
+    for (first, nv) in panels(n) {
+        // The last float a vector read of the last pixel's row touches.
+        let unmasked = (pixels - 1) * n + first + nv * LANES <= dy.len();
+        let mr = tile_rows(nv);
+        for ky in 0..3 {
+            for r0 in (0..3 * c).step_by(mr) {
+                let rows = mr.min(3 * c - r0);
+                let t = Tile {
+                    segments: im.out_h,
+                    depth: im.out_w,
+                    a: Tile::strided_rows(padded[ky * im.padded_w * c + r0..].as_ptr(), 1, rows),
+                    a_step: (s * c) as isize,
+                    a_seg: (s * im.padded_w * c) as isize,
+                    b: dy[first..].as_ptr(),
+                    b_step: n as isize,
+                    b_seg: (im.out_w * n) as isize,
+                    c: dw[(ky * 3 * c + r0) * n + first..].as_mut_ptr(),
+                    ldc: n,
+                    rows,
+                    cols: (nv * LANES).min(n - first),
+                    accumulate,
+                };
+                // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) =
+                // padded[(oy*s + ky) * padded_w * C + ox*s*C + r0 + i] lies inside the padded
+                // image (`Implicit::new` checked its size; r0 + i < 3C). B row q is read at
+                // `q * n + first` for `8 * nv` floats when `unmasked` (checked against the
+                // slice above) or for `cols` floats, inside this image's `pixels * n`. C's tile
+                // lies inside `dw`, which is exclusively borrowed.
+                unsafe {
+                    if unmasked {
+                        dispatch::<false>(isa, nv, &t)
+                    } else {
+                        dispatch::<true>(isa, nv, &t)
+                    }
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::ConvGeometry;
+    use crate::im2col::reference::im2col_image;
+    use crate::matmul::{pack_panels, packed_len};
+    use crate::simd::active_isa;
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Both products against the explicit im2col matrix and f64 sums, for both ISAs, on odd
+    /// sizes, both strides and channel counts that leave tails.
+    #[test]
+    fn implicit_products_match_explicit_im2col() {
+        for isa in [active_isa(), Isa::Portable] {
+            for &(h, w, cin, cout, stride) in &[
+                (5, 7, 3, 5, 1),
+                (6, 6, 2, 20, 2),
+                (7, 7, 4, 12, 2),
+                (3, 4, 1, 4, 1),
+                (14, 14, 16, 20, 1),
+            ] {
+                let g = ConvGeometry::same(1, h, w, cin, cout, stride);
+                let x = pseudo(g.input_len(), 1);
+                let wt = pseudo(g.weight_len(), 2);
+                let dy = pseudo(g.output_len() + 5, 3);
+                let im = Implicit::new(
+                    g.out_h,
+                    g.out_w,
+                    stride,
+                    g.pad_top + h + g.pad_bottom,
+                    g.pad_left + w + g.pad_right,
+                    cin,
+                );
+                let mut padded = vec![f32::NAN; im.padded_len()];
+                pad_image(
+                    &x,
+                    h,
+                    w,
+                    cin,
+                    g.pad_top,
+                    g.pad_left,
+                    im.padded_w,
+                    &mut padded,
+                );
+                let mut cols = vec![0.0; g.cols_len()];
+                im2col_image(&g, &x, &mut cols);
+                let k = g.k();
+
+                let mut packed = vec![0.0; packed_len(k, cout)];
+                pack_panels(k, cout, |p, j| wt[p * cout + j], &mut packed);
+                let mut y = vec![f32::NAN; g.output_len()];
+                forward_image(isa, &im, &padded, &packed, cout, &mut y, false);
+                for q in 0..g.out_pixels() {
+                    for j in 0..cout {
+                        let want: f64 = (0..k)
+                            .map(|p| cols[q * k + p] as f64 * wt[p * cout + j] as f64)
+                            .sum();
+                        let got = y[q * cout + j] as f64;
+                        assert!((got - want).abs() < 1e-5, "{isa:?} fwd {g:?} q{q} j{j}");
+                    }
+                }
+
+                let mut dw = vec![f32::NAN; k * cout];
+                let pixels = g.out_pixels();
+                for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
+                    weight_grad_image(isa, &im, &padded, slice, cout, &mut dw, accumulate);
+                }
+                for p in 0..k {
+                    for j in 0..cout {
+                        let want: f64 = 2.0
+                            * (0..pixels)
+                                .map(|q| cols[q * k + p] as f64 * dy[q * cout + j] as f64)
+                                .sum::<f64>();
+                        let got = dw[p * cout + j] as f64;
+                        assert!((got - want).abs() < 1e-4, "{isa:?} dw {g:?} p{p} j{j}");
+                    }
+                }
+            }
+        }
+    }
+}
