@@ -71,13 +71,6 @@ impl Implicit {
     pub fn k(&self) -> usize {
         9 * self.channels
     }
-
-    /// Offset in the padded image of output pixel `q`'s window (top-left tap, channel 0).
-    #[inline(always)]
-    fn window(&self, q: usize) -> usize {
-        let (oy, ox) = (q / self.out_w, q % self.out_w);
-        ((oy * self.stride) * self.padded_w + ox * self.stride) * self.channels
-    }
 }
 
 /// Copies an `h x w x c` image into `padded` (`padded_h x padded_w x c`) at row `top`, column
@@ -134,8 +127,19 @@ pub(crate) fn forward_image(
         "implicit forward: weights"
     );
     assert_eq!(y.len(), pixels * n, "implicit forward: output size");
+    // Window offsets of the strip's pixels, stepped without divisions (they cost more than a
+    // small tile's arithmetic).
+    let mut windows = [0usize; STRIP_PIXELS];
+    let (mut oy, mut ox) = (0, 0);
     for strip in (0..pixels).step_by(STRIP_PIXELS) {
         let strip_end = (strip + STRIP_PIXELS).min(pixels);
+        for w in &mut windows[..strip_end - strip] {
+            *w = ((oy * im.stride) * im.padded_w + ox * im.stride) * c;
+            ox += 1;
+            if ox == im.out_w {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
         for (first, nv) in panels(n) {
             let mr = tile_rows(nv);
             for q in (strip..strip_end).step_by(mr) {
@@ -143,7 +147,9 @@ pub(crate) fn forward_image(
                 let t = Tile {
                     segments: 3,
                     depth: 3 * c,
-                    a: std::array::from_fn(|i| padded[im.window(q + i.min(rows - 1))..].as_ptr()),
+                    a: std::array::from_fn(|i| {
+                        padded[windows[q - strip + i.min(rows - 1)]..].as_ptr()
+                    }),
                     a_step: 1,
                     a_seg: (im.padded_w * c) as isize,
                     b: packed[k * first..].as_ptr(),
