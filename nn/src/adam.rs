@@ -85,8 +85,33 @@ impl Adam {
     }
 }
 
+/// Elements per parallel Adam task: big tensors are split across the rayon pool. Each element's
+/// update is independent, so the split never changes a result.
+const ADAM_TASK: usize = 16 * 1024;
+
 /// One Adam update of a flat parameter and its moments, with the step size `lr_t` of this update.
 pub fn adam_update(
+    c: &AdamConfig,
+    lr_t: f32,
+    value: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    use rayon::prelude::*;
+    if value.len() > ADAM_TASK {
+        value
+            .par_chunks_mut(ADAM_TASK)
+            .zip(grad.par_chunks(ADAM_TASK))
+            .zip(m.par_chunks_mut(ADAM_TASK))
+            .zip(v.par_chunks_mut(ADAM_TASK))
+            .for_each(|(((p, g), m), v)| adam_update_serial(c, lr_t, p, g, m, v));
+    } else {
+        adam_update_serial(c, lr_t, value, grad, m, v);
+    }
+}
+
+fn adam_update_serial(
     c: &AdamConfig,
     lr_t: f32,
     value: &mut [f32],
