@@ -66,10 +66,10 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
         ));
     }
     if !dir.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!("{} is not a directory", dir.display()),
-        ));
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     if path.is_dir() {
         return Err(is_a_directory(path));
@@ -83,10 +83,7 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
 }
 
 fn is_a_directory(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!("{} is a directory", path.display()),
-    )
+    io::Error::other(format!("{} is a directory", path.display()))
 }
 
 #[cfg(test)]
@@ -125,7 +122,7 @@ mod tests {
         write_atomic(&path, |w| w.write_all(b"good")).unwrap();
         let err = write_atomic(&path, |w| {
             w.write_all(b"half")?;
-            Err(io::Error::new(io::ErrorKind::Other, "simulated crash"))
+            Err(io::Error::other("simulated crash"))
         })
         .unwrap_err();
         assert_eq!(err.to_string(), "simulated crash");

@@ -270,7 +270,8 @@ pub fn load_trainer(path: &Path, exec: Exec) -> Result<(Trainer, TrainConfig), C
         .map_err(|e| invalid(e.to_string()))?;
     if !(0.0..1.0).contains(&cfg.adam.beta1)
         || !(0.0..1.0).contains(&cfg.adam.beta2)
-        || !(cfg.adam.epsilon.is_finite() && cfg.adam.epsilon >= 0.0)
+        || !cfg.adam.epsilon.is_finite()
+        || cfg.adam.epsilon < 0.0
     {
         return Err(invalid(format!(
             "Adam settings {:?} are out of range",
@@ -591,10 +592,7 @@ impl<'a> File<'a> {
     }
 
     /// Adam's moments for every trainable parameter of `net`, in visit order.
-    fn adam_moments(
-        &self,
-        net: &mut Network,
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), CheckpointError> {
+    fn adam_moments(&self, net: &mut Network) -> Result<(Moments, Moments), CheckpointError> {
         let (mut m, mut v) = (Vec::new(), Vec::new());
         let mut error = None;
         net.visit_params(&mut |p| {
@@ -657,6 +655,9 @@ impl<'a> File<'a> {
             .collect()
     }
 }
+
+/// One moment (first or second) per trainable parameter, in visit order.
+type Moments = Vec<Vec<f32>>;
 
 /// Little-endian f32 bytes into `out` (lengths already checked to match).
 fn copy_f32(data: &[u8], out: &mut [f32]) {
