@@ -291,6 +291,12 @@ fn resumed_protocol_logs_on_the_same_schedule_and_ends_identically() {
     let mut done = load_trainer(&path, Exec::default()).unwrap().0;
     let err = continue_protocol(&half_cfg, &data, &mut done, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("already taken 30 steps"), "{err}");
+    let other_data = small_mnist(200);
+    let err = continue_protocol(&cfg, &other_data, &mut done, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("covers 300 training images"),
+        "{err}"
+    );
     let other_batch = TrainConfig {
         batch_size: 16,
         ..cfg
