@@ -29,6 +29,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Train one variant.
     Train(TrainArgs),
+    /// Evaluate a checkpoint: validation and test accuracy and loss, eval images/s.
+    Eval(EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -36,6 +38,11 @@ pub struct CompareArgs {
     /// Variants to train, comma-separated: plain, bn, bn-lowlevel.
     #[arg(long, value_delimiter = ',', value_parser = parse_variant, default_value = "plain,bn")]
     pub variants: Vec<Variant>,
+    /// Save each variant's final state as a safetensors checkpoint, the variant name inserted
+    /// before the extension: `--save run.safetensors` writes run.plain.safetensors and
+    /// run.bn.safetensors.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -45,8 +52,41 @@ pub struct TrainArgs {
     /// plain, bn or bn-lowlevel.
     #[arg(long, value_parser = parse_variant, default_value = "bn")]
     pub variant: Variant,
+    /// Save the final state (weights, BN statistics, Adam and data-order state) as a safetensors
+    /// checkpoint, usable by `eval --checkpoint` and `train --resume`.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint up to --batches steps in total (counted from
+    /// the run's start). Variant, batch size, learning rate and seed come from the checkpoint.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["variant", "batch_size", "lr", "seed"])]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint written by `train --save` or `compare --save`.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Worker threads (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Images per forward pass (does not change results).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_batch: u64,
+    /// Batch norm + ReLU kernels: fused or unfused.
+    #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
+    pub bn: BnPath,
+    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    pub gemm: GemmBackend,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -177,8 +217,15 @@ impl CommonArgs {
     }
 }
 
+/// Rejects, before any work, an output file that could not be written: a missing directory, a
+/// directory that refuses new files, or a path that is itself a directory.
+pub fn check_output(flag: &str, path: &std::path::Path) -> Result<()> {
+    bnconv_nn::atomic_write::check_writable(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
+}
+
 /// `data/mnist` under the current directory if it exists, else the copy in this source tree.
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     let local = PathBuf::from("data/mnist");
     if local.is_dir() {
         local

@@ -1,14 +1,17 @@
 //! `bnconv`: trains the seed network on MNIST and reports accuracy and throughput.
 //!
 //! `bnconv` alone (or `bnconv compare`) runs the notebook's comparison, plain vs batch norm, over
-//! the protocol of PROTOCOL.md; `bnconv train --variant bn` runs one variant.
+//! the protocol of PROTOCOL.md; `bnconv train --variant bn` runs one variant; `bnconv eval
+//! --checkpoint FILE` evaluates a saved checkpoint.
 
+mod checkpoints;
 mod cli;
+mod eval;
 mod report;
 
 use anyhow::{Context, Result};
 use bnconv_nn::mnist::Mnist;
-use bnconv_nn::train::{run_protocol, RunReport};
+use bnconv_nn::train::RunReport;
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -24,12 +27,28 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let (opts, variants) = match cli.command {
-        Some(Command::Train(t)) => (t.common, vec![t.variant]),
-        Some(Command::Compare(c)) => (c.common, c.variants),
-        None => (cli.compare.common, cli.compare.variants),
+    // (options, variants, --save, whether --save names a file per variant, --resume)
+    let (opts, mut variants, save, per_variant, resume) = match cli.command {
+        Some(Command::Train(t)) => (t.common, vec![t.variant], t.save, false, t.resume),
+        Some(Command::Compare(c)) => (c.common, c.variants, c.save, true, None),
+        Some(Command::Eval(e)) => return eval::run(&e),
+        None => (
+            cli.compare.common,
+            cli.compare.variants,
+            cli.compare.save,
+            true,
+            None,
+        ),
     };
     let plan = opts.plan()?;
+    let mut resume = match &resume {
+        Some(path) => Some(checkpoints::load_resume(path, &plan)?),
+        None => None,
+    };
+    if let Some((_, cfg)) = &resume {
+        variants = vec![cfg.variant];
+    }
+    let saves = checkpoints::save_paths(save.as_deref(), per_variant, &variants)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.threads)
         .build()
@@ -48,25 +67,45 @@ fn run(cli: Cli) -> Result<()> {
         bnconv_kernels::simd::active_isa().name(),
     );
     let mut reports: Vec<RunReport> = Vec::new();
-    for variant in variants {
-        let cfg = plan.config(variant);
+    for (variant, save) in variants.into_iter().zip(saves) {
+        let resumed = resume.take();
+        let cfg = match &resumed {
+            Some((_, cfg)) => cfg.clone(),
+            None => plan.config(variant),
+        };
         if !plan.quiet {
             println!(
                 "\n== {variant}: {} batches of {} ==",
                 cfg.batches, cfg.batch_size
             );
+            if let Some((trainer, _)) = &resumed {
+                println!("(resumed at batch {})", trainer.steps());
+            }
         }
         let quiet = plan.quiet;
         let report = pool
             .install(|| {
-                run_protocol(&cfg, &data, &mut |line| {
-                    if !quiet {
-                        println!("{line}");
-                    }
-                })
+                checkpoints::train(
+                    &cfg,
+                    &data,
+                    resumed.map(|(trainer, _)| trainer),
+                    save.as_deref(),
+                    &mut |line| {
+                        if !quiet {
+                            println!("{line}");
+                        }
+                    },
+                )
             })
             .with_context(|| format!("variant {variant}"))?;
         report::print_final(&report);
+        if let Some(path) = &save {
+            println!(
+                "saved checkpoint {} (batch {})",
+                path.display(),
+                cfg.batches
+            );
+        }
         reports.push(report);
     }
     report::print_summary(&reports);

@@ -48,6 +48,20 @@ impl Adam {
         self.step
     }
 
+    /// The first and second moments of each trainable parameter, in visit order (empty before
+    /// the first update).
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores a saved state: `step` updates done and the moments of each trainable parameter
+    /// in visit order (checkpoints check their sizes against the network).
+    pub fn restore(&mut self, step: u64, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) {
+        self.step = step;
+        self.m = m;
+        self.v = v;
+    }
+
     /// The step size of update `t`, computed in f64.
     pub fn lr_t(&self, t: u64) -> f32 {
         let c = self.config;

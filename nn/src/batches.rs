@@ -66,6 +66,72 @@ impl BatchSampler {
     pub fn epoch(&self) -> usize {
         self.completed
     }
+
+    /// How many indices the sampler draws from (`n` of [`BatchSampler::new`]).
+    pub fn set_size(&self) -> usize {
+        self.perm.len()
+    }
+
+    /// Everything that decides the batches still to come, for a checkpoint.
+    pub fn state(&self) -> SamplerState {
+        SamplerState {
+            order: self.perm.clone(),
+            position: self.pos,
+            epochs: self.completed,
+            rng_seed: self.rng.get_seed(),
+            rng_stream: self.rng.get_stream(),
+            rng_word_pos: self.rng.get_word_pos(),
+        }
+    }
+
+    /// The sampler `state` was taken from: it draws exactly the batches that one would have.
+    /// Fails, naming the problem, if `order` is not a permutation of `0..n` (n > 0) or the
+    /// position is past its end.
+    pub fn from_state(state: SamplerState) -> Result<Self, String> {
+        let n = state.order.len();
+        if n == 0 {
+            return Err("the data order is empty".into());
+        }
+        if state.position > n {
+            return Err(format!(
+                "position {} is past the end of the {n}-image data order",
+                state.position
+            ));
+        }
+        let mut seen = vec![false; n];
+        for (i, &index) in state.order.iter().enumerate() {
+            match seen.get_mut(index) {
+                Some(s) if !*s => *s = true,
+                _ => {
+                    return Err(format!(
+                        "the data order is not a permutation of 0..{n} (entry {i} is {index})"
+                    ))
+                }
+            }
+        }
+        let mut rng = ChaCha8Rng::from_seed(state.rng_seed);
+        rng.set_stream(state.rng_stream);
+        rng.set_word_pos(state.rng_word_pos);
+        Ok(Self {
+            perm: state.order,
+            pos: state.position,
+            completed: state.epochs,
+            rng,
+        })
+    }
+}
+
+/// A [`BatchSampler`]'s complete state: the current epoch's order, the next position in it, the
+/// completed epochs and the ChaCha8 generator (seed, stream, word position) that shuffles the
+/// following epochs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SamplerState {
+    pub order: Vec<usize>,
+    pub position: usize,
+    pub epochs: usize,
+    pub rng_seed: [u8; 32],
+    pub rng_stream: u64,
+    pub rng_word_pos: u128,
 }
 
 #[cfg(test)]
@@ -151,6 +217,43 @@ mod tests {
         let next = draw(&mut sampler, 3, 2);
         assert!(is_permutation(&drawn) && is_permutation(&next));
         assert_eq!(sampler.epoch(), 2);
+    }
+
+    #[test]
+    fn a_restored_state_draws_the_same_batches() {
+        // Restore mid-epoch, exactly at an epoch end, and after several reshuffles.
+        for (batch, before) in [(3, 2), (5, 2), (4, 7)] {
+            let mut original = BatchSampler::new(10, 11);
+            draw(&mut original, batch, before);
+            let mut restored = BatchSampler::from_state(original.state()).unwrap();
+            assert_eq!(restored.state(), original.state());
+            assert_eq!(draw(&mut restored, batch, 9), draw(&mut original, batch, 9));
+            assert_eq!(restored.epoch(), original.epoch());
+        }
+    }
+
+    #[test]
+    fn inconsistent_states_are_rejected() {
+        let good = BatchSampler::new(5, 1).state();
+        let mut bad = good.clone();
+        bad.order[0] = bad.order[1];
+        assert!(BatchSampler::from_state(bad)
+            .unwrap_err()
+            .contains("permutation"));
+        let mut bad = good.clone();
+        bad.order[2] = 5;
+        assert!(BatchSampler::from_state(bad)
+            .unwrap_err()
+            .contains("permutation"));
+        let mut bad = good.clone();
+        bad.position = 6;
+        assert!(BatchSampler::from_state(bad)
+            .unwrap_err()
+            .contains("past the end"));
+        let mut bad = good;
+        bad.order.clear();
+        bad.position = 0;
+        assert!(BatchSampler::from_state(bad).unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! network, sigmoid cross-entropy, TF1 Adam, MNIST, and the training protocol of PROTOCOL.md.
 
 pub mod adam;
+pub mod atomic_write;
 pub mod batch_norm;
 pub mod batches;
+pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
 pub mod init;

@@ -136,6 +136,8 @@ pub struct RunReport {
     pub batches: usize,
     pub batch_size: usize,
     pub adam: AdamConfig,
+    /// 0, or the step a resumed run continued from: `step_losses[i]` is step `first_step + i`.
+    pub first_step: usize,
     pub log: Vec<LogLine>,
     /// The training loss of every step (train mode, before the update).
     pub step_losses: Vec<f32>,
@@ -150,12 +152,12 @@ pub struct RunReport {
 pub struct Trainer {
     pub net: Network,
     pub adam: Adam,
-    sampler: BatchSampler,
+    pub(crate) sampler: BatchSampler,
     indices: Vec<usize>,
     x: Vec<f32>,
     y: Vec<f32>,
     dlogits: Vec<f32>,
-    steps: usize,
+    pub(crate) steps: usize,
 }
 
 impl Trainer {
@@ -171,6 +173,16 @@ impl Trainer {
             dlogits: vec![0.0; cfg.batch_size * CLASSES],
             steps: 0,
         }
+    }
+
+    /// Training steps taken so far (including any before a checkpoint it was resumed from).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Images per step.
+    pub fn batch_size(&self) -> usize {
+        self.indices.len()
     }
 
     /// One training step on the next shuffled batch: forward (train mode), loss, backward, Adam.
@@ -237,12 +249,31 @@ pub fn run_protocol(
     on_log: &mut dyn FnMut(&LogLine),
 ) -> Result<RunReport, TrainError> {
     cfg.validate(data.train.len())?;
-    let wall = Instant::now();
     let mut trainer = Trainer::new(cfg, data.train.len());
+    continue_protocol(cfg, data, &mut trainer, on_log)
+}
+
+/// Runs the protocol from the step `trainer` has reached (0 when new, or where a checkpoint left
+/// off) up to `cfg.batches` in total, on the current rayon pool. Batch numbers, and so the
+/// evaluation schedule, count from the start of the whole run: a run resumed at step k logs and
+/// evaluates exactly at the batches an uninterrupted run would after k. Evaluations never change
+/// the weights, statistics or data order, so the final state does not depend on where a run was
+/// split.
+pub fn continue_protocol(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    trainer: &mut Trainer,
+    on_log: &mut dyn FnMut(&LogLine),
+) -> Result<RunReport, TrainError> {
+    cfg.validate(data.train.len())?;
+    check_resumable(cfg, trainer, data.train.len())?;
+    let wall = Instant::now();
+    let first_step = trainer.steps;
+    let steps_run = cfg.batches - first_step;
     let mut log = Vec::new();
-    let mut step_losses = Vec::with_capacity(cfg.batches);
+    let mut step_losses = Vec::with_capacity(steps_run);
     let mut train_time = Duration::ZERO;
-    for batch_i in 0..cfg.batches {
+    for batch_i in first_step..cfg.batches {
         let start = Instant::now();
         let loss = trainer.step(&data.train)?;
         train_time += start.elapsed();
@@ -285,23 +316,54 @@ pub fn run_protocol(
         batches: cfg.batches,
         batch_size: cfg.batch_size,
         adam: cfg.adam,
+        first_step,
         log,
         step_losses,
         final_validation,
         single_sample_accuracy: single,
         timing: Timing {
             threads: rayon::current_num_threads(),
-            train_steps: cfg.batches,
+            train_steps: steps_run,
             train_seconds: secs,
-            train_images_per_second: (cfg.batches * cfg.batch_size) as f64 / secs,
-            ms_per_step: secs * 1e3 / cfg.batches as f64,
+            train_images_per_second: (steps_run * cfg.batch_size) as f64 / secs,
+            ms_per_step: secs * 1e3 / steps_run as f64,
             gflop_per_step: gflop,
-            achieved_gflops: gflop * cfg.batches as f64 / secs,
+            achieved_gflops: gflop * steps_run as f64 / secs,
             eval_images_per_second: test.images as f64 / test.seconds,
             wall_seconds: wall.elapsed().as_secs_f64(),
         },
         test,
     })
+}
+
+/// Whether `trainer` can continue under `cfg` on a training set of `training_images`.
+fn check_resumable(
+    cfg: &TrainConfig,
+    trainer: &Trainer,
+    training_images: usize,
+) -> Result<(), TrainError> {
+    let bad = |msg: String| Err(TrainError::Config(msg));
+    if trainer.steps >= cfg.batches {
+        return bad(format!(
+            "the run has already taken {} steps; the number of batches ({}) must be larger",
+            trainer.steps, cfg.batches
+        ));
+    }
+    if trainer.batch_size() != cfg.batch_size {
+        return bad(format!(
+            "the run uses batches of {}, not {}",
+            trainer.batch_size(),
+            cfg.batch_size
+        ));
+    }
+    if trainer.sampler.set_size() != training_images {
+        return bad(format!(
+            "the run's data order covers {} training images, but the training set has {}",
+            trainer.sampler.set_size(),
+            training_images
+        ));
+    }
+    Ok(())
 }
 
 /// Accuracy on the first `n` images of `data`, each fed alone (batch of 1, eval mode).

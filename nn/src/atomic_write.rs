@@ -1,0 +1,151 @@
+//! Output files that a crash never leaves half-written: the bytes go to a temporary file in the
+//! destination's directory, which is flushed, synced to disk and then renamed over the final name.
+//! Readers see either the previous file or the complete new one.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// The directory `path` lives in: its parent, or `.` for a bare file name.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file next to `path` (same directory, so the final rename stays on one file
+/// system), named after it: `.NAME.XXXXXX.tmp`. Removed when dropped unless persisted.
+fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "bnconv".into(), |n| n.to_string_lossy().into_owned());
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Like `File::create`: 0o666 minus the umask (tempfile's own default is owner-only).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(parent_dir(path))
+}
+
+/// Writes a file atomically: `write` fills a temporary file in the same directory, which is
+/// flushed, `sync_all`ed and renamed to `path` (replacing any previous file). On any error the
+/// temporary file is removed and `path` is untouched. The directory is synced after the rename
+/// where the platform allows it (best effort: the new file is already in place).
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    if path.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    let mut tmp = temp_beside(path)?;
+    {
+        let mut out = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    if let Ok(dir) = std::fs::File::open(parent_dir(path)) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Checks, before any work starts, that [`write_atomic`] can later create `path`: its directory
+/// exists and accepts a new file (tried for real, then removed), and `path` is not a directory.
+/// `path` itself is not touched.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    let dir = parent_dir(path);
+    if !dir.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(is_a_directory(path));
+    }
+    temp_beside(path).map(drop).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot create a file in {}: {e}", dir.display()),
+        )
+    })
+}
+
+fn is_a_directory(path: &Path) -> io::Error {
+    io::Error::other(format!("{} is a directory", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bnconv-atomic-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn replaces_the_file_and_leaves_no_temporary() {
+        let dir = scratch("replace");
+        let path = dir.join("out.bin");
+        write_atomic(&path, |w| w.write_all(b"first")).unwrap();
+        write_atomic(&path, |w| w.write_all(b"second")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(entries(&dir), ["out.bin"]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_the_temporary() {
+        let dir = scratch("fail");
+        let path = dir.join("out.bin");
+        write_atomic(&path, |w| w.write_all(b"good")).unwrap();
+        let err = write_atomic(&path, |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("simulated crash"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "simulated crash");
+        assert_eq!(std::fs::read(&path).unwrap(), b"good");
+        assert_eq!(entries(&dir), ["out.bin"]);
+    }
+
+    #[test]
+    fn unwritable_destinations_are_reported() {
+        let dir = scratch("check");
+        check_writable(&dir.join("ok.bin")).unwrap();
+        assert_eq!(entries(&dir), Vec::<String>::new(), "the probe is removed");
+        let missing = check_writable(&dir.join("absent/x.bin")).unwrap_err();
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+        let is_dir = check_writable(&dir).unwrap_err();
+        assert!(is_dir.to_string().contains("is a directory"), "{is_dir}");
+        assert!(write_atomic(&dir, |_| Ok(())).is_err());
+        let file = dir.join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let not_dir = check_writable(&file.join("x.bin")).unwrap_err();
+        assert!(
+            not_dir.to_string().contains("is not a directory"),
+            "{not_dir}"
+        );
+    }
+}
