@@ -194,6 +194,7 @@ impl CommonArgs {
         let exec = Exec {
             gemm: self.gemm,
             bn_path: self.bn,
+            ..Exec::default()
         };
         Ok(Plan {
             threads,

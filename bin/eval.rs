@@ -21,6 +21,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let exec = Exec {
         gemm: args.gemm,
         bn_path: args.bn,
+        ..Exec::default()
     };
     // The checkpoint before the data: a bad file is reported without waiting for MNIST.
     let (mut net, info) = load_network(&args.checkpoint, exec)?;

@@ -340,7 +340,13 @@ fn execs(bn: bool) -> Vec<Exec> {
     };
     GemmBackend::available()
         .iter()
-        .flat_map(|&gemm| paths.iter().map(move |&bn_path| Exec { gemm, bn_path }))
+        .flat_map(|&gemm| {
+            paths.iter().map(move |&bn_path| Exec {
+                gemm,
+                bn_path,
+                ..Exec::default()
+            })
+        })
         .collect()
 }
 

@@ -3,6 +3,9 @@
 //! - any rayon thread count (work is split by shape, partial sums added in a fixed order).
 //!
 //! Tolerance: none. Bits are compared, because both properties are designed to be exact.
+//!
+//! Also: evaluation with batch norm folded into the convolutions (the default) against layer by
+//! layer evaluation, within a stated tolerance (folding changes the rounding).
 
 use bnconv_nn::adam::{Adam, AdamConfig};
 use bnconv_nn::loss::sigmoid_cross_entropy;
@@ -60,8 +63,10 @@ fn run(variant: Variant, bn_path: BnPath, threads: usize, steps: usize) -> Vec<(
         .build()
         .expect("thread pool");
     pool.install(|| {
+        // Layer by layer in evaluation too, so that eval mode really runs both BN paths.
         let exec = Exec {
             bn_path,
+            eval_unfolded: true,
             ..Exec::default()
         };
         let mut net = seed_network(variant, 7, exec);
@@ -118,4 +123,43 @@ fn a_trace_detects_a_different_run() {
         trace(&mut net, &mut adam, 1)
     });
     assert!(a.iter().zip(&b).any(|(x, y)| x.1 != y.1));
+}
+
+/// Folding batch norm (scale into the packed weights, shift as bias, ReLU on the output tile)
+/// changes only the rounding: eval logits agree with layer-by-layer evaluation to 1e-5 of their
+/// largest magnitude, after a few training steps moved the moving statistics.
+#[test]
+fn folded_evaluation_matches_layer_by_layer() {
+    for variant in [Variant::Bn, Variant::BnLowLevel, Variant::Plain] {
+        let mut net = seed_network(variant, 3, Exec::default());
+        let mut adam = Adam::new(AdamConfig::default());
+        let mut dlogits = vec![0.0; BATCH * 10];
+        for step in 0..3 {
+            let (x, y) = batch(step);
+            let logits = net.forward(&x, BATCH, Mode::Train);
+            sigmoid_cross_entropy(logits.data(), &y, Some(&mut dlogits));
+            net.backward(&dlogits);
+            adam.step(&mut net);
+        }
+        let (x, _) = batch(9);
+        let folded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
+        net.exec.eval_unfolded = true;
+        let unfolded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
+        let scale = unfolded.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = folded
+            .iter()
+            .zip(&unfolded)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{variant}: folded eval differs by {worst} (max |logit| {scale})"
+        );
+        if variant != Variant::Plain {
+            assert_ne!(
+                bits(&folded),
+                bits(&unfolded),
+                "{variant}: folding did not run?"
+            );
+        }
+    }
 }

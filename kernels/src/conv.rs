@@ -97,18 +97,41 @@ fn rows_per_task(row_flops: usize) -> usize {
     (TASK_FLOPS / row_flops.max(1)).div_ceil(6).max(1) * 6
 }
 
-/// Fills `ws.weights` with the forward GEMM's `B = W_live [k, Cout]`.
-fn prepare_forward_weights(gemm: GemmBackend, g: &ConvGeometry, w: &[f32], out: &mut Vec<f32>) {
+/// What the forward pass applies to the convolution before storing it:
+/// `y = relu?(conv(x, W) * scale + bias)`. Evaluation uses it to fold batch norm into the
+/// convolution: the scale goes into the packed weights, the shift is the bias, and the ReLU
+/// rides on the GEMM's output tile.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvEpilogue<'a> {
+    /// Per output channel, multiplied into the weights as they are packed.
+    pub scale: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+/// Fills `ws.weights` with the forward GEMM's `B = W_live [k, Cout]` (times `scale` per column).
+fn prepare_forward_weights(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    w: &[f32],
+    scale: Option<&[f32]>,
+    out: &mut Vec<f32>,
+) {
     let (k, n) = (g.k(), g.out_c);
+    let value = |p: usize, j: usize| {
+        let v = w[weight_row(g, p) * n + j];
+        scale.map_or(v, |s| v * s[j])
+    };
     match gemm {
         GemmBackend::Native => {
             out.resize(packed_len(k, n), 0.0);
-            pack_panels(k, n, |p, j| w[weight_row(g, p) * n + j], out);
+            pack_panels(k, n, value, out);
         }
         _ => {
             out.resize(k * n, 0.0);
             for (r, row) in out.chunks_exact_mut(n).enumerate() {
-                row.copy_from_slice(&w[weight_row(g, r) * n..][..n]);
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = value(r, j);
+                }
             }
         }
     }
@@ -127,6 +150,7 @@ fn gemm_rows(
     transpose_b: bool,
     c: &mut [f32],
     accumulate: bool,
+    relu: bool,
 ) {
     match gemm {
         GemmBackend::Native => {
@@ -134,7 +158,18 @@ fn gemm_rows(
             c.par_chunks_mut(block * n)
                 .zip(a.par_chunks(block * depth))
                 .for_each(|(c_b, a_b)| {
-                    matmul_packed(c_b.len() / n, n, depth, a_b, depth, b, c_b, n, accumulate)
+                    matmul_packed(
+                        c_b.len() / n,
+                        n,
+                        depth,
+                        a_b,
+                        depth,
+                        b,
+                        c_b,
+                        n,
+                        accumulate,
+                        relu,
+                    )
                 });
         }
         _ => {
@@ -158,6 +193,11 @@ fn gemm_rows(
                 c,
                 n,
             );
+            if relu {
+                for v in c.iter_mut() {
+                    *v = crate::simd::relu_s(*v);
+                }
+            }
         }
     }
 }
@@ -173,6 +213,22 @@ pub fn conv_forward(
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
+    conv_forward_fused(gemm, g, x, w, bias, ConvEpilogue::default(), ws, y);
+}
+
+/// [`conv_forward`] with an epilogue: `y = relu?(conv(x, w) * scale + bias)`. With a scale the
+/// workspace is not fit for [`conv_backward`] (evaluation only).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward_fused(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: ConvEpilogue<'_>,
+    ws: &mut ConvWorkspace,
+    y: &mut [f32],
+) {
     assert_eq!(x.len(), g.input_len(), "conv_forward: input size");
     assert_eq!(w.len(), g.weight_len(), "conv_forward: weight size");
     assert_eq!(y.len(), g.output_len(), "conv_forward: output size");
@@ -181,7 +237,11 @@ pub fn conv_forward(
     }
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
-    prepare_forward_weights(gemm, g, w, &mut ws.weights);
+    if let Some(s) = epilogue.scale {
+        assert_eq!(s.len(), cout, "conv_forward: scale size");
+    }
+    let relu = epilogue.relu;
+    prepare_forward_weights(gemm, g, w, epilogue.scale, &mut ws.weights);
     if let Some(im) = implicit_plan(gemm, g) {
         let (isa, weights) = (active_isa(), &ws.weights);
         let per_chunk = ch.input / (g.in_pixels() * g.in_c) * im.padded_len();
@@ -210,7 +270,7 @@ pub fn conv_forward(
                             row.copy_from_slice(b);
                         }
                     }
-                    forward_image(isa, &im, padded, weights, cout, y_img, bias.is_some());
+                    forward_image(isa, &im, padded, weights, cout, y_img, bias.is_some(), relu);
                 }
             });
         return;
@@ -243,6 +303,7 @@ pub fn conv_forward(
                 false,
                 y_c,
                 bias.is_some(),
+                relu,
             );
         });
 }
@@ -366,7 +427,7 @@ fn data_grad_explicit(
                 &mut ws.weights,
             );
         }
-        _ => prepare_forward_weights(gemm, g, w, &mut ws.weights),
+        _ => prepare_forward_weights(gemm, g, w, None, &mut ws.weights),
     }
     let weights = &ws.weights;
     ws.cols
@@ -375,7 +436,9 @@ fn data_grad_explicit(
         .zip(dx.par_chunks_mut(ch.input.max(1)))
         .for_each(|((cols_c, dy_c), dx_c)| {
             let rows = dy_c.len() / cout;
-            gemm_rows(gemm, rows, k, cout, dy_c, weights, true, cols_c, false);
+            gemm_rows(
+                gemm, rows, k, cout, dy_c, weights, true, cols_c, false, false,
+            );
             for (dcol, dimg) in cols_c
                 .chunks_exact(g.out_pixels() * k)
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))
@@ -499,7 +562,7 @@ fn backward_implicit(
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
             {
                 pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
-                forward_image(isa, &dim, padded, weights, cin, dx_img, false);
+                forward_image(isa, &dim, padded, weights, cin, dx_img, false, false);
             }
         });
 }
@@ -576,6 +639,52 @@ mod tests {
                 conv_forward(gemm, &g, &x, &wt, Some(&b), &mut ws, &mut y);
                 for (i, (a, r)) in y.iter().zip(&want).enumerate() {
                     assert!((a - r).abs() < 1e-5, "{gemm} {g:?} at {i}: {a} vs {r}");
+                }
+            }
+        }
+    }
+
+    /// The epilogue equals scaling, shifting and a ReLU pass after a plain convolution, on every
+    /// backend and on both the implicit and the column paths.
+    #[test]
+    fn epilogue_equals_separate_passes() {
+        for &(n, h, w, cin, cout, stride) in &[
+            (2, 9, 8, 3, 5, 1),
+            (3, 4, 4, 6, 7, 1),
+            (2, 14, 13, 2, 9, 2),
+            (5, 1, 1, 4, 3, 1),
+        ] {
+            let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+            let x = pseudo(g.input_len(), 11);
+            let wt = pseudo(g.weight_len(), 12);
+            let scale = pseudo(cout, 13);
+            let shift = pseudo(cout, 14);
+            for &gemm in GemmBackend::available() {
+                let mut ws = ConvWorkspace::default();
+                let mut plain = vec![0.0; g.output_len()];
+                conv_forward(gemm, &g, &x, &wt, None, &mut ws, &mut plain);
+                let mut fused = vec![0.0; g.output_len()];
+                let epilogue = ConvEpilogue {
+                    scale: Some(&scale),
+                    relu: true,
+                };
+                conv_forward_fused(
+                    gemm,
+                    &g,
+                    &x,
+                    &wt,
+                    Some(&shift),
+                    epilogue,
+                    &mut ws,
+                    &mut fused,
+                );
+                for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                    let c = i % cout;
+                    let want = (p * scale[c] + shift[c]).max(0.0);
+                    assert!(
+                        (f - want).abs() < 1e-5,
+                        "{gemm} {g:?} at {i}: {f} vs {want}"
+                    );
                 }
             }
         }

@@ -224,7 +224,7 @@ fn native_sgemm(
         } else {
             pack_panels(k, n, |p, j| b[p * ldb + j], packed);
         }
-        matmul_packed(m, n, k, a, lda, packed, c, ldc, accumulate);
+        matmul_packed(m, n, k, a, lda, packed, c, ldc, accumulate, false);
     });
 }
 

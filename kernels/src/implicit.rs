@@ -106,6 +106,7 @@ pub fn pad_image(
 
 /// `y[q, n] (+)= sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` for every output pixel `q`
 /// of one image, with `B` (`9C x n`, HWIO order) packed by [`crate::matmul::pack_panels`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_image(
     isa: Isa,
     im: &Implicit,
@@ -114,6 +115,7 @@ pub(crate) fn forward_image(
     n: usize,
     y: &mut [f32],
     accumulate: bool,
+    relu: bool,
 ) {
     let (c, k, pixels) = (im.channels, im.k(), im.pixels());
     assert_eq!(
@@ -160,6 +162,7 @@ pub(crate) fn forward_image(
                     rows,
                     cols: (nv * LANES).min(n - first),
                     accumulate,
+                    relu,
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
                 // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
@@ -221,6 +224,7 @@ pub(crate) fn weight_grad_image(
                     rows,
                     cols: (nv * LANES).min(n - first),
                     accumulate,
+                    relu: false,
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) =
                 // padded[(oy*s + ky) * padded_w * C + ox*s*C + r0 + i] lies inside the padded
@@ -300,7 +304,7 @@ mod tests {
                 let mut packed = vec![0.0; packed_len(k, cout)];
                 pack_panels(k, cout, |p, j| wt[p * cout + j], &mut packed);
                 let mut y = vec![f32::NAN; g.output_len()];
-                forward_image(isa, &im, &padded, &packed, cout, &mut y, false);
+                forward_image(isa, &im, &padded, &packed, cout, &mut y, false, false);
                 for q in 0..g.out_pixels() {
                     for j in 0..cout {
                         let want: f64 = (0..k)

@@ -106,7 +106,8 @@ pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile)
     }
 }
 
-/// `C[rows, n] (+)= A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`).
+/// `C[rows, n] (+)= A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`), then
+/// ReLU on the result when `relu`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed(
     rows: usize,
@@ -118,6 +119,7 @@ pub fn matmul_packed(
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
+    relu: bool,
 ) {
     matmul_packed_on(
         active_isa(),
@@ -130,6 +132,7 @@ pub fn matmul_packed(
         c,
         ldc,
         accumulate,
+        relu,
     );
 }
 
@@ -146,6 +149,7 @@ fn matmul_packed_on(
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
+    relu: bool,
 ) {
     assert!(
         lda >= depth && a.len() >= span(rows, depth, lda),
@@ -160,9 +164,14 @@ fn matmul_packed_on(
         return;
     }
     if depth == 0 {
-        if !accumulate {
-            for row in 0..rows {
-                c[row * ldc..][..n].fill(0.0);
+        for row in 0..rows {
+            for v in &mut c[row * ldc..][..n] {
+                let kept = if accumulate { *v } else { 0.0 };
+                *v = if relu {
+                    crate::simd::relu_s(kept)
+                } else {
+                    kept
+                };
             }
         }
         return;
@@ -188,6 +197,7 @@ fn matmul_packed_on(
                     rows: tile_rows,
                     cols: (nv * LANES).min(n - first),
                     accumulate,
+                    relu,
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract); rows `row..row + t.rows` of A are inside `a` (span asserted) for all
                 // `depth` steps; the panel holds `depth` rows of `8*nv` floats; C's tile is inside
@@ -298,6 +308,7 @@ fn matmul_at_b_on(
                         rows: tile_rows,
                         cols: (nv * LANES).min(n - first),
                         accumulate: accumulate || start > 0,
+                        relu: false,
                     };
                     // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
                     // `start + p < depth` is inside the asserted span. B row `p` is read for
@@ -365,7 +376,9 @@ mod tests {
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
             for accumulate in [false, true] {
                 let (mut got, mut want) = (c0.clone(), c0.clone());
-                matmul_packed(rows, n, depth, &a, lda, &packed, &mut got, ldc, accumulate);
+                matmul_packed_on(
+                    isa, rows, n, depth, &a, lda, &packed, &mut got, ldc, accumulate, false,
+                );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
                     false, false, rows, n, depth, 1.0, &a, lda, &b, n, beta, &mut want, ldc,
@@ -385,7 +398,19 @@ mod tests {
             let c1 = random(k * ldc, &mut rng);
             for accumulate in [false, true] {
                 let (mut got, mut want) = (c1.clone(), c1.clone());
-                matmul_at_b(k, n, depth, &at, k + 2, &bt, ldb, &mut got, ldc, accumulate);
+                matmul_at_b_on(
+                    isa,
+                    k,
+                    n,
+                    depth,
+                    &at,
+                    k + 2,
+                    &bt,
+                    ldb,
+                    &mut got,
+                    ldc,
+                    accumulate,
+                );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
                     true,
@@ -419,6 +444,37 @@ mod tests {
     fn simd_and_scalar_tiles_match_the_reference_on_odd_sizes() {
         check_both_products(active_isa());
         check_both_products(Isa::Portable);
+    }
+
+    /// The ReLU post-op equals a ReLU pass after the product, bitwise, NaN included.
+    #[test]
+    fn relu_on_the_tile_equals_a_relu_pass() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (rows, n, depth) = (29, 21, 13);
+        let mut a = random(rows * depth, &mut rng);
+        a[5] = f32::NAN;
+        let b = random(depth * n, &mut rng);
+        let mut packed = vec![0.0; packed_len(depth, n)];
+        pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
+        for isa in [active_isa(), Isa::Portable] {
+            let (mut plain, mut fused) = (vec![0.0; rows * n], vec![0.0; rows * n]);
+            matmul_packed_on(
+                isa, rows, n, depth, &a, depth, &packed, &mut plain, n, false, false,
+            );
+            matmul_packed_on(
+                isa, rows, n, depth, &a, depth, &packed, &mut fused, n, false, true,
+            );
+            let want: Vec<u32> = plain
+                .iter()
+                .map(|v| crate::simd::relu_s(*v).to_bits())
+                .collect();
+            let got: Vec<u32> = fused.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{isa:?}");
+            assert!(
+                fused[..n].iter().all(|v| v.is_nan()),
+                "NaN row passes through"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! packing of the big operand. Each output element is reduced in order `p = 0, 1, ...`, whatever
 //! the tiling, so results do not depend on how the caller splits the output between threads.
 
-use crate::simd::Isa;
+use crate::simd::{relu_s, Isa};
 
 /// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
 pub const LANES: usize = 8;
@@ -45,6 +45,9 @@ pub(crate) struct Tile {
     /// Start from C's values instead of zero, so that reducing a long sum block by block gives
     /// bitwise the result of one pass.
     pub accumulate: bool,
+    /// Apply ReLU (NaN passes through) to the tile before storing it: a post-op riding on the
+    /// output tile instead of another pass over memory.
+    pub relu: bool,
 }
 
 impl Tile {
@@ -111,8 +114,9 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
     }
     for (i, row) in acc.iter().enumerate().take(t.rows) {
         for (j, v) in row.iter().enumerate().take(t.cols) {
+            let v = if t.relu { relu_s(*v) } else { *v };
             // SAFETY: `i < rows`, `j < cols` are inside C's contract.
-            unsafe { *t.c.add(i * t.ldc + j) = *v };
+            unsafe { *t.c.add(i * t.ldc + j) = v };
         }
     }
 }
@@ -180,6 +184,15 @@ mod avx2 {
                 }
                 b = b.wrapping_offset(t.b_step);
                 off += t.a_step;
+            }
+        }
+        if t.relu {
+            // max(0, v) returns v when v is NaN (the second operand), like `relu_s`; and -0.0
+            // for -0.0, also like `relu_s`.
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    *v = _mm256_max_ps(_mm256_setzero_ps(), *v);
+                }
             }
         }
         for (i, row) in acc.iter().enumerate().take(t.rows) {

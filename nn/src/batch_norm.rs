@@ -5,7 +5,7 @@
 //! it): biased batch variance, `moving = decay * moving + (1 - decay) * batch`, moving mean 0 and
 //! variance 1 at start, gamma 1 and beta 0.
 
-use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{BnPath, EvalAffine, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
@@ -31,6 +31,8 @@ pub struct BatchNorm {
     var: Vec<f32>,
     invstd: Vec<f32>,
     scale: Vec<f32>,
+    /// Evaluation shift `beta - moving_mean * scale`, for folding into the layer before.
+    shift: Vec<f32>,
     /// Unfused path only: the BN output before ReLU, then the gradient reaching it.
     between: Vec<f32>,
     /// Input gradient when the caller does not want one (BN as a first layer).
@@ -57,6 +59,7 @@ impl BatchNorm {
             var: vec![0.0; c],
             invstd: vec![0.0; c],
             scale: vec![0.0; c],
+            shift: vec![0.0; c],
             between: Vec::new(),
             dx_unused: Vec::new(),
             scratch: BnScratch::default(),
@@ -203,6 +206,24 @@ impl Layer for BatchNorm {
                 );
             }
         }
+    }
+
+    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
+        fold_scale(
+            &self.gamma.value,
+            &self.moving_var.value,
+            self.eps,
+            &mut self.invstd,
+            &mut self.scale,
+        );
+        for ch in 0..self.channels {
+            self.shift[ch] = self.beta.value[ch] - self.moving_mean.value[ch] * self.scale[ch];
+        }
+        Some(EvalAffine {
+            scale: &self.scale,
+            shift: &self.shift,
+            relu: self.relu,
+        })
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {

@@ -1,8 +1,10 @@
 //! 3x3 convolution with TensorFlow SAME padding, NHWC activations, HWIO weights.
 
-use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{EvalAffine, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
+use bnconv_kernels::conv::{
+    conv_backward, conv_forward, conv_forward_fused, ConvEpilogue, ConvWorkspace,
+};
 use bnconv_kernels::ConvGeometry;
 
 pub struct Conv2d {
@@ -15,6 +17,8 @@ pub struct Conv2d {
     bias: Option<Param>,
     /// The im2col matrix and packed weights, reused every step.
     workspace: ConvWorkspace,
+    /// The bias of a folded evaluation pass (`bias * scale + shift`).
+    fused_bias: Vec<f32>,
 }
 
 impl Conv2d {
@@ -39,6 +43,7 @@ impl Conv2d {
             weight: Param::new(&[3, 3, in_c, out_c], weight),
             bias: bias.map(|b| Param::new(&[out_c], b)),
             workspace: ConvWorkspace::default(),
+            fused_bias: Vec::new(),
         }
     }
 
@@ -100,6 +105,37 @@ impl Layer for Conv2d {
             &mut self.weight.grad,
             self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
         );
+    }
+
+    fn forward_eval_fused(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        y: &mut Tensor,
+        post: &EvalAffine<'_>,
+    ) -> bool {
+        let g = self.geometry(x.shape());
+        self.fused_bias.clear();
+        self.fused_bias
+            .extend(post.shift.iter().enumerate().map(|(c, shift)| {
+                let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
+                bias * post.scale[c] + shift
+            }));
+        let epilogue = ConvEpilogue {
+            scale: Some(post.scale),
+            relu: post.relu,
+        };
+        conv_forward_fused(
+            exec.gemm,
+            &g,
+            x.data(),
+            &self.weight.value,
+            Some(&self.fused_bias),
+            epilogue,
+            &mut self.workspace,
+            y.data_mut(),
+        );
+        true
     }
 
     fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {

@@ -51,6 +51,9 @@ impl fmt::Display for BnPath {
 pub struct Exec {
     pub gemm: GemmBackend,
     pub bn_path: BnPath,
+    /// Run evaluation layer by layer instead of folding batch norm and ReLU into the preceding
+    /// convolution (for comparing the two; folding changes the rounding only).
+    pub eval_unfolded: bool,
 }
 
 /// What a parameter is to the optimiser.
@@ -89,6 +92,14 @@ pub struct ShapeError {
     pub detail: String,
 }
 
+/// The per-channel map a layer applies in evaluation mode, `y = relu?(x * scale + shift)`, handed
+/// to the layer before it so that it can apply the map on its GEMM's output tile.
+pub struct EvalAffine<'a> {
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+    pub relu: bool,
+}
+
 /// A differentiable layer. Networks call `forward` then, in training, `backward` with the same `x`
 /// and the `y` that forward produced; layers keep whatever else backward needs.
 pub trait Layer: Send {
@@ -109,6 +120,23 @@ pub trait Layer: Send {
         dy: &Tensor,
         dx: Option<&mut Tensor>,
     );
+
+    /// In evaluation mode, the per-channel affine map (and ReLU) this layer is, if it is one.
+    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
+        None
+    }
+
+    /// Evaluation-mode forward with `post` applied to the output, in place of this layer then
+    /// the next. Returns false, doing nothing, if this layer cannot fuse it.
+    fn forward_eval_fused(
+        &mut self,
+        _exec: &Exec,
+        _x: &Tensor,
+        _y: &mut Tensor,
+        _post: &EvalAffine<'_>,
+    ) -> bool {
+        false
+    }
 
     /// Visits parameters and statistics in a fixed order.
     fn visit_params(&mut self, _f: &mut dyn FnMut(ParamMut<'_>)) {}

@@ -67,13 +67,28 @@ impl Network {
         let mut shape = Self::batch_shape(&self.item_shape, batch);
         self.acts[0].set_shape(shape);
         self.acts[0].data_mut().copy_from_slice(x);
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            shape = layer
+        let n = self.layers.len();
+        let mut i = 0;
+        while i < n {
+            shape = self.layers[i]
                 .output_shape(shape)
                 .expect("shapes were validated when the network was built");
             let (done, rest) = self.acts.split_at_mut(i + 1);
+            if mode == Mode::Eval && !self.exec.eval_unfolded && i + 1 < n {
+                // Evaluation folds a following per-channel map (batch norm, ReLU) into this
+                // layer's output tile when it can; `acts[i + 1]` is then left stale.
+                let (head, tail) = self.layers.split_at_mut(i + 1);
+                if let Some(post) = tail[0].eval_affine() {
+                    rest[1].set_shape(shape);
+                    if head[i].forward_eval_fused(&self.exec, &done[i], &mut rest[1], &post) {
+                        i += 2;
+                        continue;
+                    }
+                }
+            }
             rest[0].set_shape(shape);
-            layer.forward(&self.exec, &done[i], &mut rest[0], mode);
+            self.layers[i].forward(&self.exec, &done[i], &mut rest[0], mode);
+            i += 1;
         }
         self.trained_forward = mode == Mode::Train;
         self.output()
@@ -116,7 +131,8 @@ impl Network {
         }
     }
 
-    /// The activation after layer `i` (for inspection and tests).
+    /// The activation after layer `i` (for inspection and tests). After an evaluation pass, the
+    /// output of a layer whose successor was folded into it is stale.
     pub fn activation(&self, i: usize) -> &Tensor {
         &self.acts[i + 1]
     }
