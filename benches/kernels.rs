@@ -1,12 +1,23 @@
-//! Criterion benches of the seed network's hot paths at its real shapes (batch 64):
-//! conv forward/backward per layer, BN+ReLU fused vs unfused per layer, a whole training step
-//! (forward, loss, backward, Adam) and an eval batch. Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
+//! Criterion benches of the seed network's hot paths at its real shapes (batch 64), each named
+//! for what it measures:
+//! - `sgemm/<layer>.<product>/<backend>`: the layer's three GEMM shapes (forward `cols @ W`, data
+//!   gradient `dy @ W^T`, weight gradient `cols^T @ dy`, full batch, one call, one thread),
+//!   bnconv's tiles against matrixmultiply (and OpenBLAS with `--features blas`);
+//! - `im2col/<layer>`: the column matrix of the whole batch (the path layers under 7 pixels take);
+//! - `conv_forward`, `conv_backward_weights` (no input gradient) and `conv_backward` (weights and
+//!   input gradient) per layer, as the network runs them (implicit GEMM where it applies);
+//! - `bn_relu_forward` / `bn_relu_backward`: fused vs unfused per layer shape;
+//! - `seed_network`: a whole training step (forward, loss, backward, Adam) and an eval batch.
+//!
+//! Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
 
 use bnconv_kernels::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
+use bnconv_kernels::gemm::sgemm;
+use bnconv_kernels::im2col::im2col_image;
 use bnconv_kernels::relu::{relu_backward, relu_forward};
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{Adam, AdamConfig};
@@ -41,8 +52,75 @@ fn seed_layers() -> Vec<(usize, ConvGeometry)> {
 /// A representative subset: first, memory-bound, middle, 2x2 and 1x1 inputs.
 const PICKED: [usize; 6] = [1, 2, 5, 9, 13, 19];
 
+fn sgemm_shapes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sgemm");
+    for (i, g) in seed_layers()
+        .into_iter()
+        .filter(|(i, _)| PICKED.contains(i))
+    {
+        let (m, k, n) = (g.rows(), g.k(), g.out_c);
+        let a = random(m * k, 1);
+        let w = random(k * n, 2);
+        let dy = random(m * n, 3);
+        let (mut y, mut dcols, mut dw) = (vec![0.0; m * n], vec![0.0; m * k], vec![0.0; k * n]);
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        for &backend in GemmBackend::available() {
+            let name = |product: &str| BenchmarkId::new(format!("conv{i:02}.{product}"), backend);
+            group.bench_function(name("forward"), |b| {
+                b.iter(|| {
+                    sgemm(
+                        backend, false, false, m, n, k, 1.0, &a, k, &w, n, 0.0, &mut y, n,
+                    )
+                })
+            });
+            group.bench_function(name("data_grad"), |b| {
+                b.iter(|| {
+                    sgemm(
+                        backend, false, true, m, k, n, 1.0, &dy, n, &w, n, 0.0, &mut dcols, k,
+                    )
+                })
+            });
+            group.bench_function(name("weight_grad"), |b| {
+                b.iter(|| {
+                    sgemm(
+                        backend, true, false, k, n, m, 1.0, &a, k, &dy, n, 0.0, &mut dw, n,
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn im2col(c: &mut Criterion) {
+    let mut group = c.benchmark_group("im2col");
+    for (i, g) in seed_layers()
+        .into_iter()
+        .filter(|(i, _)| PICKED.contains(i))
+    {
+        let x = random(g.input_len(), 1);
+        let mut cols = vec![0.0; g.cols_len()];
+        group.throughput(Throughput::Bytes((g.cols_len() * 4) as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
+            b.iter(|| {
+                for (img, col) in x
+                    .chunks_exact(g.in_pixels() * g.in_c)
+                    .zip(cols.chunks_exact_mut(g.out_pixels() * g.k()))
+                {
+                    im2col_image(&g, img, col);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn conv(c: &mut Criterion) {
-    for (which, backward) in [("conv_forward", false), ("conv_backward", true)] {
+    for (which, backward, data_grad) in [
+        ("conv_forward", false, false),
+        ("conv_backward_weights", true, false),
+        ("conv_backward", true, true),
+    ] {
         let mut group = c.benchmark_group(which);
         for (i, g) in seed_layers()
             .into_iter()
@@ -53,24 +131,26 @@ fn conv(c: &mut Criterion) {
             let dy = random(g.output_len(), 3);
             let (mut ws, mut y) = (ConvWorkspace::default(), vec![0.0; g.output_len()]);
             let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-            let flops = g.forward_flops() * if backward { 2 } else { 1 };
-            group.throughput(Throughput::Elements(flops));
+            conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
+            let passes = if data_grad { 2 } else { 1 };
+            group.throughput(Throughput::Elements(g.forward_flops() * passes));
             group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
                 b.iter(|| {
-                    conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
-                    if backward {
-                        conv_backward(
-                            GemmBackend::default(),
-                            &g,
-                            &mut ws,
-                            &w,
-                            &dy,
-                            Some(&mut dx),
-                            &mut dw,
-                            None,
-                        );
+                    if !backward {
+                        conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
+                        return black_box(y[0]);
                     }
-                    black_box(&y);
+                    conv_backward(
+                        GemmBackend::default(),
+                        &g,
+                        &mut ws,
+                        &w,
+                        &dy,
+                        data_grad.then_some(dx.as_mut_slice()),
+                        &mut dw,
+                        None,
+                    );
+                    black_box(dw[0])
                 })
             });
         }
@@ -184,5 +264,15 @@ fn network(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conv, bn_relu, network);
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = sgemm_shapes, im2col, conv, bn_relu, network
+}
 criterion_main!(benches);

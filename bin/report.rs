@@ -15,11 +15,29 @@ pub fn print_final(r: &RunReport) {
     println!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
 }
 
+/// fp32 FMA peak of one core of the reference machine (AMD Zen 4 at 3.66 GHz: two 256-bit FMA
+/// pipes, FACTS.md). `BNCONV_PEAK_GFLOPS_PER_CORE` overrides it for other machines.
+const REFERENCE_PEAK_GFLOPS_PER_CORE: f64 = 117.0;
+
+/// The per-core peak the share of peak is computed against.
+pub fn peak_gflops_per_core() -> f64 {
+    std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(REFERENCE_PEAK_GFLOPS_PER_CORE)
+}
+
+/// Achieved training GFLOP/s as a share of the peak of the threads used.
+fn peak_share(r: &RunReport) -> f64 {
+    r.timing.achieved_gflops / (peak_gflops_per_core() * r.timing.threads as f64)
+}
+
 /// One row per variant: accuracy and throughput.
 pub fn print_summary(reports: &[RunReport]) {
     println!();
     println!(
-        "{:<12} {:>7} {:>8} {:>8} {:>12} {:>8} {:>9} {:>9} {:>12} {:>8}",
+        "{:<12} {:>7} {:>8} {:>8} {:>12} {:>8} {:>9} {:>7} {:>9} {:>12} {:>8}",
         "variant",
         "bn",
         "val acc",
@@ -27,6 +45,7 @@ pub fn print_summary(reports: &[RunReport]) {
         "train img/s",
         "ms/step",
         "GFLOP/s",
+        "% peak",
         "wall s",
         "eval img/s",
         "threads"
@@ -34,7 +53,7 @@ pub fn print_summary(reports: &[RunReport]) {
     for r in reports {
         let t = &r.timing;
         println!(
-            "{:<12} {:>7} {:>8.4} {:>8.4} {:>12.0} {:>8.2} {:>9.1} {:>9.2} {:>12.0} {:>8}",
+            "{:<12} {:>7} {:>8.4} {:>8.4} {:>12.0} {:>8.2} {:>9.1} {:>6.1}% {:>9.2} {:>12.0} {:>8}",
             r.variant.name(),
             r.bn_path.name(),
             r.final_validation.accuracy,
@@ -42,6 +61,7 @@ pub fn print_summary(reports: &[RunReport]) {
             t.train_images_per_second,
             t.ms_per_step,
             t.achieved_gflops,
+            100.0 * peak_share(r),
             t.wall_seconds,
             t.eval_images_per_second,
             t.threads,
@@ -49,8 +69,13 @@ pub fn print_summary(reports: &[RunReport]) {
     }
     if let Some(r) = reports.first() {
         println!(
-            "(training throughput over the {} steps alone, {:.3} GFLOP of GEMM per step; wall = whole protocol incl. evaluations; eval = test set in batches)",
-            r.timing.train_steps, r.timing.gflop_per_step
+            "(training throughput over the {} steps alone; GFLOP/s counts the nominal {:.3} GFLOP of \
+             convolution and dense GEMM per step, padding taps included, even where bnconv skips them; \
+             % peak = that over {} GFLOP/s per thread (BNCONV_PEAK_GFLOPS_PER_CORE); wall = whole \
+             protocol incl. evaluations; eval = test set in batches)",
+            r.timing.train_steps,
+            r.timing.gflop_per_step,
+            peak_gflops_per_core()
         );
     }
 }
@@ -59,6 +84,8 @@ pub fn print_summary(reports: &[RunReport]) {
 pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
     let doc = serde_json::json!({
         "bnconv_version": env!("CARGO_PKG_VERSION"),
+        "peak_gflops_per_core": peak_gflops_per_core(),
+        "peak_share": reports.iter().map(peak_share).collect::<Vec<_>>(),
         "runs": reports,
     });
     let tmp = path.with_extension("json.tmp");
