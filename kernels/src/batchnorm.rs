@@ -40,6 +40,59 @@ macro_rules! per_channel {
     }};
 }
 
+/// Longest widened row (floats) of the periodic layout; wider ones keep the scalar tail.
+const WIDE_MAX: usize = 256;
+
+/// Rows per period of the widened layout: for `c % 8 != 0`, `p` consecutive rows hold whole
+/// 8-float vectors (`c * p = lcm(c, 8)`), so a block of whole periods runs as `p`-times-wider
+/// rows with tiled coefficients and no scalar tail (4 channels were all scalar). 1 when `c` is a
+/// multiple of 8 or the widened row would exceed [`WIDE_MAX`]. Elementwise results are the same
+/// either way; per-channel sums add the `p` lanes of a channel at the end, in lane order.
+fn period(c: usize) -> usize {
+    let (mut a, mut b) = (c, LANES);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let p = LANES / a;
+    if p == 1 || c * p > WIDE_MAX {
+        1
+    } else {
+        p
+    }
+}
+
+/// `v` repeated to fill `out` (whose length is a multiple of `v`'s).
+fn tiled<'a>(v: &[f32], out: &'a mut [f32]) -> &'a [f32] {
+    for chunk in out.chunks_exact_mut(v.len()) {
+        chunk.copy_from_slice(v);
+    }
+    out
+}
+
+/// Splits a block of rows into whole periods and the leftover rows.
+fn split_periods(x: &[f32], wide: usize) -> (&[f32], &[f32]) {
+    x.split_at(x.len() / wide * wide)
+}
+
+/// Adds the `p` widened lanes of each channel (in lane order) to the tail's sums: `acc[ch] =
+/// (wide[ch] + wide[c + ch] + ...) + tail[ch]`, for each of the `acc.len() / c` sum vectors.
+fn fold_periods(wide: &[f32], tail: &[f32], c: usize, p: usize, acc: &mut [f32]) {
+    for (v, (acc, tail)) in acc
+        .chunks_exact_mut(c)
+        .zip(tail.chunks_exact(c))
+        .enumerate()
+    {
+        let wide = &wide[v * c * p..][..c * p];
+        for ch in 0..c {
+            let mut s = 0.0f32;
+            for r in 0..p {
+                s += wide[r * c + ch];
+            }
+            acc[ch] = s + tail[ch];
+        }
+    }
+}
+
 multiversion! {
     /// `acc[j] = sum over rows of x[row, j]` for one block of rows.
     fn sum_block(x: &[f32], c: usize, acc: &mut [f32]) {
@@ -241,6 +294,115 @@ multiversion! {
     }
 }
 
+/// [`sum_block`] in the widened layout ([`period`]).
+fn sum_rows(x: &[f32], c: usize, acc: &mut [f32]) {
+    let p = period(c);
+    if p == 1 {
+        return sum_block(x, c, acc);
+    }
+    let (main, rest) = split_periods(x, c * p);
+    let (mut wide, mut tail) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX]);
+    sum_block(main, c * p, &mut wide[..c * p]);
+    sum_block(rest, c, &mut tail[..c]);
+    fold_periods(&wide, &tail, c, p, acc);
+}
+
+/// [`sq_dev_block`] in the widened layout ([`period`]).
+fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
+    let p = period(c);
+    if p == 1 {
+        return sq_dev_block(x, c, mean, acc);
+    }
+    let (main, rest) = split_periods(x, c * p);
+    let (mut wide, mut tail, mut mean_w) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
+    sq_dev_block(
+        main,
+        c * p,
+        tiled(mean, &mut mean_w[..c * p]),
+        &mut wide[..c * p],
+    );
+    sq_dev_block(rest, c, mean, &mut tail[..c]);
+    fold_periods(&wide, &tail, c, p, acc);
+}
+
+/// [`normalize_block`] in the widened layout ([`period`]).
+fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+    let c = k.scale.len();
+    let p = period(c);
+    if p == 1 {
+        return normalize_block(x, k, y, relu);
+    }
+    let cw = c * p;
+    let (main, rest) = split_periods(x, cw);
+    let (y_main, y_rest) = y.split_at_mut(main.len());
+    let (mut mean, mut scale, mut beta) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
+    let wide = BnApply {
+        mean: tiled(k.mean, &mut mean[..cw]),
+        scale: tiled(k.scale, &mut scale[..cw]),
+        beta: tiled(k.beta, &mut beta[..cw]),
+    };
+    normalize_block(main, wide, y_main, relu);
+    normalize_block(rest, k, y_rest, relu);
+}
+
+/// [`backward_sums_block`] in the widened layout ([`period`]).
+fn backward_sums_rows(
+    x: &[f32],
+    y: Option<&[f32]>,
+    dy: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    acc: &mut [f32],
+) {
+    let c = mean.len();
+    let p = period(c);
+    if p == 1 {
+        return backward_sums_block(x, y, dy, mean, invstd, acc);
+    }
+    let cw = c * p;
+    let (x_main, x_rest) = split_periods(x, cw);
+    let (dy_main, dy_rest) = dy.split_at(x_main.len());
+    let (y_main, y_rest) = match y {
+        Some(y) => {
+            let (a, b) = y.split_at(x_main.len());
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    let (mut mean_w, mut invstd_w) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX]);
+    let (mut wide, mut tail) = ([0.0; 2 * WIDE_MAX], [0.0; 2 * WIDE_MAX]);
+    backward_sums_block(
+        x_main,
+        y_main,
+        dy_main,
+        tiled(mean, &mut mean_w[..cw]),
+        tiled(invstd, &mut invstd_w[..cw]),
+        &mut wide[..2 * cw],
+    );
+    backward_sums_block(x_rest, y_rest, dy_rest, mean, invstd, &mut tail[..2 * c]);
+    fold_periods(&wide, &tail, c, p, acc);
+}
+
+/// [`backward_input_block`] in the widened layout ([`period`]).
+fn backward_input_rows(x: &[f32], y: Option<&[f32]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
+    let c = coef.len() / 5;
+    let p = period(c);
+    if p == 1 {
+        return backward_input_block(x, y, dy, coef, dx);
+    }
+    let cw = c * p;
+    let (x_main, x_rest) = split_periods(x, cw);
+    let n = x_main.len();
+    let (dx_main, dx_rest) = dx.split_at_mut(n);
+    let mut coef_w = [0.0; 5 * WIDE_MAX];
+    for (v, out) in coef.chunks_exact(c).zip(coef_w.chunks_exact_mut(cw)) {
+        tiled(v, out);
+    }
+    let y_main = y.map(|y| &y[..n]);
+    backward_input_block(x_main, y_main, &dy[..n], &coef_w[..5 * cw], dx_main);
+    backward_input_block(x_rest, y.map(|y| &y[n..]), &dy[n..], coef, dx_rest);
+}
+
 fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
     assert!(c > 0, "{what}: zero channels");
     assert_eq!(
@@ -300,14 +462,14 @@ pub fn batch_stats(
     );
     let BnScratch { partials, sums, .. } = scratch;
     reduce_rows(rows, c, partials, sums, |i, part| {
-        sum_block(chunk_of(x, c, i), c, part)
+        sum_rows(chunk_of(x, c, i), c, part)
     });
     for (m, s) in mean.iter_mut().zip(sums.iter()) {
         *m = (s / rows as f64) as f32;
     }
     let mean: &[f32] = mean;
     reduce_rows(rows, c, partials, sums, |i, part| {
-        sq_dev_block(chunk_of(x, c, i), c, mean, part)
+        sq_dev_rows(chunk_of(x, c, i), c, mean, part)
     });
     for (v, s) in var.iter_mut().zip(sums.iter()) {
         *v = (s / rows as f64) as f32;
@@ -325,7 +487,7 @@ pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     let task = REDUCTION_ROWS * c;
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| normalize_block(x, k, y, relu));
+        .for_each(|(x, y)| normalize_rows(x, k, y, relu));
 }
 
 /// The per-channel map a batch-norm forward applies: `y = (x - mean) * scale + beta`, with
@@ -384,7 +546,7 @@ pub(crate) fn backward(
         coef,
     } = scratch;
     reduce_rows(rows, 2 * c, partials, sums, |i, part| {
-        backward_sums_block(
+        backward_sums_rows(
             chunk_of(x, c, i),
             relu_out.map(|y| chunk_of(y, c, i)),
             chunk_of(dy, c, i),
@@ -406,7 +568,7 @@ pub(crate) fn backward(
     let coef: &[f32] = coef;
     let task = REDUCTION_ROWS * c;
     dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
-        backward_input_block(
+        backward_input_rows(
             chunk_of(x, c, i),
             relu_out.map(|y| chunk_of(y, c, i)),
             chunk_of(dy, c, i),
@@ -547,6 +709,8 @@ pub(crate) mod tests {
         (1, 1),
         (3, 5),
         (7, 8),
+        (301, 4),
+        (50, 20),
         (300, 12),
         (513, 19),
         (64, 76),
