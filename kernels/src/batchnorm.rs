@@ -12,9 +12,7 @@
 //! results.
 
 use crate::partition::{chunk_count, REDUCTION_ROWS};
-use crate::simd::{
-    accumulate, load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES,
-};
+use crate::simd::{accumulate, load, multiversion, relu_s, relu_v, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -123,20 +121,54 @@ multiversion! {
     }
 }
 
+/// Bytes `0`/`1` of the lanes of an 8-bit mask (lane 0 first).
+const MASK_BYTES: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut lane = 0;
+        while lane < 8 {
+            if b & (1 << lane) != 0 {
+                t[b] |= 1 << (8 * lane);
+            }
+            lane += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
 #[inline(always)]
-fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
+fn normalize_block_impl<const RELU: bool, const MASK_OUT: bool>(
+    x: &[f32],
+    k: BnApply,
+    y: &mut [f32],
+    mask: &mut [u8],
+) {
     let (mean, scale, beta) = (k.mean, k.scale, k.beta);
     let c = scale.len();
-    for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+    let mask_rows = mask
+        .chunks_exact_mut(c.max(1))
+        .chain(std::iter::repeat_with(|| &mut [][..]));
+    for ((row, out), m) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(mask_rows) {
         per_channel!(
             c,
             |j| {
                 let v = (load(&row[j..]) - load(&mean[j..])) * load(&scale[j..]) + load(&beta[j..]);
-                store(&mut out[j..], if RELU { relu_v(v) } else { v });
+                let v = if RELU { relu_v(v) } else { v };
+                store(&mut out[j..], v);
+                if MASK_OUT {
+                    let bits = v.simd_gt(f32x8::ZERO).to_bitmask() as usize;
+                    m[j..j + LANES].copy_from_slice(&MASK_BYTES[bits & 0xFF].to_le_bytes());
+                }
             },
             |t| {
                 let v = (row[t] - mean[t]) * scale[t] + beta[t];
-                out[t] = if RELU { relu_s(v) } else { v };
+                let v = if RELU { relu_s(v) } else { v };
+                out[t] = v;
+                if MASK_OUT {
+                    m[t] = u8::from(v > 0.0);
+                }
             }
         );
     }
@@ -144,39 +176,54 @@ fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) 
 
 multiversion! {
     /// `y = (x - mean) * scale + beta` per channel, optionally followed by ReLU, for one block.
-    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
-        if relu {
-            normalize_block_impl::<true>(x, k, y)
-        } else {
-            normalize_block_impl::<false>(x, k, y)
+    /// With ReLU and a non-empty `mask`, also `mask = (y > 0)` as bytes, for the backward pass.
+    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
+        match (relu, mask.is_empty()) {
+            (true, false) => normalize_block_impl::<true, true>(x, k, y, mask),
+            (true, true) => normalize_block_impl::<true, false>(x, k, y, mask),
+            (false, _) => normalize_block_impl::<false, false>(x, k, y, mask),
         }
     }
 }
 
-/// The incoming gradient, masked by the ReLU output when fused (`MASK`), else as is.
+/// The incoming gradient, masked by the forward pass's ReLU mask (`y > 0` as bytes) when fused
+/// (`MASK`), else as is. Same result as `relu_grad(y, dy)` bit for bit.
 #[inline(always)]
-fn grad_v<const MASK: bool>(y: &[f32], dy: &[f32], j: usize) -> f32x8 {
+fn grad_v<const MASK: bool>(m: &[u8], dy: &[f32], j: usize) -> f32x8 {
     if MASK {
-        relu_grad_v(load(&y[j..]), load(&dy[j..]))
+        let b = &m[j..j + LANES];
+        let lanes = f32x8::from([
+            b[0] as f32,
+            b[1] as f32,
+            b[2] as f32,
+            b[3] as f32,
+            b[4] as f32,
+            b[5] as f32,
+            b[6] as f32,
+            b[7] as f32,
+        ]);
+        lanes
+            .simd_gt(f32x8::ZERO)
+            .select(load(&dy[j..]), f32x8::ZERO)
     } else {
         load(&dy[j..])
     }
 }
 
 #[inline(always)]
-fn grad_s<const MASK: bool>(y: &[f32], dy: &[f32], t: usize) -> f32 {
-    if MASK {
-        relu_grad_s(y[t], dy[t])
+fn grad_s<const MASK: bool>(m: &[u8], dy: &[f32], t: usize) -> f32 {
+    if MASK && m[t] == 0 {
+        0.0
     } else {
         dy[t]
     }
 }
 
-/// Rows of `y` matching the rows of `dy` (empty when unmasked).
+/// Rows of the mask matching the rows of `dy` (empty when unmasked).
 #[inline(always)]
-fn mask_rows<const MASK: bool>(y: &[f32], c: usize) -> impl Iterator<Item = &[f32]> {
+fn mask_rows<const MASK: bool>(m: &[u8], c: usize) -> impl Iterator<Item = &[u8]> {
     let rows = if MASK {
-        y.chunks_exact(c)
+        m.chunks_exact(c)
     } else {
         [].chunks_exact(1)
     };
@@ -186,7 +233,7 @@ fn mask_rows<const MASK: bool>(y: &[f32], c: usize) -> impl Iterator<Item = &[f3
 #[inline(always)]
 fn backward_sums_impl<const MASK: bool>(
     x: &[f32],
-    y: &[f32],
+    y: &[u8],
     dy: &[f32],
     mean: &[f32],
     invstd: &[f32],
@@ -220,10 +267,10 @@ fn backward_sums_impl<const MASK: bool>(
 
 multiversion! {
     /// Per-channel `[sum(g), sum(g * xhat)]` (into `acc`, `2c` floats) for one block of rows,
-    /// where `g` is `dy`, masked by `y > 0` when `y` is given.
+    /// where `g` is `dy`, masked by the ReLU mask when given.
     pub(crate) fn backward_sums_block(
         x: &[f32],
-        y: Option<&[f32]>,
+        y: Option<&[u8]>,
         dy: &[f32],
         mean: &[f32],
         invstd: &[f32],
@@ -248,7 +295,7 @@ struct InputCoef<'a> {
 #[inline(always)]
 fn backward_input_impl<const MASK: bool>(
     x: &[f32],
-    y: &[f32],
+    y: &[u8],
     dy: &[f32],
     k: &InputCoef,
     dx: &mut [f32],
@@ -280,7 +327,7 @@ fn backward_input_impl<const MASK: bool>(
 multiversion! {
     /// `dx = gamma * invstd * (g - dbeta/M - xhat * dgamma/M)` for one block of rows; `coef` holds
     /// `[mean, invstd, gamma*invstd, dbeta/M, dgamma/M]`, `c` floats each.
-    pub(crate) fn backward_input_block(x: &[f32], y: Option<&[f32]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
+    pub(crate) fn backward_input_block(x: &[f32], y: Option<&[u8]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
         let c = coef.len() / 5;
         let (mean, rest) = coef.split_at(c);
         let (invstd, rest) = rest.split_at(c);
@@ -326,29 +373,30 @@ fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
 }
 
 /// [`normalize_block`] in the widened layout ([`period`]).
-fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
     let c = k.scale.len();
     let p = period(c);
     if p == 1 {
-        return normalize_block(x, k, y, relu);
+        return normalize_block(x, k, y, relu, mask);
     }
     let cw = c * p;
     let (main, rest) = split_periods(x, cw);
     let (y_main, y_rest) = y.split_at_mut(main.len());
+    let (m_main, m_rest) = mask.split_at_mut(main.len().min(mask.len()));
     let (mut mean, mut scale, mut beta) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
     let wide = BnApply {
         mean: tiled(k.mean, &mut mean[..cw]),
         scale: tiled(k.scale, &mut scale[..cw]),
         beta: tiled(k.beta, &mut beta[..cw]),
     };
-    normalize_block(main, wide, y_main, relu);
-    normalize_block(rest, k, y_rest, relu);
+    normalize_block(main, wide, y_main, relu, m_main);
+    normalize_block(rest, k, y_rest, relu, m_rest);
 }
 
 /// [`backward_sums_block`] in the widened layout ([`period`]).
 fn backward_sums_rows(
     x: &[f32],
-    y: Option<&[f32]>,
+    y: Option<&[u8]>,
     dy: &[f32],
     mean: &[f32],
     invstd: &[f32],
@@ -384,7 +432,7 @@ fn backward_sums_rows(
 }
 
 /// [`backward_input_block`] in the widened layout ([`period`]).
-fn backward_input_rows(x: &[f32], y: Option<&[f32]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
+fn backward_input_rows(x: &[f32], y: Option<&[u8]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
     let c = coef.len() / 5;
     let p = period(c);
     if p == 1 {
@@ -415,7 +463,7 @@ fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
 }
 
 /// Rows `[i * REDUCTION_ROWS, (i + 1) * REDUCTION_ROWS)` of a `[rows, c]` tensor.
-fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
+fn chunk_of<T>(x: &[T], c: usize, i: usize) -> &[T] {
     let start = i * REDUCTION_ROWS * c;
     &x[start..(start + REDUCTION_ROWS * c).min(x.len())]
 }
@@ -477,17 +525,29 @@ pub fn batch_stats(
 }
 
 /// Elementwise per-channel `y = (x - mean) * scale + beta` (then ReLU when `relu`), in parallel.
-pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+/// With `mask` non-empty (ReLU only), also writes the ReLU mask `y > 0` as bytes.
+pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
     let c = k.scale.len();
     check_rows(x, c, "bn apply");
     assert!(
         k.mean.len() == c && k.beta.len() == c && y.len() == x.len(),
         "bn apply: sizes"
     );
+    assert!(
+        mask.is_empty() || (relu && mask.len() == x.len()),
+        "bn apply: mask size"
+    );
     let task = REDUCTION_ROWS * c;
-    x.par_chunks(task)
-        .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| normalize_rows(x, k, y, relu));
+    if mask.is_empty() {
+        x.par_chunks(task)
+            .zip(y.par_chunks_mut(task))
+            .for_each(|(x, y)| normalize_rows(x, k, y, relu, &mut []));
+    } else {
+        x.par_chunks(task)
+            .zip(y.par_chunks_mut(task))
+            .zip(mask.par_chunks_mut(task))
+            .for_each(|((x, y), m)| normalize_rows(x, k, y, relu, m));
+    }
 }
 
 /// The per-channel map a batch-norm forward applies: `y = (x - mean) * scale + beta`, with
@@ -502,7 +562,7 @@ pub struct BnApply<'a> {
 
 /// Batch-norm forward: `y = (x - mean) * scale + beta`.
 pub fn bn_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
-    normalize(x, k, y, false);
+    normalize(x, k, y, false, &mut []);
 }
 
 /// The per-channel statistics a backward pass needs from its forward pass.
@@ -515,10 +575,11 @@ pub struct BnSaved<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Shared backward: `g` is `dy`, masked by `y > 0` when `relu_out` is given (the fused path).
+/// Shared backward: `g` is `dy`, masked by the forward pass's ReLU mask (`y > 0` as bytes) when
+/// `relu_mask` is given (the fused path).
 pub(crate) fn backward(
     x: &[f32],
-    relu_out: Option<&[f32]>,
+    relu_mask: Option<&[u8]>,
     dy: &[f32],
     saved: BnSaved,
     dx: &mut [f32],
@@ -537,8 +598,8 @@ pub(crate) fn backward(
         saved.invstd.len() == c && saved.gamma.len() == c && dgamma.len() == c && dbeta.len() == c,
         "bn backward: per-channel sizes"
     );
-    if let Some(y) = relu_out {
-        assert_eq!(y.len(), x.len(), "bn backward: ReLU output size");
+    if let Some(m) = relu_mask {
+        assert_eq!(m.len(), x.len(), "bn backward: ReLU mask size");
     }
     let BnScratch {
         partials,
@@ -548,7 +609,7 @@ pub(crate) fn backward(
     reduce_rows(rows, 2 * c, partials, sums, |i, part| {
         backward_sums_rows(
             chunk_of(x, c, i),
-            relu_out.map(|y| chunk_of(y, c, i)),
+            relu_mask.map(|m| chunk_of(m, c, i)),
             chunk_of(dy, c, i),
             saved.mean,
             saved.invstd,
@@ -570,7 +631,7 @@ pub(crate) fn backward(
     dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
         backward_input_rows(
             chunk_of(x, c, i),
-            relu_out.map(|y| chunk_of(y, c, i)),
+            relu_mask.map(|m| chunk_of(m, c, i)),
             chunk_of(dy, c, i),
             coef,
             dx,

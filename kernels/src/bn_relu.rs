@@ -1,5 +1,6 @@
-//! Fused batch-norm + ReLU: one pass forward (`y = max((x - mean) * scale + beta, 0)`), and a backward
-//! whose two passes apply the ReLU mask inline instead of writing a masked gradient to memory.
+//! Fused batch-norm + ReLU: one pass forward (`y = max((x - mean) * scale + beta, 0)`), which also
+//! keeps the ReLU mask compactly (one byte per element, a quarter of `y`), and a backward whose
+//! two passes apply that mask inline instead of reading `y` or writing a masked gradient.
 //!
 //! The unfused path ([`crate::batchnorm::bn_forward`] then [`crate::relu::relu_forward`];
 //! [`crate::relu::relu_backward`] then [`crate::batchnorm::bn_backward`]) performs the same f32
@@ -8,17 +9,18 @@
 use crate::batchnorm::{backward, normalize, BnApply, BnSaved, BnScratch};
 
 /// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
-/// [`crate::batchnorm::bn_forward`], then ReLU).
-pub fn bn_relu_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
-    normalize(x, k, y, true);
+/// [`crate::batchnorm::bn_forward`], then ReLU), and `mask = (y > 0)` as bytes (`x.len()` of
+/// them) for [`bn_relu_backward`]; an empty `mask` skips it (evaluation).
+pub fn bn_relu_forward(x: &[f32], k: BnApply, y: &mut [f32], mask: &mut [u8]) {
+    normalize(x, k, y, true, mask);
 }
 
-/// Backward of [`bn_relu_forward`] in training mode, given its output `y` and the gradient `dy` of
-/// that output: fills `dx`, `dgamma` and `dbeta`.
+/// Backward of [`bn_relu_forward`] in training mode, given its ReLU mask and the gradient `dy` of
+/// its output: fills `dx`, `dgamma` and `dbeta`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_relu_backward(
     x: &[f32],
-    y: &[f32],
+    mask: &[u8],
     dy: &[f32],
     saved: BnSaved,
     dx: &mut [f32],
@@ -26,7 +28,7 @@ pub fn bn_relu_backward(
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(x, Some(y), dy, saved, dx, dgamma, dbeta, scratch);
+    backward(x, Some(mask), dy, saved, dx, dgamma, dbeta, scratch);
 }
 
 #[cfg(test)]
@@ -73,8 +75,17 @@ mod tests {
                     gamma: &gamma,
                 };
 
-                let mut y_fused = vec![0.0; x.len()];
-                bn_relu_forward(&x, k, &mut y_fused);
+                let (mut y_fused, mut mask) = (vec![0.0; x.len()], vec![7u8; x.len()]);
+                bn_relu_forward(&x, k, &mut y_fused, &mut mask);
+                let want_mask: Vec<u8> = y_fused.iter().map(|v| u8::from(*v > 0.0)).collect();
+                assert_eq!(mask, want_mask, "{isa:?} mask rows {rows} c {c}");
+                let mut y_plain = vec![0.0; x.len()];
+                bn_relu_forward(&x, k, &mut y_plain, &mut []);
+                assert_eq!(
+                    bits(&y_plain),
+                    bits(&y_fused),
+                    "{isa:?} forward without mask"
+                );
                 let (mut z, mut y_unfused) = (vec![0.0; x.len()], vec![0.0; x.len()]);
                 bn_forward(&x, k, &mut z);
                 relu_forward(&z, &mut y_unfused);
@@ -87,7 +98,7 @@ mod tests {
                 let (mut dx_f, mut dg_f, mut db_f) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
                 bn_relu_backward(
-                    &x, &y_fused, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s,
+                    &x, &mask, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s,
                 );
                 let mut dz = vec![0.0; x.len()];
                 relu_backward(&y_unfused, &dy, &mut dz);
