@@ -8,6 +8,7 @@ use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, im2col_image};
 use crate::partition::{chunk_count, images_per_chunk};
+use crate::profile::{self, Phase};
 use rayon::prelude::*;
 
 /// Chunk sizes of one layer, in floats of each buffer.
@@ -52,12 +53,15 @@ pub fn conv_forward(
         .zip(cols.par_chunks_mut(ch.cols.max(1)))
         .zip(y.par_chunks_mut(ch.output.max(1)))
         .for_each(|((x_c, cols_c), y_c)| {
+            let p = profile::thread_scope(Phase::Im2col);
             for (img, col) in x_c
                 .chunks_exact(g.in_pixels() * g.in_c)
                 .zip(cols_c.chunks_exact_mut(g.out_pixels() * k))
             {
                 im2col_image(g, img, col);
             }
+            drop(p);
+            let _p = profile::thread_scope(Phase::ConvGemmForward);
             let rows = y_c.len() / cout;
             let beta = match bias {
                 Some(b) => {
@@ -119,6 +123,7 @@ pub fn conv_backward(
         .zip(dy.par_chunks(ch.output.max(1)))
         .zip(partials.par_chunks_mut(per_chunk.max(1)))
         .for_each(|((cols_c, dy_c), part)| {
+            let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             sgemm(
@@ -132,6 +137,7 @@ pub fn conv_backward(
                 }
             }
         });
+    let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
     dw.fill(0.0);
     let mut db = db;
     if let Some(db) = db.as_deref_mut() {
@@ -148,6 +154,7 @@ pub fn conv_backward(
             }
         }
     }
+    drop(reduce);
 
     // Input gradient: dcols_c = dy_c @ W^T (into the spent column buffer), then col2im per image.
     if let Some(dx) = dx {
@@ -160,10 +167,13 @@ pub fn conv_backward(
             .zip(dy.par_chunks(ch.output.max(1)))
             .zip(dx.par_chunks_mut(ch.input.max(1)))
             .for_each(|((cols_c, dy_c), dx_c)| {
+                let p = profile::thread_scope(Phase::ConvGemmBackwardData);
                 let rows = dy_c.len() / cout;
                 sgemm(
                     gemm, false, true, rows, k, cout, 1.0, dy_c, cout, w, cout, 0.0, cols_c, k,
                 );
+                drop(p);
+                let _p = profile::thread_scope(Phase::Col2im);
                 for (dcol, dimg) in cols_c
                     .chunks_exact(g.out_pixels() * k)
                     .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))

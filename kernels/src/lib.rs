@@ -18,6 +18,7 @@ mod gemm_blas;
 pub mod geometry;
 pub mod im2col;
 pub mod partition;
+pub mod profile;
 pub mod relu;
 pub mod simd;
 

@@ -2,6 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::profile::{self, Pass};
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
@@ -73,6 +74,7 @@ impl Network {
                 .expect("shapes were validated when the network was built");
             let (done, rest) = self.acts.split_at_mut(i + 1);
             rest[0].set_shape(shape);
+            let _l = profile::layer(i, Pass::Forward);
             layer.forward(&self.exec, &done[i], &mut rest[0], mode);
         }
         self.trained_forward = mode == Mode::Train;
@@ -105,6 +107,7 @@ impl Network {
             } else {
                 None
             };
+            let _l = profile::layer(i, Pass::Backward);
             self.layers[i].backward(&self.exec, &self.acts[i], &self.acts[i + 1], &after[0], dx);
         }
     }
