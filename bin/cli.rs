@@ -29,6 +29,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Train one variant.
     Train(TrainArgs),
+    /// Time each layer and phase of a training step, fused vs unfused BN+ReLU, and sweep threads.
+    Profile(crate::profile::ProfileArgs),
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +86,9 @@ pub struct CommonArgs {
     /// Print only the final results and the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Draw accuracy and loss against the batch number for each variant to this .png or .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
@@ -110,6 +115,7 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     pub quiet: bool,
     pub exec: Exec,
+    pub plot: Option<(PathBuf, crate::outpath::ImageFormat)>,
     base: TrainConfig,
 }
 
@@ -151,6 +157,10 @@ impl CommonArgs {
                 bail!("--json {}: is a directory", json.display());
             }
         }
+        let plot = match &self.plot {
+            Some(p) => Some((p.clone(), crate::outpath::check_plot_path("--plot", p)?)),
+            None => None,
+        };
         let exec = Exec {
             gemm: self.gemm,
             bn_path: self.bn,
@@ -161,6 +171,7 @@ impl CommonArgs {
             json: self.json.clone(),
             quiet: self.quiet,
             exec,
+            plot,
             base: TrainConfig {
                 variant: Variant::Bn,
                 batches: to_usize(self.batches, "--batches")?,
@@ -178,7 +189,7 @@ impl CommonArgs {
 }
 
 /// `data/mnist` under the current directory if it exists, else the copy in this source tree.
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     let local = PathBuf::from("data/mnist");
     if local.is_dir() {
         local

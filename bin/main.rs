@@ -4,11 +4,16 @@
 //! the protocol of PROTOCOL.md; `bnconv train --variant bn` runs one variant.
 
 mod cli;
+mod outpath;
+mod plot;
+mod profile;
+mod profile_report;
+mod progress;
 mod report;
 
 use anyhow::{Context, Result};
 use bnconv_nn::mnist::Mnist;
-use bnconv_nn::train::{run_protocol, RunReport};
+use bnconv_nn::train::{run_protocol_with_progress, RunReport};
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -27,6 +32,7 @@ fn run(cli: Cli) -> Result<()> {
     let (opts, variants) = match cli.command {
         Some(Command::Train(t)) => (t.common, vec![t.variant]),
         Some(Command::Compare(c)) => (c.common, c.variants),
+        Some(Command::Profile(p)) => return profile::run(p),
         None => (cli.compare.common, cli.compare.variants),
     };
     let plan = opts.plan()?;
@@ -56,22 +62,26 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.batches, cfg.batch_size
             );
         }
-        let quiet = plan.quiet;
+        let progress = progress::Progress::new(cfg.batches, variant.name(), plan.quiet);
         let report = pool
             .install(|| {
-                run_protocol(&cfg, &data, &mut |line| {
-                    if !quiet {
-                        println!("{line}");
-                    }
+                run_protocol_with_progress(&cfg, &data, &mut |line| progress.log(line), &mut |p| {
+                    progress.step(p)
                 })
             })
-            .with_context(|| format!("variant {variant}"))?;
+            .with_context(|| format!("variant {variant}"));
+        progress.finish();
+        let report = report?;
         report::print_final(&report);
         reports.push(report);
     }
     report::print_summary(&reports);
     if let Some(path) = &plan.json {
         report::write_json(path, &reports)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some((path, format)) = &plan.plot {
+        plot::curves(path, *format, &reports)?;
         println!("wrote {}", path.display());
     }
     Ok(())
