@@ -73,7 +73,9 @@ macro_rules! with_backend {
 
 /// Validation and training accuracy and loss against the batch number, one colour per variant.
 pub fn curves(path: &Path, format: ImageFormat, reports: &[RunReport]) -> Result<()> {
-    with_backend!(path, format, (1500, 620), |root| draw_curves(&root, reports))
+    with_backend!(path, format, (1500, 620), |root| draw_curves(
+        &root, reports
+    ))
 }
 
 fn draw_curves<DB: DrawingBackend>(
@@ -102,7 +104,12 @@ where
     let batches = reports.iter().map(|r| r.batches).max().unwrap_or(1) as f64;
     let max_loss = reports
         .iter()
-        .flat_map(|r| r.log.iter().map(|l| l.loss).chain([r.final_validation.loss]))
+        .flat_map(|r| {
+            r.log
+                .iter()
+                .map(|l| l.loss)
+                .chain([r.final_validation.loss])
+        })
         .filter(|l| l.is_finite())
         .fold(0.0f32, f32::max)
         .max(0.1) as f64;
@@ -169,11 +176,7 @@ where
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 24, y)], light.stroke_width(2))
                 });
-            chart.draw_series(
-                training
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, light.filled())),
-            )?;
+            chart.draw_series(training.iter().map(|&p| Circle::new(p, 3, light.filled())))?;
             let label = if accuracy {
                 format!(
                     "{name}: validation, {} images (final {:.3}; test {:.3})",
@@ -242,7 +245,11 @@ where
     let root = root.titled(&title, (FONT, 24).into_font().style(FontStyle::Bold))?;
     let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 / 2);
     let panels = [
-        (&top, true, "Convolution and dense layers (im2col, GEMMs, col2im)"),
+        (
+            &top,
+            true,
+            "Convolution and dense layers (im2col, GEMMs, col2im)",
+        ),
         (
             &bottom,
             false,
@@ -250,7 +257,12 @@ where
         ),
     ];
     for (area, gemm, caption) in panels {
-        let layers: Vec<_> = doc.breakdown.layers.iter().filter(|l| l.gemm == gemm).collect();
+        let layers: Vec<_> = doc
+            .breakdown
+            .layers
+            .iter()
+            .filter(|l| l.gemm == gemm)
+            .collect();
         let n = layers.len().max(1);
         let y_max = layers
             .iter()

@@ -251,9 +251,7 @@ fn measure(
                     step.context("timed step")?;
                     if on {
                         times.on_ns.push(ns);
-                        times
-                            .samples
-                            .push(&profile::snapshot(), layers, ns as f64);
+                        times.samples.push(&profile::snapshot(), layers, ns as f64);
                     } else {
                         times.off_ns.push(ns);
                     }
@@ -370,7 +368,8 @@ pub struct ProfileDoc {
     pub agreement: Agreement,
 }
 
-const METHOD: &str = "Each profiled step is attributed in wall time: caller-level scopes as measured; \
+const METHOD: &str =
+    "Each profiled step is attributed in wall time: caller-level scopes as measured; \
 each layer call's wall time not covered by them is split among its in-chunk phases (im2col, conv \
 GEMMs, col2im) in proportion to their summed thread time, or filed as 'other'; the step's 'other' \
 is time outside every layer and step scope, so a step's rows add up to its measured time. \
@@ -415,7 +414,10 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         bn_path: BnPath::Fused,
     };
     cfg.batches = steps + warmup;
-    let data_dir = args.data.clone().unwrap_or_else(crate::cli::default_data_dir);
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(crate::cli::default_data_dir);
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
     cfg.validate(data.train.len())?;
@@ -447,8 +449,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let mut profiled = None;
     for &t in &threads {
         let is_profiled = t == profile_threads;
-        let (times, diff) =
-            pool(t)?.install(|| measure(&cfg, &data.train, steps, warmup, is_profiled, names.len()))?;
+        let (times, diff) = pool(t)?
+            .install(|| measure(&cfg, &data.train, steps, warmup, is_profiled, names.len()))?;
         let ms = [mean_ms(&times[0].off_ns), mean_ms(&times[1].off_ns)];
         let med = [median_ms(&times[0].off_ns), median_ms(&times[1].off_ns)];
         sweep_raw.push((t, ms, med, diff));
@@ -545,7 +547,11 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         a.parameters_after_update_max_abs_diff,
     ]
     .into_iter()
-    .chain(doc.sweep.iter().map(|e| e.parameters_max_abs_diff_after_run))
+    .chain(
+        doc.sweep
+            .iter()
+            .map(|e| e.parameters_max_abs_diff_after_run),
+    )
     .fold(0.0, f64::max);
     if worst > a.tolerance {
         bail!(

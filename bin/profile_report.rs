@@ -338,7 +338,10 @@ pub fn print_breakdown(b: &Breakdown) {
     if hidden > 0 {
         println!("({hidden} rows under {PRINT_MIN_MS} ms/step in both paths are only in the JSON)");
     }
-    println!("{:-<8} {:-<22} {:->10} {:->7} {:->11} {:->7} {:->9}", "", "", "", "", "", "", "");
+    println!(
+        "{:-<8} {:-<22} {:->10} {:->7} {:->11} {:->7} {:->9}",
+        "", "", "", "", "", "", ""
+    );
     for p in &b.phases {
         println!(
             "{:<8} {:<22} {:>10.3} {:>6.1}% {:>11.3} {:>6.1}% {:>9}",
@@ -395,11 +398,17 @@ mod tests {
         assert!((ms(0, Phase::ConvGemmBackwardWeights) - (2.0 + 6.0)).abs() < 1e-9);
         assert!((ms(0, Phase::ConvGemmBackwardData) - 12.0).abs() < 1e-9);
         assert_eq!(ms(0, Phase::Other), 0.0);
-        assert!((ms(1, Phase::Other) - 0.5).abs() < 1e-9, "BN's uncovered time");
+        assert!(
+            (ms(1, Phase::Other) - 0.5).abs() < 1e-9,
+            "BN's uncovered time"
+        );
         let other = a.step[Phase::Other as usize] / 1e6;
         assert!((other - 2.0).abs() < 1e-9, "40 - 30 - 3 - 5 = {other}");
         let total: f64 = a.layers.iter().flatten().sum::<f64>() + a.step.iter().sum::<f64>();
-        assert!((total - 40e6).abs() < 1e-3, "rows add up to the step: {total}");
+        assert!(
+            (total - 40e6).abs() < 1e-3,
+            "rows add up to the step: {total}"
+        );
     }
 
     #[test]
@@ -421,8 +430,14 @@ mod tests {
         let b = breakdown(&names, &fused, &fused);
         assert_eq!(b.layers.len(), 3);
         assert!(b.layers[0].gemm && !b.layers[1].gemm && !b.layers[2].gemm);
-        assert!((b.layers[0].fused_ms_per_step - 30.0).abs() < 1e-9, "median");
-        assert!((b.layers[0].fused_mean_ms_per_step - 37.5).abs() < 1e-9, "mean");
+        assert!(
+            (b.layers[0].fused_ms_per_step - 30.0).abs() < 1e-9,
+            "median"
+        );
+        assert!(
+            (b.layers[0].fused_mean_ms_per_step - 37.5).abs() < 1e-9,
+            "mean"
+        );
         let mean_share: f64 = b.rows.iter().map(|r| r.fused.mean_share).sum();
         assert!((mean_share - 1.0).abs() < 1e-9, "{mean_share}");
         let im2col = b.rows.iter().find(|r| r.phase == "im2col").unwrap();

@@ -19,10 +19,8 @@ impl Progress {
     pub fn new(batches: usize, variant: &str, quiet: bool) -> Progress {
         let show = !quiet && std::io::stdout().is_terminal();
         let bar = show.then(|| {
-            let pb = ProgressBar::with_draw_target(
-                Some(batches as u64),
-                ProgressDrawTarget::stdout(),
-            );
+            let pb =
+                ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stdout());
             let style = ProgressStyle::with_template(
                 "{prefix:>11} [{bar:40}] {pos}/{len} batches  {msg}  {elapsed} elapsed, eta {eta}",
             )
@@ -49,7 +47,12 @@ impl Progress {
     pub fn step(&self, p: &StepProgress) {
         if let Some(pb) = &self.bar {
             pb.set_position(p.step as u64);
-            if p.step % RATE_EVERY == 0 || p.step == p.batches {
+            if p.step == p.batches {
+                pb.set_message(format!(
+                    "{:.0} train img/s; final evaluation",
+                    p.images_per_second()
+                ));
+            } else if p.step % RATE_EVERY == 0 {
                 pb.set_message(format!("{:.0} train img/s", p.images_per_second()));
             }
         }
