@@ -233,7 +233,7 @@ where
 {
     root.fill(&WHITE)?;
     let title = format!(
-        "bnconv profile: {} network, batch {}, {} thread(s), {} steps — step {:.2} ms fused vs {:.2} ms unfused ({:.2}x)",
+        "bnconv profile: {} network, batch {}, {} thread(s), {} steps: median step {:.2} ms fused, {:.2} ms unfused ({:.2}x)",
         doc.variant,
         doc.batch_size,
         doc.profile_threads,
@@ -290,7 +290,7 @@ where
             .disable_x_mesh()
             .x_labels(n + 1)
             .x_label_formatter(&label)
-            .y_desc("wall ms per step")
+            .y_desc("median wall ms per step")
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .light_line_style(WHITE.mix(0.0))

@@ -432,6 +432,12 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         "bnconv profile: {} network, batch {}, {steps} timed steps after {warmup} warm-up per path and thread count, seed {}, GEMM {}, SIMD {isa}, {cores} core(s)",
         args.variant, cfg.batch_size, cfg.seed, args.gemm,
     );
+    if !args.variant.uses_batch_norm() {
+        println!(
+            "note: the {} network has no batch norm, so both paths run the same kernels",
+            args.variant
+        );
+    }
     for &t in threads.iter().filter(|&&t| t > cores) {
         println!("note: {t} threads exceed the {cores} core(s) of this machine: they share cores, so expect no speed-up there");
     }
@@ -574,7 +580,7 @@ fn print_doc(d: &ProfileDoc) {
         .map(|e| e.parameters_max_abs_diff_after_run)
         .fold(0.0, f64::max);
     println!(
-        "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} threads): max |difference|: loss {:e}, logits {:e}, gradients {:e} ({} tensors), parameters after Adam {:e}; after every timed step: parameters {:e}; tolerance {} (bitwise): {}",
+        "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} thread(s)): max |difference|: loss {:e}, logits {:e}, gradients {:e} ({} tensors), parameters after Adam {:e}; after every timed step: parameters {:e}; tolerance {} (bitwise): {}",
         d.profile_threads,
         a.loss_abs_diff,
         a.logits_max_abs_diff,

@@ -238,7 +238,12 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg"), "{}", &svg_text[..100]);
     assert!(svg_text.trim_end().ends_with("</svg>"));
-    for label in ["conv01", "bn_fc1", "fused BN+ReLU", "wall ms per step"] {
+    for label in [
+        "conv01",
+        "bn_fc1",
+        "fused BN+ReLU",
+        "median wall ms per step",
+    ] {
         assert!(svg_text.contains(label), "{label} missing from the SVG");
     }
 }
