@@ -568,6 +568,15 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     Ok(())
 }
 
+/// A difference for the agreement line: `0` when bitwise equal.
+fn diff(d: f64) -> String {
+    if d == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{d:.3e}")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:+.1}%", 100.0 * x)
 }
@@ -580,14 +589,14 @@ fn print_doc(d: &ProfileDoc) {
         .map(|e| e.parameters_max_abs_diff_after_run)
         .fold(0.0, f64::max);
     println!(
-        "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} thread(s)): max |difference|: loss {:e}, logits {:e}, gradients {:e} ({} tensors), parameters after Adam {:e}; after every timed step: parameters {:e}; tolerance {} (bitwise): {}",
+        "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} thread(s)): max |difference|: loss {}, logits {}, gradients {} ({} tensors), parameters after Adam {}; after every timed step: parameters {}; tolerance {} (bitwise): {}",
         d.profile_threads,
-        a.loss_abs_diff,
-        a.logits_max_abs_diff,
-        a.gradients_max_abs_diff,
+        diff(a.loss_abs_diff),
+        diff(a.logits_max_abs_diff),
+        diff(a.gradients_max_abs_diff),
         a.gradients.len(),
-        a.parameters_after_update_max_abs_diff,
-        after_run,
+        diff(a.parameters_after_update_max_abs_diff),
+        diff(after_run),
         a.tolerance,
         if a.passed && after_run <= a.tolerance { "OK" } else { "FAILED" },
     );
