@@ -28,8 +28,8 @@ pub struct ProfileArgs {
     /// plain, bn or bn-lowlevel.
     #[arg(long, value_parser = Variant::from_name, default_value = "bn")]
     pub variant: Variant,
-    /// Timed training steps per path and configuration, after the warm-up.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    /// Timed training steps per path and configuration, after the warm-up (at most 10000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub steps: u64,
     /// Untimed training steps first (per trainer).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100_000))]
