@@ -5,7 +5,9 @@ use crate::cli::{check_output, Plan};
 use anyhow::{bail, Context, Result};
 use bnconv_nn::checkpoint::{load_trainer, save_trainer};
 use bnconv_nn::mnist::Mnist;
-use bnconv_nn::train::{continue_protocol, LogLine, RunReport, TrainConfig, Trainer};
+use bnconv_nn::train::{
+    continue_protocol_with_progress, LogLine, RunReport, StepProgress, TrainConfig, Trainer,
+};
 use bnconv_nn::Variant;
 use std::path::{Path, PathBuf};
 
@@ -82,6 +84,7 @@ pub fn train(
     resume: Option<Trainer>,
     save: Option<&Path>,
     on_log: &mut dyn FnMut(&LogLine),
+    on_step: &mut dyn FnMut(&StepProgress),
 ) -> Result<RunReport> {
     let mut trainer = match resume {
         Some(trainer) => trainer,
@@ -90,7 +93,7 @@ pub fn train(
             Trainer::new(cfg, data.train.len())
         }
     };
-    let report = continue_protocol(cfg, data, &mut trainer, on_log)?;
+    let report = continue_protocol_with_progress(cfg, data, &mut trainer, on_log, on_step)?;
     if let Some(path) = save {
         save_trainer(path, &mut trainer, cfg)?;
     }

@@ -31,6 +31,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint: validation and test accuracy and loss, eval images/s.
     Eval(EvalArgs),
+    /// Time each layer and phase of a training step, fused vs unfused BN+ReLU, and sweep threads.
+    Profile(crate::profile::ProfileArgs),
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +126,9 @@ pub struct CommonArgs {
     /// Print only the final results and the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Draw accuracy and loss against the batch number for each variant to this .png or .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
@@ -150,6 +155,7 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     pub quiet: bool,
     pub exec: Exec,
+    pub plot: Option<(PathBuf, crate::outpath::ImageFormat)>,
     base: TrainConfig,
 }
 
@@ -191,6 +197,10 @@ impl CommonArgs {
                 bail!("--json {}: is a directory", json.display());
             }
         }
+        let plot = match &self.plot {
+            Some(p) => Some((p.clone(), crate::outpath::check_plot_path("--plot", p)?)),
+            None => None,
+        };
         let exec = Exec {
             gemm: self.gemm,
             bn_path: self.bn,
@@ -202,6 +212,7 @@ impl CommonArgs {
             json: self.json.clone(),
             quiet: self.quiet,
             exec,
+            plot,
             base: TrainConfig {
                 variant: Variant::Bn,
                 batches: to_usize(self.batches, "--batches")?,

@@ -7,6 +7,11 @@
 mod checkpoints;
 mod cli;
 mod eval;
+mod outpath;
+mod plot;
+mod profile;
+mod profile_report;
+mod progress;
 mod report;
 
 use anyhow::{Context, Result};
@@ -32,6 +37,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(t)) => (t.common, vec![t.variant], t.save, false, t.resume),
         Some(Command::Compare(c)) => (c.common, c.variants, c.save, true, None),
         Some(Command::Eval(e)) => return eval::run(&e),
+        Some(Command::Profile(p)) => return profile::run(p),
         None => (
             cli.compare.common,
             cli.compare.variants,
@@ -82,7 +88,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("(resumed at batch {})", trainer.steps());
             }
         }
-        let quiet = plan.quiet;
+        let progress = progress::Progress::new(cfg.batches, variant.name(), plan.quiet);
         let report = pool
             .install(|| {
                 checkpoints::train(
@@ -90,14 +96,13 @@ fn run(cli: Cli) -> Result<()> {
                     &data,
                     resumed.map(|(trainer, _)| trainer),
                     save.as_deref(),
-                    &mut |line| {
-                        if !quiet {
-                            println!("{line}");
-                        }
-                    },
+                    &mut |line| progress.log(line),
+                    &mut |p| progress.step(p),
                 )
             })
-            .with_context(|| format!("variant {variant}"))?;
+            .with_context(|| format!("variant {variant}"));
+        progress.finish();
+        let report = report?;
         report::print_final(&report);
         if let Some(path) = &save {
             println!(
@@ -111,6 +116,10 @@ fn run(cli: Cli) -> Result<()> {
     report::print_summary(&reports);
     if let Some(path) = &plan.json {
         report::write_json(path, &reports)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some((path, format)) = &plan.plot {
+        plot::curves(path, *format, &reports)?;
         println!("wrote {}", path.display());
     }
     Ok(())

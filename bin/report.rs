@@ -88,10 +88,15 @@ pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
         "peak_share": reports.iter().map(peak_share).collect::<Vec<_>>(),
         "runs": reports,
     });
+    write_json_value(path, &doc)
+}
+
+/// Writes any serialisable document as JSON, atomically (temporary file, then rename).
+pub fn write_json_value(path: &Path, doc: &impl serde::Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, &doc)?;
+        serde_json::to_writer_pretty(&mut f, doc)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

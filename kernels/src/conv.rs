@@ -16,6 +16,7 @@ use crate::im2col::{col2im_image, im2col_image};
 use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
 use crate::partition::{chunk_count, images_per_chunk};
+use crate::profile::{self, Phase};
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
@@ -255,6 +256,7 @@ pub fn conv_forward_fused(
                     .zip(padded_c.chunks_exact_mut(im.padded_len()))
                     .zip(y_c.chunks_exact_mut(g.out_pixels() * cout))
                 {
+                    let p = profile::thread_scope(Phase::Im2col);
                     pad_image(
                         img,
                         g.in_h,
@@ -265,6 +267,8 @@ pub fn conv_forward_fused(
                         im.padded_w,
                         padded,
                     );
+                    drop(p);
+                    let _p = profile::thread_scope(Phase::ConvGemmForward);
                     if let Some(b) = bias {
                         for row in y_img.chunks_exact_mut(cout) {
                             row.copy_from_slice(b);
@@ -281,12 +285,15 @@ pub fn conv_forward_fused(
         .zip(ws.cols.par_chunks_mut(ch.cols.max(1)))
         .zip(y.par_chunks_mut(ch.output.max(1)))
         .for_each(|((x_c, cols_c), y_c)| {
+            let p = profile::thread_scope(Phase::Im2col);
             for (img, col) in x_c
                 .chunks_exact(g.in_pixels() * g.in_c)
                 .zip(cols_c.chunks_exact_mut(g.out_pixels() * k))
             {
                 im2col_image(g, img, col);
             }
+            drop(p);
+            let _p = profile::thread_scope(Phase::ConvGemmForward);
             if let Some(b) = bias {
                 for row in y_c.chunks_exact_mut(cout) {
                     row.copy_from_slice(b);
@@ -360,6 +367,7 @@ pub fn conv_backward(
         .zip(dy.par_chunks(ch.output.max(1)))
         .zip(ws.partials.par_chunks_mut(per_chunk.max(1)))
         .for_each(|((cols_c, dy_c), part)| {
+            let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             match gemm {
@@ -393,7 +401,9 @@ pub fn conv_backward(
                 bias_grad(dy_c, db_part);
             }
         });
+    let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
     reduce_partials(g, &ws.partials, per_chunk, dw, db);
+    drop(reduce);
     if let Some(dx) = dx {
         data_grad_explicit(gemm, g, ws, w, dy, dx);
     }
@@ -435,10 +445,13 @@ fn data_grad_explicit(
         .zip(dy.par_chunks(ch.output.max(1)))
         .zip(dx.par_chunks_mut(ch.input.max(1)))
         .for_each(|((cols_c, dy_c), dx_c)| {
+            let p = profile::thread_scope(Phase::ConvGemmBackwardData);
             let rows = dy_c.len() / cout;
             gemm_rows(
                 gemm, rows, k, cout, dy_c, weights, true, cols_c, false, false,
             );
+            drop(p);
+            let _p = profile::thread_scope(Phase::Col2im);
             for (dcol, dimg) in cols_c
                 .chunks_exact(g.out_pixels() * k)
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))
@@ -515,6 +528,7 @@ fn backward_implicit(
         .zip(ws.partials.par_chunks_mut(per_chunk))
         .enumerate()
         .for_each(|(chunk, (padded_c, part))| {
+            let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             let first_image = chunk * images;
             for (i, padded) in padded_c.chunks_exact(im.padded_len()).enumerate() {
@@ -529,7 +543,9 @@ fn backward_implicit(
                 );
             }
         });
+    let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
     reduce_partials(g, &ws.partials, per_chunk, dw, db);
+    drop(reduce);
 
     let Some(dx) = dx else { return };
     let Some(dim) = implicit_data_grad_plan(g) else {
@@ -561,7 +577,11 @@ fn backward_implicit(
                 .zip(padded_c.chunks_exact_mut(dim.padded_len()))
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
             {
+                // Zero-bordering `dy` is the implicit path's counterpart of col2im.
+                let p = profile::thread_scope(Phase::Col2im);
                 pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
+                drop(p);
+                let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
                 forward_image(isa, &dim, padded, weights, cin, dx_img, false, false);
             }
         });

@@ -21,6 +21,7 @@ pub mod implicit;
 pub mod matmul;
 mod microkernel;
 pub mod partition;
+pub mod profile;
 pub mod relu;
 pub mod simd;
 

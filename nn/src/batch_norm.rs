@@ -11,6 +11,7 @@ use bnconv_kernels::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
 use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::profile::{self, Phase};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
 
 pub const DEFAULT_EPS: f32 = 1e-3;
@@ -101,6 +102,7 @@ impl Layer for BatchNorm {
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode) {
         let c = self.channels;
+        let stats = profile::scope(Phase::BnStats);
         match mode {
             Mode::Train => {
                 batch_stats(
@@ -135,6 +137,7 @@ impl Layer for BatchNorm {
                 &mut self.scale,
             ),
         }
+        drop(stats);
         let k = BnApply {
             mean: match mode {
                 Mode::Train => &self.mean,
@@ -143,6 +146,7 @@ impl Layer for BatchNorm {
             scale: &self.scale,
             beta: &self.beta.value,
         };
+        let apply = profile::scope(Phase::BnApply);
         match (self.relu, exec.bn_path) {
             (false, _) => bn_forward(x.data(), k, y.data_mut()),
             (true, BnPath::Fused) => {
@@ -158,6 +162,8 @@ impl Layer for BatchNorm {
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
                 bn_forward(x.data(), k, &mut self.between);
+                drop(apply);
+                let _p = profile::scope(Phase::Relu);
                 relu_forward(&self.between, y.data_mut());
             }
         }
@@ -184,6 +190,7 @@ impl Layer for BatchNorm {
             }
         };
         let (dgamma, dbeta) = (&mut self.gamma.grad, &mut self.beta.grad);
+        let bwd = profile::scope(Phase::BnBackward);
         match (self.relu, exec.bn_path) {
             (false, _) => bn_backward(
                 x.data(),
@@ -206,7 +213,11 @@ impl Layer for BatchNorm {
             ),
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
+                drop(bwd);
+                let relu = profile::scope(Phase::ReluBackward);
                 relu_backward(y.data(), dy.data(), &mut self.between);
+                drop(relu);
+                let _p = profile::scope(Phase::BnBackward);
                 bn_backward(
                     x.data(),
                     &self.between,

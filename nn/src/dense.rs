@@ -3,6 +3,7 @@
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::gemm::sgemm;
+use bnconv_kernels::profile::{self, Phase};
 
 pub struct Dense {
     name: String,
@@ -51,6 +52,7 @@ impl Layer for Dense {
     }
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+        let _p = profile::scope(Phase::DenseForward);
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
         let beta = match &self.bias {
             Some(b) => {
@@ -87,6 +89,7 @@ impl Layer for Dense {
         dy: &Tensor,
         dx: Option<&mut Tensor>,
     ) {
+        let _p = profile::scope(Phase::DenseBackward);
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
         sgemm(
             exec.gemm,

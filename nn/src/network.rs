@@ -2,6 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::profile::{self, Pass};
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
@@ -80,6 +81,7 @@ impl Network {
                 let (head, tail) = self.layers.split_at_mut(i + 1);
                 if let Some(post) = tail[0].eval_affine() {
                     rest[1].set_shape(shape);
+                    let _l = profile::layer(i, Pass::Forward);
                     if head[i].forward_eval_fused(&self.exec, &done[i], &mut rest[1], &post) {
                         i += 2;
                         continue;
@@ -87,7 +89,10 @@ impl Network {
                 }
             }
             rest[0].set_shape(shape);
-            self.layers[i].forward(&self.exec, &done[i], &mut rest[0], mode);
+            {
+                let _l = profile::layer(i, Pass::Forward);
+                self.layers[i].forward(&self.exec, &done[i], &mut rest[0], mode);
+            }
             i += 1;
         }
         self.trained_forward = mode == Mode::Train;
@@ -120,6 +125,7 @@ impl Network {
             } else {
                 None
             };
+            let _l = profile::layer(i, Pass::Backward);
             self.layers[i].backward(&self.exec, &self.acts[i], &self.acts[i + 1], &after[0], dx);
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::profile::{self, Phase};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
 
 pub struct Relu {
@@ -26,6 +27,7 @@ impl Layer for Relu {
     }
 
     fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+        let _p = profile::scope(Phase::Relu);
         relu_forward(x.data(), y.data_mut());
     }
 
@@ -38,6 +40,7 @@ impl Layer for Relu {
         dx: Option<&mut Tensor>,
     ) {
         if let Some(dx) = dx {
+            let _p = profile::scope(Phase::ReluBackward);
             relu_backward(y.data(), dy.data(), dx.data_mut());
         }
     }

@@ -9,6 +9,7 @@ use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entr
 use crate::mnist::{Dataset, Mnist};
 use crate::network::Network;
 use crate::seed::{seed_network, Variant, CLASSES};
+use bnconv_kernels::profile::{self, Phase};
 use std::time::{Duration, Instant};
 
 /// Everything that defines one training run.
@@ -188,11 +189,15 @@ impl Trainer {
     /// One training step on the next shuffled batch: forward (train mode), loss, backward, Adam.
     /// Returns the batch loss; fails, leaving the weights untouched, if it is not finite.
     pub fn step(&mut self, train: &Dataset) -> Result<f32, TrainError> {
+        let data = profile::scope(Phase::Data);
         self.sampler.next_batch(&mut self.indices);
         train.gather(&self.indices, &mut self.x, &mut self.y);
+        drop(data);
         let batch = self.indices.len();
         let logits = self.net.forward(&self.x, batch, Mode::Train);
+        let loss_scope = profile::scope(Phase::Loss);
         let loss = sigmoid_cross_entropy(logits.data(), &self.y, Some(&mut self.dlogits));
+        drop(loss_scope);
         self.steps += 1;
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
@@ -201,6 +206,7 @@ impl Trainer {
             });
         }
         self.net.backward(&self.dlogits);
+        let _p = profile::scope(Phase::Optimizer);
         self.adam.step(&mut self.net);
         Ok(loss)
     }
@@ -248,9 +254,37 @@ pub fn run_protocol(
     data: &Mnist,
     on_log: &mut dyn FnMut(&LogLine),
 ) -> Result<RunReport, TrainError> {
+    run_protocol_with_progress(cfg, data, on_log, &mut |_| {})
+}
+
+/// Where a run stands after a training step (for progress bars).
+#[derive(Clone, Copy, Debug)]
+pub struct StepProgress {
+    /// Training steps completed.
+    pub step: usize,
+    pub batches: usize,
+    pub batch_size: usize,
+    /// Wall time of the training steps so far (no evaluation).
+    pub train_seconds: f64,
+}
+
+impl StepProgress {
+    /// Training images per second over the steps so far.
+    pub fn images_per_second(&self) -> f64 {
+        (self.step * self.batch_size) as f64 / self.train_seconds.max(1e-9)
+    }
+}
+
+/// [`run_protocol`], also calling `on_step` after every training step, outside its timing.
+pub fn run_protocol_with_progress(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    on_log: &mut dyn FnMut(&LogLine),
+    on_step: &mut dyn FnMut(&StepProgress),
+) -> Result<RunReport, TrainError> {
     cfg.validate(data.train.len())?;
     let mut trainer = Trainer::new(cfg, data.train.len());
-    continue_protocol(cfg, data, &mut trainer, on_log)
+    continue_protocol_with_progress(cfg, data, &mut trainer, on_log, on_step)
 }
 
 /// Runs the protocol from the step `trainer` has reached (0 when new, or where a checkpoint left
@@ -264,6 +298,17 @@ pub fn continue_protocol(
     data: &Mnist,
     trainer: &mut Trainer,
     on_log: &mut dyn FnMut(&LogLine),
+) -> Result<RunReport, TrainError> {
+    continue_protocol_with_progress(cfg, data, trainer, on_log, &mut |_| {})
+}
+
+/// [`continue_protocol`], also calling `on_step` after every training step, outside its timing.
+pub fn continue_protocol_with_progress(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    trainer: &mut Trainer,
+    on_log: &mut dyn FnMut(&LogLine),
+    on_step: &mut dyn FnMut(&StepProgress),
 ) -> Result<RunReport, TrainError> {
     cfg.validate(data.train.len())?;
     check_resumable(cfg, trainer, data.train.len())?;
@@ -301,6 +346,12 @@ pub fn continue_protocol(
             on_log(&line);
             log.push(line);
         }
+        on_step(&StepProgress {
+            step: batch_i + 1,
+            batches: cfg.batches,
+            batch_size: cfg.batch_size,
+            train_seconds: train_time.as_secs_f64(),
+        });
     }
     let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);

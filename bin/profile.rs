@@ -1,0 +1,673 @@
+//! `bnconv profile`: where a training step's time goes, fused BN+ReLU against unfused, and how
+//! training throughput scales with threads.
+//!
+//! For each thread count of the sweep, two trainers (`--bn fused` and `--bn unfused`) start from
+//! the same weights and draw the same MNIST batches. After the warm-up, the timed steps run in
+//! rounds that alternate the paths (fused, unfused, each a block of steps), so a change in the
+//! machine's load hits both alike. At the profiled thread count each round also runs a block per
+//! path with the profiler on; the unprofiled blocks give the throughput and the overhead baseline.
+//! Before any timing, one step from the same initial weights on the same batch checks that the two
+//! paths agree (bitwise: tolerance 0).
+
+use crate::outpath;
+use crate::profile_report::{self as pr, Breakdown, Samples};
+use crate::report;
+use anyhow::{bail, Context, Result};
+use bnconv_kernels::profile::{self, Phase};
+use bnconv_kernels::GemmBackend;
+use bnconv_nn::mnist::{Dataset, Mnist};
+use bnconv_nn::train::{TrainConfig, Trainer};
+use bnconv_nn::{BnPath, Exec, ParamKind, Variant};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// plain, bn or bn-lowlevel.
+    #[arg(long, value_parser = Variant::from_name, default_value = "bn")]
+    pub variant: Variant,
+    /// Timed training steps per path and configuration, after the warm-up (at most 10000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub steps: u64,
+    /// Untimed training steps first (per trainer).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub warmup: u64,
+    /// Thread counts to sweep, comma-separated [default: 1, 2, 4, ... up to the cores, and the
+    /// core count]. The phase table is taken at the largest count not above the cores.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub threads: Vec<u64>,
+    /// Images per training step.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Seeds the initial weights and the batch order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    pub gemm: GemmBackend,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw per-layer fused vs unfused times to this .png or .svg file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Rounds the timed steps are split into (fewer when there are fewer steps).
+const ROUNDS: usize = 5;
+
+/// 1, 2, 4, ... below `cores`, then `cores`.
+fn default_threads(cores: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = std::iter::successors(Some(1usize), |t| t.checked_mul(2))
+        .take_while(|&t| t < cores)
+        .collect();
+    v.push(cores);
+    v
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Step times of one path in one configuration.
+#[derive(Default)]
+struct PathTimes {
+    off_ns: Vec<u64>,
+    on_ns: Vec<u64>,
+    samples: Samples,
+}
+
+fn mean_ms(ns: &[u64]) -> f64 {
+    ns.iter().sum::<u64>() as f64 / 1e6 / ns.len().max(1) as f64
+}
+
+fn median_ms(ns: &[u64]) -> f64 {
+    let mut v = ns.to_vec();
+    v.sort_unstable();
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2] as f64 / 1e6,
+        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2e6,
+    }
+}
+
+/// Largest absolute difference, bitwise-equal values counting 0 and NaN against anything else
+/// counting as infinite.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.to_bits() == y.to_bits() {
+                0.0
+            } else {
+                let d = (*x as f64 - *y as f64).abs();
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    d
+                }
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Every parameter (and statistic) of a trainer's network: name, kind, value, gradient.
+fn params(t: &mut Trainer) -> Vec<(String, ParamKind, Vec<f32>, Vec<f32>)> {
+    let mut out = Vec::new();
+    t.net.visit_params(&mut |p| {
+        out.push((p.full_name(), p.kind, p.value.to_vec(), p.grad.to_vec()));
+    });
+    out
+}
+
+fn params_max_diff(a: &mut Trainer, b: &mut Trainer) -> f64 {
+    params(a)
+        .iter()
+        .zip(params(b))
+        .map(|(x, y)| max_abs_diff(&x.2, &y.2))
+        .fold(0.0, f64::max)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NamedDiff {
+    pub name: String,
+    pub max_abs_diff: f64,
+}
+
+/// Fused against unfused after one training step from the same weights on the same batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct Agreement {
+    /// Largest allowed difference: 0, the paths must agree bitwise.
+    pub tolerance: f64,
+    pub loss_abs_diff: f64,
+    pub logits_max_abs_diff: f64,
+    /// Over every trainable parameter's gradient.
+    pub gradients_max_abs_diff: f64,
+    pub gradients: Vec<NamedDiff>,
+    /// Every parameter and BN moving statistic after the Adam update.
+    pub parameters_after_update_max_abs_diff: f64,
+    pub passed: bool,
+}
+
+fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
+    let run = |bn_path: BnPath| -> Result<(Trainer, f32, Vec<f32>)> {
+        let mut c = cfg.clone();
+        c.exec.bn_path = bn_path;
+        let mut t = Trainer::new(&c, train.len());
+        let loss = t
+            .step(train)
+            .with_context(|| format!("agreement step, BN {bn_path}"))?;
+        let logits = t.net.output().data().to_vec();
+        Ok((t, loss, logits))
+    };
+    let (mut f, f_loss, f_logits) = run(BnPath::Fused)?;
+    let (mut u, u_loss, u_logits) = run(BnPath::Unfused)?;
+    let (fp, up) = (params(&mut f), params(&mut u));
+    let gradients: Vec<NamedDiff> = fp
+        .iter()
+        .zip(&up)
+        .filter(|(a, _)| a.1 == ParamKind::Trainable)
+        .map(|(a, b)| NamedDiff {
+            name: a.0.clone(),
+            max_abs_diff: max_abs_diff(&a.3, &b.3),
+        })
+        .collect();
+    let gradients_max = gradients.iter().map(|g| g.max_abs_diff).fold(0.0, f64::max);
+    let params_max = fp
+        .iter()
+        .zip(&up)
+        .map(|(a, b)| max_abs_diff(&a.2, &b.2))
+        .fold(0.0, f64::max);
+    let loss_diff = max_abs_diff(&[f_loss], &[u_loss]);
+    let logits_diff = max_abs_diff(&f_logits, &u_logits);
+    let tolerance = 0.0;
+    let passed = [loss_diff, logits_diff, gradients_max, params_max]
+        .iter()
+        .all(|d| *d <= tolerance);
+    Ok(Agreement {
+        tolerance,
+        loss_abs_diff: loss_diff,
+        logits_max_abs_diff: logits_diff,
+        gradients_max_abs_diff: gradients_max,
+        gradients,
+        parameters_after_update_max_abs_diff: params_max,
+        passed,
+    })
+}
+
+/// Runs the warm-up and the timed rounds of both paths on the current pool.
+fn measure(
+    cfg: &TrainConfig,
+    train: &Dataset,
+    steps: usize,
+    warmup: usize,
+    profiled: bool,
+    layers: usize,
+) -> Result<([PathTimes; 2], f64)> {
+    let mut trainers: Vec<Trainer> = [BnPath::Fused, BnPath::Unfused]
+        .iter()
+        .map(|&bn_path| {
+            let mut c = cfg.clone();
+            c.exec.bn_path = bn_path;
+            Trainer::new(&c, train.len())
+        })
+        .collect();
+    let mut times: [PathTimes; 2] = Default::default();
+    for t in &mut times {
+        t.off_ns.reserve(steps);
+        t.on_ns.reserve(steps);
+    }
+    profile::set_enabled(false);
+    for t in &mut trainers {
+        for _ in 0..warmup {
+            t.step(train).context("warm-up step")?;
+        }
+    }
+    let rounds = ROUNDS.min(steps);
+    for r in 0..rounds {
+        let block = steps / rounds + usize::from(r < steps % rounds);
+        for on in [false, true] {
+            if on && !profiled {
+                continue;
+            }
+            for (t, times) in trainers.iter_mut().zip(times.iter_mut()) {
+                for _ in 0..block {
+                    // Per-step totals (reset and read outside the timed step) give per-row
+                    // medians, which a preempted step on a shared machine does not move.
+                    profile::reset();
+                    profile::set_enabled(on);
+                    let start = Instant::now();
+                    let step = t.step(train);
+                    let ns = start.elapsed().as_nanos() as u64;
+                    profile::set_enabled(false);
+                    step.context("timed step")?;
+                    if on {
+                        times.on_ns.push(ns);
+                        times.samples.push(&profile::snapshot(), layers, ns as f64);
+                    } else {
+                        times.off_ns.push(ns);
+                    }
+                }
+            }
+        }
+    }
+    let [f, u] = &mut trainers[..] else {
+        unreachable!("two trainers")
+    };
+    Ok((times, params_max_diff(f, u)))
+}
+
+/// The cost of one enabled scope and of one disabled scope, in nanoseconds (a tight loop).
+fn scope_cost_ns() -> (f64, f64) {
+    const N: u32 = 200_000;
+    let time = |on: bool| {
+        profile::reset();
+        profile::set_enabled(on);
+        let start = Instant::now();
+        for _ in 0..N {
+            let _p = std::hint::black_box(profile::scope(Phase::Other));
+        }
+        let ns = start.elapsed().as_nanos() as f64 / N as f64;
+        profile::set_enabled(false);
+        profile::reset();
+        ns
+    };
+    (time(true), time(false))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Throughput {
+    pub images_per_second: f64,
+    pub ms_per_step: f64,
+    pub median_ms_per_step: f64,
+    /// Images/s relative to the smallest thread count of the sweep.
+    pub speedup: f64,
+    /// `speedup * smallest threads / threads`.
+    pub efficiency: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepEntry {
+    pub threads: usize,
+    pub exceeds_cores: bool,
+    pub fused: Throughput,
+    pub unfused: Throughput,
+    /// Unfused step time / fused step time.
+    pub fused_speedup: f64,
+    /// Fused vs unfused parameters after every step of this configuration (expected 0).
+    pub parameters_max_abs_diff_after_run: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PathTotal {
+    /// Median step time with the profiler on.
+    pub profiled_ms_per_step: f64,
+    pub profiled_mean_ms_per_step: f64,
+    /// Median step time with the profiler off.
+    pub unprofiled_ms_per_step: f64,
+    pub unprofiled_mean_ms_per_step: f64,
+    /// Images over the unprofiled steps / their total time.
+    pub unprofiled_images_per_second: f64,
+    /// Phase and layer scopes closed per profiled step.
+    pub scopes_per_step: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TotalOut {
+    pub fused: PathTotal,
+    pub unfused: PathTotal,
+    /// Unfused / fused median step time, profiled.
+    pub speedup_profiled: f64,
+    /// Unfused / fused median step time, profiler off.
+    pub speedup_unprofiled: f64,
+}
+
+/// What the profiler costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overhead {
+    /// One enabled scope (two clock reads, two atomic adds), from a tight loop.
+    pub scope_enabled_ns: f64,
+    /// One disabled scope (an atomic load and a branch).
+    pub scope_disabled_ns: f64,
+    /// Profiled / unprofiled median step time - 1 (noisy on a shared machine).
+    pub fused_measured: f64,
+    pub unfused_measured: f64,
+    /// Scopes per step x enabled scope cost / unprofiled step time.
+    pub fused_estimated: f64,
+    pub unfused_estimated: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileDoc {
+    pub bnconv_version: &'static str,
+    pub command: &'static str,
+    pub variant: Variant,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub seed: u64,
+    pub gemm: &'static str,
+    pub isa: &'static str,
+    pub cores: usize,
+    pub threads: Vec<usize>,
+    pub profile_threads: usize,
+    pub method: &'static str,
+    #[serde(flatten)]
+    pub breakdown: Breakdown,
+    pub total: TotalOut,
+    pub overhead: Overhead,
+    pub sweep: Vec<SweepEntry>,
+    pub agreement: Agreement,
+}
+
+const METHOD: &str =
+    "Each profiled step is attributed in wall time: caller-level scopes as measured; \
+each layer call's wall time not covered by them is split among its in-chunk phases (im2col, conv \
+GEMMs, col2im) in proportion to their summed thread time, or filed as 'other'; the step's 'other' \
+is time outside every layer and step scope, so a step's rows add up to its measured time. \
+ms_per_step is the median over the profiled steps (robust to a preempted step), share is it over \
+the median step time; mean_ms_per_step and mean_share are means, which add up exactly.";
+
+pub fn run(args: ProfileArgs) -> Result<()> {
+    let to_usize = |v: u64, what: &str| {
+        usize::try_from(v).with_context(|| format!("{what} {v} is too large for this machine"))
+    };
+    if let Some(json) = &args.json {
+        outpath::check_writable("--json", json)?;
+    }
+    let plot_format = match &args.plot {
+        Some(p) => Some(outpath::check_plot_path("--plot", p)?),
+        None => None,
+    };
+    let cores = cores();
+    let mut threads: Vec<usize> = if args.threads.is_empty() {
+        default_threads(cores)
+    } else {
+        args.threads
+            .iter()
+            .map(|&t| to_usize(t, "--threads"))
+            .collect::<Result<_>>()?
+    };
+    threads.sort_unstable();
+    threads.dedup();
+    let profile_threads = threads
+        .iter()
+        .copied()
+        .filter(|&t| t <= cores)
+        .max()
+        .unwrap_or(threads[0]);
+    let steps = to_usize(args.steps, "--steps")?;
+    let warmup = to_usize(args.warmup, "--warmup")?;
+    let mut cfg = TrainConfig::protocol(args.variant);
+    cfg.batch_size = to_usize(args.batch_size, "--batch-size")?;
+    cfg.seed = args.seed;
+    cfg.exec = Exec {
+        gemm: args.gemm,
+        bn_path: BnPath::Fused,
+        ..Exec::default()
+    };
+    cfg.batches = steps + warmup;
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(crate::cli::default_data_dir);
+    let data = Mnist::load(&data_dir)
+        .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
+    cfg.validate(data.train.len())?;
+    let names: Vec<String> = Trainer::new(&cfg, data.train.len())
+        .net
+        .layers()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
+    let isa = bnconv_kernels::simd::active_isa().name();
+    println!(
+        "bnconv profile: {} network, batch {}, {steps} timed steps after {warmup} warm-up per path and thread count, seed {}, GEMM {}, SIMD {isa}, {cores} core(s)",
+        args.variant, cfg.batch_size, cfg.seed, args.gemm,
+    );
+    if !args.variant.uses_batch_norm() {
+        println!(
+            "note: the {} network has no batch norm, so both paths run the same kernels",
+            args.variant
+        );
+    }
+    for &t in threads.iter().filter(|&&t| t > cores) {
+        println!("note: {t} threads exceed the {cores} core(s) of this machine: they share cores, so expect no speed-up there");
+    }
+
+    let pool = |t: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .context("could not start the thread pool")
+    };
+    let agreement = pool(profile_threads)?.install(|| agreement(&cfg, &data.train))?;
+    let (scope_on, scope_off) = scope_cost_ns();
+
+    let mut sweep_raw = Vec::new();
+    let mut profiled = None;
+    for &t in &threads {
+        let is_profiled = t == profile_threads;
+        let (times, diff) = pool(t)?
+            .install(|| measure(&cfg, &data.train, steps, warmup, is_profiled, names.len()))?;
+        let ms = [mean_ms(&times[0].off_ns), mean_ms(&times[1].off_ns)];
+        let med = [median_ms(&times[0].off_ns), median_ms(&times[1].off_ns)];
+        sweep_raw.push((t, ms, med, diff));
+        if is_profiled {
+            profiled = Some(times);
+        }
+    }
+    let images = cfg.batch_size as f64;
+    let (base_t, base_ms, ..) = sweep_raw[0];
+    let sweep: Vec<SweepEntry> = sweep_raw
+        .iter()
+        .map(|&(t, ms, med, diff)| {
+            let tp = |i: usize| {
+                let speedup = base_ms[i] / ms[i];
+                Throughput {
+                    images_per_second: images * 1e3 / ms[i],
+                    ms_per_step: ms[i],
+                    median_ms_per_step: med[i],
+                    speedup,
+                    efficiency: speedup * base_t as f64 / t as f64,
+                }
+            };
+            SweepEntry {
+                threads: t,
+                exceeds_cores: t > cores,
+                fused: tp(0),
+                unfused: tp(1),
+                fused_speedup: ms[1] / ms[0],
+                parameters_max_abs_diff_after_run: diff,
+            }
+        })
+        .collect();
+
+    let times = profiled.expect("the profiled thread count is in the sweep");
+    let path_total = |p: &PathTimes| {
+        let mean = mean_ms(&p.off_ns);
+        PathTotal {
+            profiled_ms_per_step: median_ms(&p.on_ns),
+            profiled_mean_ms_per_step: mean_ms(&p.on_ns),
+            unprofiled_ms_per_step: median_ms(&p.off_ns),
+            unprofiled_mean_ms_per_step: mean,
+            unprofiled_images_per_second: images * 1e3 / mean,
+            scopes_per_step: p.samples.scopes as f64 / steps as f64,
+        }
+    };
+    let (ft, ut) = (path_total(&times[0]), path_total(&times[1]));
+    let breakdown = pr::breakdown(&names, &times[0].samples, &times[1].samples);
+    let doc = ProfileDoc {
+        bnconv_version: env!("CARGO_PKG_VERSION"),
+        command: "profile",
+        variant: args.variant,
+        batch_size: cfg.batch_size,
+        steps,
+        warmup,
+        seed: cfg.seed,
+        gemm: args.gemm.name(),
+        isa,
+        cores,
+        threads: threads.clone(),
+        profile_threads,
+        method: METHOD,
+        breakdown,
+        overhead: Overhead {
+            scope_enabled_ns: scope_on,
+            scope_disabled_ns: scope_off,
+            fused_measured: ft.profiled_ms_per_step / ft.unprofiled_ms_per_step - 1.0,
+            unfused_measured: ut.profiled_ms_per_step / ut.unprofiled_ms_per_step - 1.0,
+            fused_estimated: ft.scopes_per_step * scope_on / 1e6 / ft.unprofiled_ms_per_step,
+            unfused_estimated: ut.scopes_per_step * scope_on / 1e6 / ut.unprofiled_ms_per_step,
+        },
+        total: TotalOut {
+            speedup_profiled: ut.profiled_ms_per_step / ft.profiled_ms_per_step,
+            speedup_unprofiled: ut.unprofiled_ms_per_step / ft.unprofiled_ms_per_step,
+            fused: ft,
+            unfused: ut,
+        },
+        sweep,
+        agreement,
+    };
+    print_doc(&doc);
+    if let Some(path) = &args.json {
+        report::write_json_value(path, &doc)?;
+        println!("wrote {}", path.display());
+    }
+    if let (Some(path), Some(format)) = (&args.plot, plot_format) {
+        crate::plot::profile_bars(path, format, &doc)?;
+        println!("wrote {}", path.display());
+    }
+    let a = &doc.agreement;
+    let worst = [
+        a.loss_abs_diff,
+        a.logits_max_abs_diff,
+        a.gradients_max_abs_diff,
+        a.parameters_after_update_max_abs_diff,
+    ]
+    .into_iter()
+    .chain(
+        doc.sweep
+            .iter()
+            .map(|e| e.parameters_max_abs_diff_after_run),
+    )
+    .fold(0.0, f64::max);
+    if worst > a.tolerance {
+        bail!(
+            "fused and unfused BN disagree: largest difference {worst:e}, tolerance {}",
+            a.tolerance
+        );
+    }
+    Ok(())
+}
+
+/// A difference for the agreement line: `0` when bitwise equal.
+fn diff(d: f64) -> String {
+    if d == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{d:.3e}")
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", 100.0 * x)
+}
+
+fn print_doc(d: &ProfileDoc) {
+    let a = &d.agreement;
+    let after_run = d
+        .sweep
+        .iter()
+        .map(|e| e.parameters_max_abs_diff_after_run)
+        .fold(0.0, f64::max);
+    println!(
+        "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} thread(s)): max |difference|: loss {}, logits {}, gradients {} ({} tensors), parameters after Adam {}; after every timed step: parameters {}; tolerance {} (bitwise): {}",
+        d.profile_threads,
+        diff(a.loss_abs_diff),
+        diff(a.logits_max_abs_diff),
+        diff(a.gradients_max_abs_diff),
+        a.gradients.len(),
+        diff(a.parameters_after_update_max_abs_diff),
+        diff(after_run),
+        a.tolerance,
+        if a.passed && after_run <= a.tolerance { "OK" } else { "FAILED" },
+    );
+    println!(
+        "\nphase profile at {} thread(s): median wall ms per step over the profiled steps, share of the median step, speed-up = unfused time / fused time",
+        d.profile_threads
+    );
+    pr::print_breakdown(&d.breakdown);
+    let (f, u) = (&d.total.fused, &d.total.unfused);
+    println!(
+        "{:<31} {:>10.3} {:>6.1}% {:>11.3} {:>6.1}% {:>8.2}x",
+        "step, profiled",
+        f.profiled_ms_per_step,
+        100.0,
+        u.profiled_ms_per_step,
+        100.0,
+        d.total.speedup_profiled
+    );
+    println!(
+        "{:<31} {:>10.3} {:>7} {:>11.3} {:>7} {:>8.2}x",
+        "step, profiler off",
+        f.unprofiled_ms_per_step,
+        "",
+        u.unprofiled_ms_per_step,
+        "",
+        d.total.speedup_unprofiled
+    );
+    let o = &d.overhead;
+    println!(
+        "profiler overhead: measured {} fused, {} unfused (profiled vs unprofiled steps; noisy on a shared machine); estimated {} and {} ({:.0} and {:.0} scopes per step x {:.0} ns per enabled scope; {:.1} ns when disabled)",
+        pct(o.fused_measured),
+        pct(o.unfused_measured),
+        pct(o.fused_estimated),
+        pct(o.unfused_estimated),
+        f.scopes_per_step,
+        u.scopes_per_step,
+        o.scope_enabled_ns,
+        o.scope_disabled_ns,
+    );
+    println!(
+        "\nthread sweep, profiler off ({} steps per path after {} warm-up; speed-up and efficiency relative to {} thread(s)):",
+        d.steps, d.warmup, d.sweep[0].threads
+    );
+    println!(
+        "{:>7} {:>12} {:>9} {:>8} {:>10} {:>14} {:>9} {:>8} {:>10} {:>13}",
+        "threads",
+        "fused img/s",
+        "ms/step",
+        "speed-up",
+        "efficiency",
+        "unfused img/s",
+        "ms/step",
+        "speed-up",
+        "efficiency",
+        "unfused/fused"
+    );
+    for e in &d.sweep {
+        println!(
+            "{:>7} {:>12.0} {:>9.2} {:>7.2}x {:>9.0}% {:>14.0} {:>9.2} {:>7.2}x {:>9.0}% {:>12.2}x{}",
+            e.threads,
+            e.fused.images_per_second,
+            e.fused.ms_per_step,
+            e.fused.speedup,
+            100.0 * e.fused.efficiency,
+            e.unfused.images_per_second,
+            e.unfused.ms_per_step,
+            e.unfused.speedup,
+            100.0 * e.unfused.efficiency,
+            e.fused_speedup,
+            if e.exceeds_cores { "  (more threads than cores)" } else { "" },
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! End-to-end tests of `bnconv profile` (its JSON, its agreement check, its plot) and of the
+//! `--plot` option of train/compare.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bnconv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bnconv"))
+        .args(args)
+        .output()
+        .expect("the bnconv binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bnconv-profile-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn num(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+}
+
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
+    let dir = scratch("json");
+    let (json, svg) = (dir.join("profile.json"), dir.join("profile.svg"));
+    let out = bnconv(&[
+        "profile",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("agreement, fused vs unfused")
+            && stdout.contains("tolerance 0 (bitwise): OK"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("step, profiler off"), "{stdout}");
+    assert!(stdout.contains("profiler overhead: measured"), "{stdout}");
+    assert!(stdout.contains("thread sweep"), "{stdout}");
+
+    let d: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(d["command"], "profile");
+    assert_eq!(d["variant"], "bn");
+    assert_eq!(
+        (d["steps"].as_u64(), d["warmup"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(d["threads"], serde_json::json!([1]));
+    assert_eq!(d["profile_threads"], 1);
+
+    // Layers in network order, then the step's own work.
+    let layers: Vec<&str> = d["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<String> = (1..=19)
+        .flat_map(|i| [format!("conv{i:02}"), format!("bn{i:02}")])
+        .collect();
+    want.extend(["fc1", "bn_fc1", "fc2", "step"].map(String::from));
+    assert_eq!(layers, want);
+    for l in d["layers"].as_array().unwrap() {
+        let name = l["layer"].as_str().unwrap();
+        assert_eq!(
+            l["gemm"].as_bool(),
+            Some(name.starts_with("conv") || name.starts_with("fc")),
+            "{name}"
+        );
+        for key in ["fused_ms_per_step", "unfused_ms_per_step"] {
+            let v = num(&l[key], key);
+            assert!(v > 0.0 && v.is_finite(), "{name}.{key} = {v}");
+        }
+    }
+
+    // Rows: per (layer, phase), both paths; the means of one path add up to its mean step.
+    let rows = d["rows"].as_array().unwrap();
+    let phases_of = |layer: &str| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r["layer"] == layer)
+            .map(|r| r["phase"].as_str().unwrap())
+            .collect()
+    };
+    for phase in [
+        "im2col",
+        "conv gemm fwd",
+        "col2im",
+        "conv gemm bwd data",
+        "conv gemm bwd weights",
+    ] {
+        assert!(phases_of("conv05").contains(&phase), "conv05 {phase}");
+    }
+    assert!(
+        !phases_of("conv01").contains(&"col2im"),
+        "no input gradient"
+    );
+    for phase in ["bn stats", "bn apply", "relu", "bn bwd", "relu bwd"] {
+        assert!(phases_of("bn07").contains(&phase), "bn07 {phase}");
+    }
+    let fc1 = phases_of("fc1");
+    assert_eq!(fc1[..2], ["dense fwd", "dense bwd"]);
+    assert!(fc1[2..].iter().all(|p| *p == "other"), "{fc1:?}");
+    for phase in ["loss", "adam", "batch gather", "other"] {
+        assert!(phases_of("step").contains(&phase), "step {phase}");
+    }
+    for r in rows {
+        for path in ["fused", "unfused"] {
+            let c = &r[path];
+            for key in ["ms_per_step", "share", "mean_ms_per_step", "mean_share"] {
+                let v = num(&c[key], key);
+                assert!(
+                    (0.0..=1e6).contains(&v),
+                    "{} {} {path}.{key} = {v}",
+                    r["layer"],
+                    r["phase"]
+                );
+            }
+        }
+        // The fused path has no separate ReLU pass; the unfused one runs one per BN layer.
+        if r["phase"] == "relu" || r["phase"] == "relu bwd" {
+            assert_eq!(num(&r["fused"]["calls_per_step"], "calls"), 0.0, "{r}");
+            assert_eq!(num(&r["unfused"]["calls_per_step"], "calls"), 1.0, "{r}");
+        }
+    }
+    let total = &d["total"];
+    for path in ["fused", "unfused"] {
+        let sum: f64 = rows
+            .iter()
+            .map(|r| num(&r[path]["mean_ms_per_step"], "mean"))
+            .sum();
+        let step = num(&total[path]["profiled_mean_ms_per_step"], "step");
+        assert!(
+            (sum - step).abs() <= 1e-6 * step,
+            "{path}: rows add up to {sum} ms, the step took {step} ms"
+        );
+        for key in [
+            "profiled_ms_per_step",
+            "unprofiled_ms_per_step",
+            "unprofiled_images_per_second",
+            "scopes_per_step",
+        ] {
+            let v = num(&total[path][key], key);
+            assert!(v > 0.0 && v.is_finite(), "total.{path}.{key} = {v}");
+        }
+    }
+    let ratio = num(&total["unfused"]["profiled_ms_per_step"], "u")
+        / num(&total["fused"]["profiled_ms_per_step"], "f");
+    assert!((num(&total["speedup_profiled"], "speed-up") - ratio).abs() < 1e-9);
+    assert!(num(&total["speedup_unprofiled"], "speed-up") > 0.0);
+
+    let phases: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    for phase in [
+        "im2col",
+        "conv gemm fwd",
+        "bn stats",
+        "bn apply",
+        "bn bwd",
+        "adam",
+    ] {
+        assert!(phases.contains(&phase), "{phase} in {phases:?}");
+    }
+    for p in d["phases"].as_array().unwrap() {
+        assert!(p.get("speedup").is_some() && p.get("fused_share").is_some());
+    }
+
+    let o = &d["overhead"];
+    assert!(num(&o["scope_enabled_ns"], "enabled") > 0.0);
+    for key in [
+        "scope_disabled_ns",
+        "fused_measured",
+        "unfused_measured",
+        "fused_estimated",
+        "unfused_estimated",
+    ] {
+        assert!(num(&o[key], key).is_finite(), "overhead.{key}");
+    }
+
+    let sweep = d["sweep"].as_array().unwrap();
+    assert_eq!(sweep.len(), 1);
+    let e = &sweep[0];
+    assert_eq!(e["threads"], 1);
+    assert_eq!(e["exceeds_cores"], false);
+    for path in ["fused", "unfused"] {
+        assert!(num(&e[path]["images_per_second"], "img/s") > 0.0);
+        assert_eq!(num(&e[path]["efficiency"], "efficiency"), 1.0, "the base");
+    }
+    assert!(num(&e["fused_speedup"], "speed-up") > 0.0);
+    assert_eq!(num(&e["parameters_max_abs_diff_after_run"], "diff"), 0.0);
+
+    let a = &d["agreement"];
+    let tolerance = num(&a["tolerance"], "tolerance");
+    assert_eq!(tolerance, 0.0, "the paths are meant to agree bitwise");
+    for key in [
+        "loss_abs_diff",
+        "logits_max_abs_diff",
+        "gradients_max_abs_diff",
+        "parameters_after_update_max_abs_diff",
+    ] {
+        assert!(
+            num(&a[key], key) <= tolerance,
+            "agreement.{key} = {}",
+            a[key]
+        );
+    }
+    let grads = a["gradients"].as_array().unwrap();
+    // bn: 19 conv weights, gamma and beta of 20 BN layers, fc1 weight, fc2 weight and bias.
+    assert_eq!(grads.len(), 19 + 2 * 20 + 1 + 2);
+    assert!(grads.iter().all(|g| num(&g["max_abs_diff"], "diff") == 0.0));
+    assert_eq!(a["passed"], true);
+
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.starts_with("<svg"), "{}", &svg_text[..100]);
+    assert!(svg_text.trim_end().ends_with("</svg>"));
+    for label in [
+        "conv01",
+        "bn_fc1",
+        "fused BN+ReLU",
+        "median wall ms per step",
+    ] {
+        assert!(svg_text.contains(label), "{label} missing from the SVG");
+    }
+}
+
+#[test]
+fn train_plot_writes_a_png_with_the_curves() {
+    let png = scratch("png").join("curves.png");
+    let out = bnconv(&[
+        "train",
+        "--batches",
+        "3",
+        "--eval-batch",
+        "1000",
+        "--quiet",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    succeeded(&out);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1500, 620));
+    assert!(
+        bytes.len() > 10_000,
+        "a near-empty image: {} bytes",
+        bytes.len()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(png.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn assert_rejected(args: &[&str], needle: &str) {
+    let out = bnconv(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected {needle:?} in stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+}
+
+#[test]
+fn bad_profile_and_plot_options_are_rejected_before_any_work() {
+    assert_rejected(&["profile", "--threads", "0"], "--threads");
+    assert_rejected(&["profile", "--steps", "0"], "--steps");
+    assert_rejected(&["profile", "--variant", "resnet"], "unknown variant");
+    assert_rejected(&["profile", "--plot", "x.pdf"], ".png or .svg");
+    assert_rejected(
+        &["profile", "--json", "/nonexistent-dir/p.json"],
+        "does not exist",
+    );
+    assert_rejected(&["--plot", "curves.jpg", "--batches", "1"], ".png or .svg");
+    assert_rejected(
+        &[
+            "train",
+            "--plot",
+            "/nonexistent-dir/c.png",
+            "--batches",
+            "1",
+        ],
+        "does not exist",
+    );
+    assert_rejected(
+        &["profile", "--batch-size", "60000", "--steps", "1"],
+        "batch size 60000",
+    );
+}
