@@ -4,6 +4,7 @@
 
 use crate::adam::{Adam, AdamConfig};
 use crate::batches::BatchSampler;
+use crate::finite::{self, NonFinite};
 use crate::layer::{Exec, Mode};
 use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entropy_sum};
 use crate::mnist::{Dataset, Mnist};
@@ -68,8 +69,17 @@ impl TrainConfig {
 pub enum TrainError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("training diverged at step {step}: the loss is {loss} (try a smaller learning rate)")]
-    Diverged { step: usize, loss: f32 },
+    /// A NaN or an infinity appeared in step `step` (0-based, the log's batch number); `at` says
+    /// which layer and tensor first held one. The weights are not updated by that step.
+    #[error(
+        "training diverged at step {step}: the {at} (the loss is {loss}); \
+         try a smaller learning rate"
+    )]
+    Diverged {
+        step: usize,
+        loss: f32,
+        at: NonFinite,
+    },
 }
 
 /// One printed line of the seed's log.
@@ -174,7 +184,8 @@ impl Trainer {
     }
 
     /// One training step on the next shuffled batch: forward (train mode), loss, backward, Adam.
-    /// Returns the batch loss; fails, leaving the weights untouched, if it is not finite.
+    /// Returns the batch loss; fails, leaving the weights untouched, if the loss or a parameter
+    /// gradient is not finite, naming the first layer that held a NaN or an infinity.
     pub fn step(&mut self, train: &Dataset) -> Result<f32, TrainError> {
         self.sampler.next_batch(&mut self.indices);
         train.gather(&self.indices, &mut self.x, &mut self.y);
@@ -186,9 +197,17 @@ impl Trainer {
             return Err(TrainError::Diverged {
                 step: self.steps - 1,
                 loss,
+                at: finite::locate_activation(&self.net, loss),
             });
         }
         self.net.backward(&self.dlogits);
+        if !finite::gradients_finite(&mut self.net) {
+            return Err(TrainError::Diverged {
+                step: self.steps - 1,
+                loss,
+                at: finite::locate_gradient(&mut self.net),
+            });
+        }
         self.adam.step(&mut self.net);
         Ok(loss)
     }
