@@ -6,6 +6,7 @@ pub mod batch_norm;
 pub mod batches;
 pub mod conv2d;
 pub mod dense;
+pub mod digest;
 pub mod finite;
 pub mod init;
 pub mod layer;

@@ -154,6 +154,9 @@ pub struct RunReport {
     /// Accuracy on the first 100 test images fed one at a time.
     pub single_sample_accuracy: f32,
     pub timing: Timing,
+    /// SHA-256 of every final parameter and BN statistic ([`crate::digest::parameters_sha256`]):
+    /// runs with equal digests ended with bitwise-identical weights.
+    pub parameters_sha256: String,
 }
 
 /// The network, its optimiser and the batch buffers, reused every step.
@@ -293,6 +296,7 @@ pub fn run_protocol(
     let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
     let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
+    let parameters_sha256 = crate::digest::parameters_sha256(&mut trainer.net);
     let secs = train_time.as_secs_f64();
     let gflop = trainer.net.train_flops(cfg.batch_size) as f64 / 1e9;
     Ok(RunReport {
@@ -320,6 +324,7 @@ pub fn run_protocol(
             wall_seconds: wall.elapsed().as_secs_f64(),
         },
         test,
+        parameters_sha256,
     })
 }
 
