@@ -65,6 +65,11 @@ fn short_bn_run_writes_complete_json_and_the_loss_falls() {
         assert!((0.0..=1.0).contains(&acc), "{key} accuracy {acc}");
     }
     assert_eq!(run["test"]["images"], 10000);
+    let digest = run["parameters_sha256"].as_str().unwrap_or("");
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "parameters_sha256 = {digest:?}"
+    );
     assert_eq!(run["final_validation"]["images"], 5000);
     let t = &run["timing"];
     for key in [
