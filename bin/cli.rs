@@ -6,7 +6,7 @@ use bnconv_nn::adam::AdamConfig;
 use bnconv_nn::train::TrainConfig;
 use bnconv_nn::{BnPath, Exec, Variant};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -183,19 +183,7 @@ impl CommonArgs {
             None => default_data_dir(),
         };
         if let Some(json) = &self.json {
-            let parent = json.parent().filter(|p| !p.as_os_str().is_empty());
-            if let Some(parent) = parent {
-                if !parent.is_dir() {
-                    bail!(
-                        "--json {}: directory {} does not exist",
-                        json.display(),
-                        parent.display()
-                    );
-                }
-            }
-            if json.is_dir() {
-                bail!("--json {}: is a directory", json.display());
-            }
+            check_output_path("--json", json)?;
         }
         let plot = match &self.plot {
             Some(p) => Some((p.clone(), crate::outpath::check_plot_path("--plot", p)?)),
@@ -243,5 +231,48 @@ pub fn default_data_dir() -> PathBuf {
         local
     } else {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+    }
+}
+
+/// Fails unless a file can be written at `path` later: its directory exists and accepts a new
+/// file (probed by creating and removing one, which also catches read-only file systems and
+/// missing permissions), and `path` itself is not a directory. Run before any work starts, so a
+/// long run never ends unable to save its results.
+pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("{flag} {shown}: {} is not a directory", parent.display()),
+        Err(_) => bail!(
+            "{flag} {shown}: directory {} does not exist",
+            parent.display()
+        ),
+    }
+    if path.is_dir() {
+        bail!("{flag} {shown}: is a directory");
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let probe = parent.join(format!(".{name}.{}.probe", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            // Best effort: failing to remove an empty probe file must not stop the run.
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "{flag} {shown}: cannot create a file in {}: {e}",
+            parent.display()
+        ),
     }
 }

@@ -61,6 +61,13 @@ fn run(cli: Cli) -> Result<()> {
         .context("could not start the thread pool")?;
     let data = Mnist::load(&plan.data_dir)
         .with_context(|| format!("could not load MNIST from {}", plan.data_dir.display()))?;
+    // Settings that depend on the data (the batch size vs the training set) fail here, before
+    // anything is printed or trained.
+    for &variant in &variants {
+        plan.config(variant)
+            .validate(data.train.len())
+            .with_context(|| format!("variant {variant}"))?;
+    }
     println!(
         "bnconv: {} training / {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
         data.train.len(),

@@ -8,6 +8,8 @@ pub mod batches;
 pub mod checkpoint;
 pub mod conv2d;
 pub mod dense;
+pub mod digest;
+pub mod finite;
 pub mod init;
 pub mod layer;
 pub mod loss;

@@ -74,6 +74,9 @@ pub enum DataError {
     },
     #[error("{what}: {detail}")]
     BadDimensions { what: String, detail: String },
+    /// Fewer bytes than the IDX header (or the body the header declares) needs.
+    #[error("{what}: truncated: {detail}")]
+    Truncated { what: String, detail: String },
     #[error("{what}: label {label} at index {index} is not a digit 0-9")]
     BadLabel {
         what: String,
@@ -352,16 +355,39 @@ impl RawFile {
 
 /// Parses an images/labels pair into raw pixels and labels, checking their counts agree.
 fn parse_pair(images: RawFile, labels: RawFile) -> Result<(Vec<u8>, Vec<u8>), DataError> {
-    let images_what = images.what();
-    let (count, pixels) = parse_idx_images(
-        &gunzip_if_gzipped(images.bytes, &images.path)?,
-        &images_what,
-    )?;
-    let labels_what = labels.what();
-    let labels_vec = parse_idx_labels(
-        &gunzip_if_gzipped(labels.bytes, &labels.path)?,
-        &labels_what,
-    )?;
+    decode_raw_pair(images.bytes, &images.path, labels.bytes, &labels.path)
+}
+
+/// Decodes an images file and a labels file from their bytes exactly as [`Mnist::load`] does once
+/// the checksums have passed: each is gunzipped if it starts with the gzip magic, parsed with
+/// [`parse_idx_images`] / [`parse_idx_labels`], and the two counts must agree. The paths only name
+/// the sources in errors; nothing is read from disk. The byte-level entry point for fuzzing.
+pub fn decode_idx_pair(
+    images: Vec<u8>,
+    images_path: &Path,
+    labels: Vec<u8>,
+    labels_path: &Path,
+) -> Result<Dataset, DataError> {
+    let (pixels, labels) = decode_raw_pair(images, images_path, labels, labels_path)?;
+    Ok(Dataset::from_raw(&pixels, &labels))
+}
+
+/// Gunzips `bytes` if they start with the gzip magic, else returns them unchanged; `path` names the
+/// source in errors. (What [`read_maybe_gzipped`] does after reading the file.)
+pub fn decompress(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    gunzip_if_gzipped(bytes, path)
+}
+
+fn decode_raw_pair(
+    images: Vec<u8>,
+    images_path: &Path,
+    labels: Vec<u8>,
+    labels_path: &Path,
+) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+    let images_what = images_path.display().to_string();
+    let (count, pixels) = parse_idx_images(&gunzip_if_gzipped(images, images_path)?, &images_what)?;
+    let labels_what = labels_path.display().to_string();
+    let labels_vec = parse_idx_labels(&gunzip_if_gzipped(labels, labels_path)?, &labels_what)?;
     if count != labels_vec.len() {
         return Err(DataError::CountMismatch {
             images_what,
@@ -411,12 +437,9 @@ fn parse_idx_header<'a, const N: usize>(
         return Err(DataError::Empty { what: what.into() });
     }
     let header_len = 4 * (N + 1);
-    let truncated = || DataError::BadDimensions {
+    let truncated = || DataError::Truncated {
         what: what.into(),
-        detail: format!(
-            "truncated header: {} bytes, the IDX header needs {header_len}",
-            bytes.len()
-        ),
+        detail: format!("{} bytes, the IDX header needs {header_len}", bytes.len()),
     };
     let word = |i: usize| {
         bytes
@@ -464,10 +487,13 @@ fn check_body<'a>(
         .checked_mul(item_len)
         .ok_or_else(|| bad(format!("header claims {count} {noun}, too many to address")))?;
     match body.len().cmp(&expected) {
-        std::cmp::Ordering::Less => Err(bad(format!(
-            "truncated: header claims {count} {noun} ({expected} bytes) but only {} bytes follow",
-            body.len()
-        ))),
+        std::cmp::Ordering::Less => Err(DataError::Truncated {
+            what: what.into(),
+            detail: format!(
+                "header claims {count} {noun} ({expected} bytes) but only {} bytes follow",
+                body.len()
+            ),
+        }),
         std::cmp::Ordering::Greater => Err(bad(format!(
             "{} trailing bytes after the {count} {noun} the header declares",
             body.len() - expected
@@ -812,13 +838,10 @@ mod tests {
         let err = parse_idx_images(&full[..full.len() - 1], what).expect_err("truncated");
         assert!(matches!(
             check(err, "truncated"),
-            DataError::BadDimensions { .. }
+            DataError::Truncated { .. }
         ));
         let err = parse_idx_images(&full[..10], what).expect_err("truncated header");
-        assert!(matches!(
-            check(err, "header"),
-            DataError::BadDimensions { .. }
-        ));
+        assert!(matches!(check(err, "header"), DataError::Truncated { .. }));
         let mut trailing = full.clone();
         trailing.push(0);
         let err = parse_idx_images(&trailing, what).expect_err("trailing");
@@ -831,7 +854,7 @@ mod tests {
         let err = parse_idx_labels(&labels[..labels.len() - 2], what).expect_err("truncated");
         assert!(matches!(
             check(err, "truncated"),
-            DataError::BadDimensions { .. }
+            DataError::Truncated { .. }
         ));
         let err = parse_idx_labels(&[labels.as_slice(), &[4]].concat(), what).expect_err("trail");
         assert!(matches!(
@@ -865,13 +888,13 @@ mod tests {
         bytes[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         bytes.extend([0; 100]);
         let err = parse_idx_images(&bytes, "hostile").expect_err("hostile header");
-        assert!(matches!(err, DataError::BadDimensions { .. }), "{err}");
+        assert!(matches!(err, DataError::Truncated { .. }), "{err}");
         assert!(err.to_string().contains("only 100 bytes follow"), "{err}");
 
         let mut labels = idx_labels(&[1]);
         labels[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
         let err = parse_idx_labels(&labels, "hostile").expect_err("hostile header");
-        assert!(matches!(err, DataError::BadDimensions { .. }), "{err}");
+        assert!(matches!(err, DataError::Truncated { .. }), "{err}");
     }
 
     #[test]

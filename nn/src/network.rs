@@ -143,6 +143,12 @@ impl Network {
         &self.acts[i + 1]
     }
 
+    /// The gradient with respect to layer `i`'s input from the last backward pass; `None` for
+    /// layer 0, whose input gradient is never computed (for inspection and divergence reports).
+    pub fn input_gradient(&self, i: usize) -> Option<&Tensor> {
+        (i > 0).then(|| &self.grads[i])
+    }
+
     /// GEMM flops of one forward pass over `batch` items.
     pub fn forward_flops(&self, batch: usize) -> u64 {
         self.flops(batch, |layer, shape, _| layer.forward_flops(shape))

@@ -4,6 +4,7 @@
 
 use crate::adam::{Adam, AdamConfig};
 use crate::batches::BatchSampler;
+use crate::finite::{self, NonFinite};
 use crate::layer::{Exec, Mode};
 use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entropy_sum};
 use crate::mnist::{Dataset, Mnist};
@@ -69,8 +70,17 @@ impl TrainConfig {
 pub enum TrainError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("training diverged at step {step}: the loss is {loss} (try a smaller learning rate)")]
-    Diverged { step: usize, loss: f32 },
+    /// A NaN or an infinity appeared in step `step` (0-based, the log's batch number); `at` says
+    /// which layer and tensor first held one. The weights are not updated by that step.
+    #[error(
+        "training diverged at step {step}: the {at} (the loss is {loss}); \
+         try a smaller learning rate"
+    )]
+    Diverged {
+        step: usize,
+        loss: f32,
+        at: NonFinite,
+    },
 }
 
 /// One printed line of the seed's log.
@@ -147,6 +157,9 @@ pub struct RunReport {
     /// Accuracy on the first 100 test images fed one at a time.
     pub single_sample_accuracy: f32,
     pub timing: Timing,
+    /// SHA-256 of every final parameter and BN statistic ([`crate::digest::parameters_sha256`]):
+    /// runs with equal digests ended with bitwise-identical weights.
+    pub parameters_sha256: String,
 }
 
 /// The network, its optimiser and the batch buffers, reused every step.
@@ -187,7 +200,8 @@ impl Trainer {
     }
 
     /// One training step on the next shuffled batch: forward (train mode), loss, backward, Adam.
-    /// Returns the batch loss; fails, leaving the weights untouched, if it is not finite.
+    /// Returns the batch loss; fails, leaving the weights untouched, if the loss or a parameter
+    /// gradient is not finite, naming the first layer that held a NaN or an infinity.
     pub fn step(&mut self, train: &Dataset) -> Result<f32, TrainError> {
         let data = profile::scope(Phase::Data);
         self.sampler.next_batch(&mut self.indices);
@@ -203,9 +217,17 @@ impl Trainer {
             return Err(TrainError::Diverged {
                 step: self.steps - 1,
                 loss,
+                at: finite::locate_activation(&self.net, loss),
             });
         }
         self.net.backward(&self.dlogits);
+        if !finite::gradients_finite(&mut self.net) {
+            return Err(TrainError::Diverged {
+                step: self.steps - 1,
+                loss,
+                at: finite::locate_gradient(&mut self.net),
+            });
+        }
         let _p = profile::scope(Phase::Optimizer);
         self.adam.step(&mut self.net);
         Ok(loss)
@@ -356,6 +378,7 @@ pub fn continue_protocol_with_progress(
     let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
     let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
+    let parameters_sha256 = crate::digest::parameters_sha256(&mut trainer.net);
     let secs = train_time.as_secs_f64();
     let gflop = trainer.net.train_flops(cfg.batch_size) as f64 / 1e9;
     Ok(RunReport {
@@ -384,6 +407,7 @@ pub fn continue_protocol_with_progress(
             wall_seconds: wall.elapsed().as_secs_f64(),
         },
         test,
+        parameters_sha256,
     })
 }
 

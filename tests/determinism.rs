@@ -1,0 +1,168 @@
+//! Reproducible to the bit, over whole protocol runs (tests/network_equivalence.rs covers single
+//! network steps):
+//! - the same seed twice gives bitwise-identical losses, accuracies and final weights;
+//! - so do 1, 2 and 3 threads (reductions use a fixed chunking that depends only on shapes);
+//! - so do the fused and unfused BN+ReLU paths.
+//!
+//! Runs are short (20 batches of 16) on the real MNIST training set, with validation and test
+//! cut to 500 images each so the evaluations stay cheap. Weights are compared in full for
+//! `Trainer` runs and through `RunReport::parameters_sha256` for `run_protocol` runs.
+
+use bnconv_nn::mnist::Mnist;
+use bnconv_nn::train::{run_protocol, RunReport, TrainConfig, Trainer};
+use bnconv_nn::{BnPath, Variant};
+use std::path::Path;
+use std::sync::OnceLock;
+
+const BATCHES: usize = 20;
+const BATCH_SIZE: usize = 16;
+
+fn data() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let full = Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
+            .expect("load data/mnist");
+        Mnist {
+            validation: full.validation.slice(0..500),
+            test: full.test.slice(0..500),
+            train: full.train,
+        }
+    })
+}
+
+fn config(variant: Variant, bn_path: BnPath) -> TrainConfig {
+    let mut cfg = TrainConfig::protocol(variant);
+    cfg.batches = BATCHES;
+    cfg.batch_size = BATCH_SIZE;
+    cfg.seed = 5;
+    cfg.exec.bn_path = bn_path;
+    cfg.eval_batch = 128;
+    cfg
+}
+
+fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+        .install(f)
+}
+
+fn protocol(variant: Variant, bn_path: BnPath, threads: usize) -> RunReport {
+    let cfg = config(variant, bn_path);
+    with_threads(threads, || run_protocol(&cfg, data(), &mut |_| {})).expect("a healthy run")
+}
+
+/// Every result of a report as bits: per-step losses, log lines, final evaluations, the
+/// single-image accuracy and the weights' digest. Timing is left out.
+fn results(r: &RunReport) -> Vec<(String, Vec<u32>)> {
+    let mut out = vec![(
+        "step_losses".to_string(),
+        r.step_losses.iter().map(|v| v.to_bits()).collect(),
+    )];
+    for line in &r.log {
+        out.push((
+            format!("log batch {} {}", line.batch, line.set),
+            vec![line.loss.to_bits(), line.accuracy.to_bits()],
+        ));
+    }
+    for (name, e) in [("final_validation", &r.final_validation), ("test", &r.test)] {
+        out.push((name.into(), vec![e.loss.to_bits(), e.accuracy.to_bits()]));
+    }
+    out.push((
+        "single_sample_accuracy".into(),
+        vec![r.single_sample_accuracy.to_bits()],
+    ));
+    out.push((
+        format!("parameters_sha256 {}", r.parameters_sha256),
+        Vec::new(),
+    ));
+    out
+}
+
+fn assert_same_results(a: &RunReport, b: &RunReport, what: &str) {
+    assert_eq!(a.step_losses.len(), BATCHES);
+    for ((name_a, bits_a), (name_b, bits_b)) in results(a).iter().zip(&results(b)) {
+        assert_eq!(name_a, name_b, "{what}");
+        assert_eq!(bits_a, bits_b, "{what}: {name_a} differs");
+    }
+}
+
+/// Trains `BATCHES` steps with `Trainer` and returns every loss and every final parameter and
+/// statistic, bit for bit.
+fn trainer_bits(variant: Variant, threads: usize) -> Vec<(String, Vec<u32>)> {
+    let cfg = config(variant, BnPath::Fused);
+    let train = &data().train;
+    with_threads(threads, || {
+        let mut t = Trainer::new(&cfg, train.len());
+        let losses = (0..BATCHES)
+            .map(|_| t.step(train).expect("finite").to_bits())
+            .collect();
+        let mut out = vec![("losses".to_string(), losses)];
+        t.net.visit_params(&mut |p| {
+            out.push((p.full_name(), p.value.iter().map(|v| v.to_bits()).collect()))
+        });
+        out
+    })
+}
+
+fn assert_same_bits(a: &[(String, Vec<u32>)], b: &[(String, Vec<u32>)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: different tensors");
+    for ((name_a, va), (name_b, vb)) in a.iter().zip(b) {
+        assert_eq!(name_a, name_b, "{what}");
+        assert_eq!(va.len(), vb.len(), "{what}: {name_a} sizes");
+        let differing = va.iter().zip(vb).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differing,
+            0,
+            "{what}: {name_a} differs in {differing} of {} values",
+            va.len()
+        );
+    }
+}
+
+#[test]
+fn the_same_seed_twice_gives_bitwise_identical_results() {
+    let a = protocol(Variant::Bn, BnPath::Fused, 2);
+    let b = protocol(Variant::Bn, BnPath::Fused, 2);
+    assert_same_results(&a, &b, "bn: run 1 vs run 2");
+    let a = trainer_bits(Variant::Bn, 2);
+    let b = trainer_bits(Variant::Bn, 2);
+    assert_same_bits(&a, &b, "bn: trainer run 1 vs run 2");
+}
+
+#[test]
+fn one_two_and_three_threads_give_bitwise_identical_results() {
+    for variant in [Variant::Bn, Variant::Plain] {
+        let one = protocol(variant, BnPath::Fused, 1);
+        for threads in [2, 3] {
+            let many = protocol(variant, BnPath::Fused, threads);
+            assert_same_results(&one, &many, &format!("{variant}: 1 vs {threads} threads"));
+        }
+    }
+    let one = trainer_bits(Variant::Bn, 1);
+    for threads in [2, 3] {
+        let many = trainer_bits(Variant::Bn, threads);
+        assert_same_bits(&one, &many, &format!("bn: 1 vs {threads} threads"));
+    }
+}
+
+#[test]
+fn fused_and_unfused_bn_give_bitwise_identical_protocol_runs() {
+    for variant in [Variant::Bn, Variant::BnLowLevel] {
+        let fused = protocol(variant, BnPath::Fused, 2);
+        let unfused = protocol(variant, BnPath::Unfused, 2);
+        assert_same_results(&fused, &unfused, &format!("{variant}: fused vs unfused"));
+    }
+}
+
+#[test]
+fn the_comparison_detects_a_different_seed() {
+    // Guards the tests above against comparing things that cannot differ.
+    let a = protocol(Variant::Bn, BnPath::Fused, 2);
+    let mut cfg = config(Variant::Bn, BnPath::Fused);
+    cfg.seed = 6;
+    let b = with_threads(2, || run_protocol(&cfg, data(), &mut |_| {})).expect("a healthy run");
+    assert_ne!(a.parameters_sha256, b.parameters_sha256);
+    assert_ne!(a.step_losses, b.step_losses);
+}
