@@ -123,7 +123,11 @@ fn a_non_finite_weight_is_reported_at_its_layer() {
             let case = format!("{variant} {layer}.{param} = {value}");
             let mut t = trainer(variant, 0.002, &data);
             t.step(&data).expect("a healthy first step");
-            let index = if layer == "conv19" { 4 * 72 * 76 + 3 } else { 3 };
+            let index = if layer == "conv19" {
+                4 * 72 * 76 + 3
+            } else {
+                3
+            };
             set_param(&mut t.net, layer, param, &mut |v| v[index] = value);
             let before = trainable_bits(&mut t.net);
             match t.step(&data) {
