@@ -83,8 +83,8 @@ pub struct EvalArgs {
     /// Batch norm + ReLU kernels: fused or unfused.
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
     pub bn: BnPath,
-    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
-    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
@@ -111,7 +111,7 @@ pub struct CommonArgs {
     /// Batch norm + ReLU kernels: fused (one pass) or unfused (BN pass, then ReLU pass).
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
     pub bn: BnPath,
-    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
+    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
     #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
     /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.

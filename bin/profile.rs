@@ -44,8 +44,8 @@ pub struct ProfileArgs {
     /// Seeds the initial weights and the batch order.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// GEMM library: matrixmultiply, or blas when built with `--features blas`.
-    #[arg(long, default_value = "matrixmultiply", value_parser = GemmBackend::from_name)]
+    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
     /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
     #[arg(long)]
