@@ -173,10 +173,9 @@ fn bn_relu(c: &mut Criterion) {
             beta: &beta,
         };
         let (mut y, mut z) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        let mut mask = vec![0u8; x.len()];
         fwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         fwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_forward(&x, k, &mut y, &mut mask))
+            b.iter(|| bn_relu_forward(&x, k, &mut y))
         });
         fwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
@@ -207,12 +206,13 @@ fn bn_relu(c: &mut Criterion) {
             scale: &scale,
             beta: &beta,
         };
-        let (mut y, mut mask) = (vec![0.0; x.len()], vec![0u8; x.len()]);
-        bn_relu_forward(&x, k, &mut y, &mut mask);
+        let mut y = vec![0.0; x.len()];
+        bn_relu_forward(&x, k, &mut y);
         let saved = BnSaved {
             mean: &mean,
             invstd: &invstd,
             gamma: &gamma,
+            beta: &beta,
         };
         let (mut dx, mut dz, mut dg, mut db) = (
             vec![0.0; x.len()],
@@ -222,7 +222,7 @@ fn bn_relu(c: &mut Criterion) {
         );
         bwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         bwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_backward(&x, &mask, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
+            b.iter(|| bn_relu_backward(&x, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
         });
         bwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {

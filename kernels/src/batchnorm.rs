@@ -121,54 +121,20 @@ multiversion! {
     }
 }
 
-/// Bytes `0`/`1` of the lanes of an 8-bit mask (lane 0 first).
-const MASK_BYTES: [u64; 256] = {
-    let mut t = [0u64; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut lane = 0;
-        while lane < 8 {
-            if b & (1 << lane) != 0 {
-                t[b] |= 1 << (8 * lane);
-            }
-            lane += 1;
-        }
-        b += 1;
-    }
-    t
-};
-
 #[inline(always)]
-fn normalize_block_impl<const RELU: bool, const MASK_OUT: bool>(
-    x: &[f32],
-    k: BnApply,
-    y: &mut [f32],
-    mask: &mut [u8],
-) {
+fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
     let (mean, scale, beta) = (k.mean, k.scale, k.beta);
     let c = scale.len();
-    let mask_rows = mask
-        .chunks_exact_mut(c.max(1))
-        .chain(std::iter::repeat_with(|| &mut [][..]));
-    for ((row, out), m) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(mask_rows) {
+    for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
         per_channel!(
             c,
             |j| {
                 let v = (load(&row[j..]) - load(&mean[j..])) * load(&scale[j..]) + load(&beta[j..]);
-                let v = if RELU { relu_v(v) } else { v };
-                store(&mut out[j..], v);
-                if MASK_OUT {
-                    let bits = v.simd_gt(f32x8::ZERO).to_bitmask() as usize;
-                    m[j..j + LANES].copy_from_slice(&MASK_BYTES[bits & 0xFF].to_le_bytes());
-                }
+                store(&mut out[j..], if RELU { relu_v(v) } else { v });
             },
             |t| {
                 let v = (row[t] - mean[t]) * scale[t] + beta[t];
-                let v = if RELU { relu_s(v) } else { v };
-                out[t] = v;
-                if MASK_OUT {
-                    m[t] = u8::from(v > 0.0);
-                }
+                out[t] = if RELU { relu_s(v) } else { v };
             }
         );
     }
@@ -176,88 +142,89 @@ fn normalize_block_impl<const RELU: bool, const MASK_OUT: bool>(
 
 multiversion! {
     /// `y = (x - mean) * scale + beta` per channel, optionally followed by ReLU, for one block.
-    /// With ReLU and a non-empty `mask`, also `mask = (y > 0)` as bytes, for the backward pass.
-    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
-        match (relu, mask.is_empty()) {
-            (true, false) => normalize_block_impl::<true, true>(x, k, y, mask),
-            (true, true) => normalize_block_impl::<true, false>(x, k, y, mask),
-            (false, _) => normalize_block_impl::<false, false>(x, k, y, mask),
+    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+        if relu {
+            normalize_block_impl::<true>(x, k, y)
+        } else {
+            normalize_block_impl::<false>(x, k, y)
         }
     }
 }
 
-/// The incoming gradient, masked by the forward pass's ReLU mask (`y > 0` as bytes) when fused
-/// (`MASK`), else as is. Same result as `relu_grad(y, dy)` bit for bit.
+/// The gradient reaching the BN output: `dy`, or with the fused ReLU (`MASK`) `dy` where the
+/// forward output was positive, else 0. The mask is recomputed from `x` with the forward pass's
+/// exact operations (`(x - mean) * scale + beta > 0`), so it matches `y > 0` bit for bit without
+/// reading `y`: one memory stream less per pass.
 #[inline(always)]
-fn grad_v<const MASK: bool>(m: &[u8], dy: &[f32], j: usize) -> f32x8 {
+fn grad_v<const MASK: bool>(d: f32x8, k: &Coef, dy: &[f32], j: usize) -> f32x8 {
+    let g = load(&dy[j..]);
     if MASK {
-        let b = &m[j..j + LANES];
-        let lanes = f32x8::from([
-            b[0] as f32,
-            b[1] as f32,
-            b[2] as f32,
-            b[3] as f32,
-            b[4] as f32,
-            b[5] as f32,
-            b[6] as f32,
-            b[7] as f32,
-        ]);
-        lanes
-            .simd_gt(f32x8::ZERO)
-            .select(load(&dy[j..]), f32x8::ZERO)
+        let v = d * load(&k.scale[j..]) + load(&k.beta[j..]);
+        v.simd_gt(f32x8::ZERO).select(g, f32x8::ZERO)
     } else {
-        load(&dy[j..])
+        g
     }
 }
 
 #[inline(always)]
-fn grad_s<const MASK: bool>(m: &[u8], dy: &[f32], t: usize) -> f32 {
-    if MASK && m[t] == 0 {
+fn grad_s<const MASK: bool>(d: f32, k: &Coef, dy: &[f32], t: usize) -> f32 {
+    if MASK && !(d * k.scale[t] + k.beta[t] > 0.0) {
         0.0
     } else {
         dy[t]
     }
 }
 
-/// Rows of the mask matching the rows of `dy` (empty when unmasked).
-#[inline(always)]
-fn mask_rows<const MASK: bool>(m: &[u8], c: usize) -> impl Iterator<Item = &[u8]> {
-    let rows = if MASK {
-        m.chunks_exact(c)
-    } else {
-        [].chunks_exact(1)
-    };
-    rows.chain(std::iter::repeat(&[][..]))
+/// Per-channel coefficients of the backward passes, `c` floats each: the forward pass's `mean`,
+/// `invstd`, `scale = gamma * invstd` and `beta`, then `a = dbeta / M` and `b = dgamma / M`
+/// (empty during the sums pass).
+struct Coef<'a> {
+    mean: &'a [f32],
+    invstd: &'a [f32],
+    scale: &'a [f32],
+    beta: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl<'a> Coef<'a> {
+    /// Splits `[mean, invstd, scale, beta, (a, b)]`, `c` floats each.
+    fn split(coef: &'a [f32], c: usize) -> Coef<'a> {
+        let (mean, rest) = coef.split_at(c);
+        let (invstd, rest) = rest.split_at(c);
+        let (scale, rest) = rest.split_at(c);
+        let (beta, rest) = rest.split_at(c);
+        let (a, b) = rest.split_at(rest.len() / 2);
+        Coef {
+            mean,
+            invstd,
+            scale,
+            beta,
+            a,
+            b,
+        }
+    }
 }
 
 #[inline(always)]
-fn backward_sums_impl<const MASK: bool>(
-    x: &[f32],
-    y: &[u8],
-    dy: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    acc: &mut [f32],
-) {
-    let c = mean.len();
+fn backward_sums_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, acc: &mut [f32]) {
+    let c = k.mean.len();
     acc.fill(0.0);
     let (sum_dy, sum_dy_xhat) = acc.split_at_mut(c);
-    for ((xr, dr), yr) in x
-        .chunks_exact(c)
-        .zip(dy.chunks_exact(c))
-        .zip(mask_rows::<MASK>(y, c))
-    {
+    for (xr, dr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
         per_channel!(
             c,
             |j| {
-                let g = grad_v::<MASK>(yr, dr, j);
-                let xhat = (load(&xr[j..]) - load(&mean[j..])) * load(&invstd[j..]);
+                let d = load(&xr[j..]) - load(&k.mean[j..]);
+                let g = grad_v::<MASK>(d, k, dr, j);
+                let xhat = d * load(&k.invstd[j..]);
                 accumulate(&mut sum_dy[j..], g);
                 accumulate(&mut sum_dy_xhat[j..], g * xhat);
             },
             |t| {
-                let g = grad_s::<MASK>(yr, dr, t);
-                let xhat = (xr[t] - mean[t]) * invstd[t];
+                let d = xr[t] - k.mean[t];
+                let g = grad_s::<MASK>(d, k, dr, t);
+                let xhat = d * k.invstd[t];
                 sum_dy[t] += g;
                 sum_dy_xhat[t] += g * xhat;
             }
@@ -267,58 +234,40 @@ fn backward_sums_impl<const MASK: bool>(
 
 multiversion! {
     /// Per-channel `[sum(g), sum(g * xhat)]` (into `acc`, `2c` floats) for one block of rows,
-    /// where `g` is `dy`, masked by the ReLU mask when given.
-    pub(crate) fn backward_sums_block(
-        x: &[f32],
-        y: Option<&[u8]>,
-        dy: &[f32],
-        mean: &[f32],
-        invstd: &[f32],
-        acc: &mut [f32],
-    ) {
-        match y {
-            Some(y) => backward_sums_impl::<true>(x, y, dy, mean, invstd, acc),
-            None => backward_sums_impl::<false>(x, &[], dy, mean, invstd, acc),
+    /// where `g` is `dy`, masked by the fused ReLU when `relu`; `coef` holds
+    /// `[mean, invstd, scale, beta]`.
+    pub(crate) fn backward_sums_block(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
+        let k = Coef::split(coef, coef.len() / 4);
+        if relu {
+            backward_sums_impl::<true>(x, dy, &k, acc)
+        } else {
+            backward_sums_impl::<false>(x, dy, &k, acc)
         }
     }
 }
 
-/// Per-channel coefficients of the input gradient, `[mean, invstd, gamma*invstd, dbeta/M, dgamma/M]`.
-struct InputCoef<'a> {
-    mean: &'a [f32],
-    invstd: &'a [f32],
-    gain: &'a [f32],
-    a: &'a [f32],
-    b: &'a [f32],
-}
-
 #[inline(always)]
-fn backward_input_impl<const MASK: bool>(
-    x: &[f32],
-    y: &[u8],
-    dy: &[f32],
-    k: &InputCoef,
-    dx: &mut [f32],
-) {
+fn backward_input_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, dx: &mut [f32]) {
     let c = k.mean.len();
-    for (((xr, dr), yr), out) in x
+    for ((xr, dr), out) in x
         .chunks_exact(c)
         .zip(dy.chunks_exact(c))
-        .zip(mask_rows::<MASK>(y, c))
         .zip(dx.chunks_exact_mut(c))
     {
         per_channel!(
             c,
             |j| {
-                let g = grad_v::<MASK>(yr, dr, j);
-                let xhat = (load(&xr[j..]) - load(&k.mean[j..])) * load(&k.invstd[j..]);
-                let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.gain[j..]);
+                let d = load(&xr[j..]) - load(&k.mean[j..]);
+                let g = grad_v::<MASK>(d, k, dr, j);
+                let xhat = d * load(&k.invstd[j..]);
+                let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.scale[j..]);
                 store(&mut out[j..], v);
             },
             |t| {
-                let g = grad_s::<MASK>(yr, dr, t);
-                let xhat = (xr[t] - k.mean[t]) * k.invstd[t];
-                out[t] = (g - k.a[t] - xhat * k.b[t]) * k.gain[t];
+                let d = xr[t] - k.mean[t];
+                let g = grad_s::<MASK>(d, k, dr, t);
+                let xhat = d * k.invstd[t];
+                out[t] = (g - k.a[t] - xhat * k.b[t]) * k.scale[t];
             }
         );
     }
@@ -326,17 +275,13 @@ fn backward_input_impl<const MASK: bool>(
 
 multiversion! {
     /// `dx = gamma * invstd * (g - dbeta/M - xhat * dgamma/M)` for one block of rows; `coef` holds
-    /// `[mean, invstd, gamma*invstd, dbeta/M, dgamma/M]`, `c` floats each.
-    pub(crate) fn backward_input_block(x: &[f32], y: Option<&[u8]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
-        let c = coef.len() / 5;
-        let (mean, rest) = coef.split_at(c);
-        let (invstd, rest) = rest.split_at(c);
-        let (gain, rest) = rest.split_at(c);
-        let (a, b) = rest.split_at(c);
-        let k = InputCoef { mean, invstd, gain, a, b };
-        match y {
-            Some(y) => backward_input_impl::<true>(x, y, dy, &k, dx),
-            None => backward_input_impl::<false>(x, &[], dy, &k, dx),
+    /// `[mean, invstd, gamma*invstd, beta, dbeta/M, dgamma/M]`, `c` floats each.
+    pub(crate) fn backward_input_block(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
+        let k = Coef::split(coef, coef.len() / 6);
+        if relu {
+            backward_input_impl::<true>(x, dy, &k, dx)
+        } else {
+            backward_input_impl::<false>(x, dy, &k, dx)
         }
     }
 }
@@ -373,82 +318,68 @@ fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
 }
 
 /// [`normalize_block`] in the widened layout ([`period`]).
-fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
+fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     let c = k.scale.len();
     let p = period(c);
     if p == 1 {
-        return normalize_block(x, k, y, relu, mask);
+        return normalize_block(x, k, y, relu);
     }
     let cw = c * p;
     let (main, rest) = split_periods(x, cw);
     let (y_main, y_rest) = y.split_at_mut(main.len());
-    let (m_main, m_rest) = mask.split_at_mut(main.len().min(mask.len()));
     let (mut mean, mut scale, mut beta) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
     let wide = BnApply {
         mean: tiled(k.mean, &mut mean[..cw]),
         scale: tiled(k.scale, &mut scale[..cw]),
         beta: tiled(k.beta, &mut beta[..cw]),
     };
-    normalize_block(main, wide, y_main, relu, m_main);
-    normalize_block(rest, k, y_rest, relu, m_rest);
+    normalize_block(main, wide, y_main, relu);
+    normalize_block(rest, k, y_rest, relu);
 }
 
 /// [`backward_sums_block`] in the widened layout ([`period`]).
-fn backward_sums_rows(
-    x: &[f32],
-    y: Option<&[u8]>,
-    dy: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    acc: &mut [f32],
-) {
-    let c = mean.len();
+fn backward_sums_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
+    let c = coef.len() / 4;
     let p = period(c);
     if p == 1 {
-        return backward_sums_block(x, y, dy, mean, invstd, acc);
+        return backward_sums_block(x, dy, relu, coef, acc);
     }
     let cw = c * p;
     let (x_main, x_rest) = split_periods(x, cw);
     let (dy_main, dy_rest) = dy.split_at(x_main.len());
-    let (y_main, y_rest) = match y {
-        Some(y) => {
-            let (a, b) = y.split_at(x_main.len());
-            (Some(a), Some(b))
-        }
-        None => (None, None),
-    };
-    let (mut mean_w, mut invstd_w) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX]);
+    let mut coef_w = [0.0; 4 * WIDE_MAX];
+    for (v, out) in coef.chunks_exact(c).zip(coef_w.chunks_exact_mut(cw)) {
+        tiled(v, out);
+    }
     let (mut wide, mut tail) = ([0.0; 2 * WIDE_MAX], [0.0; 2 * WIDE_MAX]);
     backward_sums_block(
         x_main,
-        y_main,
         dy_main,
-        tiled(mean, &mut mean_w[..cw]),
-        tiled(invstd, &mut invstd_w[..cw]),
+        relu,
+        &coef_w[..4 * cw],
         &mut wide[..2 * cw],
     );
-    backward_sums_block(x_rest, y_rest, dy_rest, mean, invstd, &mut tail[..2 * c]);
+    backward_sums_block(x_rest, dy_rest, relu, coef, &mut tail[..2 * c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
 
 /// [`backward_input_block`] in the widened layout ([`period`]).
-fn backward_input_rows(x: &[f32], y: Option<&[u8]>, dy: &[f32], coef: &[f32], dx: &mut [f32]) {
-    let c = coef.len() / 5;
+fn backward_input_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
+    let c = coef.len() / 6;
     let p = period(c);
     if p == 1 {
-        return backward_input_block(x, y, dy, coef, dx);
+        return backward_input_block(x, dy, relu, coef, dx);
     }
     let cw = c * p;
     let (x_main, x_rest) = split_periods(x, cw);
     let n = x_main.len();
     let (dx_main, dx_rest) = dx.split_at_mut(n);
-    let mut coef_w = [0.0; 5 * WIDE_MAX];
+    let mut coef_w = [0.0; 6 * WIDE_MAX];
     for (v, out) in coef.chunks_exact(c).zip(coef_w.chunks_exact_mut(cw)) {
         tiled(v, out);
     }
-    let y_main = y.map(|y| &y[..n]);
-    backward_input_block(x_main, y_main, &dy[..n], &coef_w[..5 * cw], dx_main);
-    backward_input_block(x_rest, y.map(|y| &y[n..]), &dy[n..], coef, dx_rest);
+    backward_input_block(x_main, &dy[..n], relu, &coef_w[..6 * cw], dx_main);
+    backward_input_block(x_rest, &dy[n..], relu, coef, dx_rest);
 }
 
 fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
@@ -463,7 +394,7 @@ fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
 }
 
 /// Rows `[i * REDUCTION_ROWS, (i + 1) * REDUCTION_ROWS)` of a `[rows, c]` tensor.
-fn chunk_of<T>(x: &[T], c: usize, i: usize) -> &[T] {
+fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
     let start = i * REDUCTION_ROWS * c;
     &x[start..(start + REDUCTION_ROWS * c).min(x.len())]
 }
@@ -525,29 +456,17 @@ pub fn batch_stats(
 }
 
 /// Elementwise per-channel `y = (x - mean) * scale + beta` (then ReLU when `relu`), in parallel.
-/// With `mask` non-empty (ReLU only), also writes the ReLU mask `y > 0` as bytes.
-pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool, mask: &mut [u8]) {
+pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     let c = k.scale.len();
     check_rows(x, c, "bn apply");
     assert!(
         k.mean.len() == c && k.beta.len() == c && y.len() == x.len(),
         "bn apply: sizes"
     );
-    assert!(
-        mask.is_empty() || (relu && mask.len() == x.len()),
-        "bn apply: mask size"
-    );
     let task = REDUCTION_ROWS * c;
-    if mask.is_empty() {
-        x.par_chunks(task)
-            .zip(y.par_chunks_mut(task))
-            .for_each(|(x, y)| normalize_rows(x, k, y, relu, &mut []));
-    } else {
-        x.par_chunks(task)
-            .zip(y.par_chunks_mut(task))
-            .zip(mask.par_chunks_mut(task))
-            .for_each(|((x, y), m)| normalize_rows(x, k, y, relu, m));
-    }
+    x.par_chunks(task)
+        .zip(y.par_chunks_mut(task))
+        .for_each(|(x, y)| normalize_rows(x, k, y, relu));
 }
 
 /// The per-channel map a batch-norm forward applies: `y = (x - mean) * scale + beta`, with
@@ -562,7 +481,7 @@ pub struct BnApply<'a> {
 
 /// Batch-norm forward: `y = (x - mean) * scale + beta`.
 pub fn bn_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
-    normalize(x, k, y, false, &mut []);
+    normalize(x, k, y, false);
 }
 
 /// The per-channel statistics a backward pass needs from its forward pass.
@@ -572,14 +491,16 @@ pub struct BnSaved<'a> {
     /// `1 / sqrt(batch_var + eps)`.
     pub invstd: &'a [f32],
     pub gamma: &'a [f32],
+    /// The forward pass's shift: the fused BN+ReLU backward recomputes its ReLU mask with it.
+    pub beta: &'a [f32],
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Shared backward: `g` is `dy`, masked by the forward pass's ReLU mask (`y > 0` as bytes) when
-/// `relu_mask` is given (the fused path).
+/// Shared backward: `g` is `dy`, or with `relu` (the fused path) `dy` masked where the forward
+/// output was not positive, the mask recomputed from `x`.
 pub(crate) fn backward(
     x: &[f32],
-    relu_mask: Option<&[u8]>,
+    relu: bool,
     dy: &[f32],
     saved: BnSaved,
     dx: &mut [f32],
@@ -595,47 +516,39 @@ pub(crate) fn backward(
         "bn backward: sizes"
     );
     assert!(
-        saved.invstd.len() == c && saved.gamma.len() == c && dgamma.len() == c && dbeta.len() == c,
+        saved.invstd.len() == c
+            && saved.gamma.len() == c
+            && saved.beta.len() == c
+            && dgamma.len() == c
+            && dbeta.len() == c,
         "bn backward: per-channel sizes"
     );
-    if let Some(m) = relu_mask {
-        assert_eq!(m.len(), x.len(), "bn backward: ReLU mask size");
-    }
     let BnScratch {
         partials,
         sums,
         coef,
     } = scratch;
+    // [mean, invstd, scale, beta]; `scale = gamma * invstd` exactly as `fold_scale` computes it,
+    // so the recomputed ReLU mask matches the forward output bit for bit.
+    coef.clear();
+    coef.extend_from_slice(saved.mean);
+    coef.extend_from_slice(saved.invstd);
+    coef.extend(saved.gamma.iter().zip(saved.invstd).map(|(g, s)| g * s));
+    coef.extend_from_slice(saved.beta);
+    let head: &[f32] = coef;
     reduce_rows(rows, 2 * c, partials, sums, |i, part| {
-        backward_sums_rows(
-            chunk_of(x, c, i),
-            relu_mask.map(|m| chunk_of(m, c, i)),
-            chunk_of(dy, c, i),
-            saved.mean,
-            saved.invstd,
-            part,
-        )
+        backward_sums_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, head, part)
     });
     for ch in 0..c {
         dbeta[ch] = sums[ch] as f32;
         dgamma[ch] = sums[c + ch] as f32;
     }
-    coef.clear();
-    coef.extend_from_slice(saved.mean);
-    coef.extend_from_slice(saved.invstd);
-    coef.extend(saved.gamma.iter().zip(saved.invstd).map(|(g, s)| g * s));
     coef.extend(sums[..c].iter().map(|s| (s / rows as f64) as f32));
     coef.extend(sums[c..].iter().map(|s| (s / rows as f64) as f32));
     let coef: &[f32] = coef;
     let task = REDUCTION_ROWS * c;
     dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
-        backward_input_rows(
-            chunk_of(x, c, i),
-            relu_mask.map(|m| chunk_of(m, c, i)),
-            chunk_of(dy, c, i),
-            coef,
-            dx,
-        )
+        backward_input_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
     });
 }
 
@@ -651,7 +564,7 @@ pub fn bn_backward(
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(x, None, dz, saved, dx, dgamma, dbeta, scratch);
+    backward(x, false, dz, saved, dx, dgamma, dbeta, scratch);
 }
 
 /// `invstd = 1 / sqrt(var + eps)` and `scale = gamma * invstd`, per channel.
@@ -833,6 +746,7 @@ pub(crate) mod tests {
                 mean: &mean,
                 invstd: &invstd,
                 gamma: &gamma,
+                beta: &gamma,
             };
             let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
             bn_backward(
@@ -874,6 +788,7 @@ pub(crate) mod tests {
                     mean: &mean,
                     invstd: &invstd,
                     gamma: &gamma,
+                    beta: &gamma,
                 };
                 let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
                 bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);

@@ -36,8 +36,6 @@ pub struct BatchNorm {
     shift: Vec<f32>,
     /// Unfused path only: the BN output before ReLU, then the gradient reaching it.
     between: Vec<f32>,
-    /// Fused path: the ReLU mask (`y > 0`, one byte per element) the backward pass reads.
-    relu_mask: Vec<u8>,
     /// Input gradient when the caller does not want one (BN as a first layer).
     dx_unused: Vec<f32>,
     scratch: BnScratch,
@@ -64,7 +62,6 @@ impl BatchNorm {
             scale: vec![0.0; c],
             shift: vec![0.0; c],
             between: Vec::new(),
-            relu_mask: Vec::new(),
             dx_unused: Vec::new(),
             scratch: BnScratch::default(),
         }
@@ -149,16 +146,7 @@ impl Layer for BatchNorm {
         let apply = profile::scope(Phase::BnApply);
         match (self.relu, exec.bn_path) {
             (false, _) => bn_forward(x.data(), k, y.data_mut()),
-            (true, BnPath::Fused) => {
-                // Training keeps the ReLU mask for backward; evaluation needs none.
-                let mask: &mut [u8] = if mode == Mode::Train {
-                    self.relu_mask.resize(x.data().len(), 0);
-                    &mut self.relu_mask
-                } else {
-                    &mut []
-                };
-                bn_relu_forward(x.data(), k, y.data_mut(), mask)
-            }
+            (true, BnPath::Fused) => bn_relu_forward(x.data(), k, y.data_mut()),
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
                 bn_forward(x.data(), k, &mut self.between);
@@ -181,6 +169,7 @@ impl Layer for BatchNorm {
             mean: &self.mean,
             invstd: &self.invstd,
             gamma: &self.gamma.value,
+            beta: &self.beta.value,
         };
         let dx: &mut [f32] = match dx {
             Some(t) => t.data_mut(),
@@ -203,7 +192,6 @@ impl Layer for BatchNorm {
             ),
             (true, BnPath::Fused) => bn_relu_backward(
                 x.data(),
-                &self.relu_mask,
                 dy.data(),
                 saved,
                 dx,
