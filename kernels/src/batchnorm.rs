@@ -168,8 +168,9 @@ fn grad_v<const MASK: bool>(d: f32x8, k: &Coef, dy: &[f32], j: usize) -> f32x8 {
 
 #[inline(always)]
 fn grad_s<const MASK: bool>(d: f32, k: &Coef, dy: &[f32], t: usize) -> f32 {
-    if MASK && !(d * k.scale[t] + k.beta[t] > 0.0) {
-        0.0
+    // `relu_grad_s` on the recomputed output: NaN and non-positive outputs pass no gradient.
+    if MASK {
+        relu_grad_s(d * k.scale[t] + k.beta[t], dy[t])
     } else {
         dy[t]
     }
