@@ -12,7 +12,7 @@
 //! results.
 
 use crate::partition::{chunk_count, REDUCTION_ROWS};
-use crate::simd::{accumulate, load, multiversion, relu_s, relu_v, store, LANES};
+use crate::simd::{accumulate, load, multiversion, relu_grad_s, relu_s, relu_v, store, LANES};
 use rayon::prelude::*;
 use wide::f32x8;
 
