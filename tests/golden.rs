@@ -8,22 +8,20 @@
 //! network runs once per backend and (for the BN variants) per BN path as well.
 //!
 //! Tolerances, per compared tensor (`err = max |got - ref|`, `max|ref|` over the reference tensor):
-//! - single ops (`conv2d`, `batchnorm`, `dense_bn_relu`, `sigmoid_ce`, `adam`, and the network's
-//!   moving statistics after training): `err <= 1e-4 * max|ref| + 1e-6`;
-//! - whole network logits, loss and gradients, and eval-mode logits after training:
-//!   `err <= 1e-3 * max|ref|`. The network gradients are also measured against the single-op
-//!   bound; that is reported (printed), not enforced;
+//! - everything but parameters after Adam: single ops (`conv2d`, `batchnorm`, `dense_bn_relu`,
+//!   `sigmoid_ce`, `adam`) and the whole network's logits, loss, every gradient, moving
+//!   statistics and eval-mode logits after training: `err <= 1e-4 * max|ref| + 1e-6` (the issue's
+//!   relative 1e-4, stricter than the fixtures README's 1e-3 for whole networks). The largest
+//!   gradient `err / bound` of each network run is printed;
 //! - network parameters after Adam (the README's rule): `|got - ref| <= 1e-5 + 1e-3 * lr` on the
 //!   elements whose reference gradient of the last step has `|grad| > 1e-3 * max|grad|` of that
 //!   tensor, and `|got - ref| <= 2 * lr * steps` on every element (Adam moves a weight by about
 //!   `lr * sign(grad)` per step, and the sign of a tiny float64 gradient is not meaningful in f32).
 //!
-//! Why the network is not held to 1e-4: on `network_bn` 2 of 62 f32 gradient tensors exceed it
-//! (worst 1.35x the bound, `conv01.weight`, matrixmultiply; 3 of 62 and 1.23x with OpenBLAS) and
-//! the logits reach 5e-5 to 7e-5. Perturbing every
-//! input and parameter by a random 6e-8 relative (f32 rounding) moves the engine's own logits by
-//! 1.5e-5 to 4.5e-5 and `conv01.weight`'s gradient by 4e-5 to 9e-5: that is the conditioning of 19
-//! BN layers at batch 8 in f32, not an engine error. `network_plain` stays below 2e-6.
+//! The whole network meets 1e-4 because weight-gradient partial sums (per chunk of images) are
+//! added in f64: with an f32 sum, `conv01.weight` (64 partials of 784-row reductions, with
+//! cancellation) reached 1.4x the bound. Worst seen now: 0.58x the bound (`bn05.gamma`, bnconv's
+//! GEMM), 0.62x (`conv01.weight`, matrixmultiply); `network_plain` stays below 0.01x.
 //!
 //! Besides the reference tensors, the tests also check that the fixture's SAME pads are the
 //! engine's, that outputs and gradients are fully written (buffers start as NaN), that eval mode
@@ -256,19 +254,17 @@ fn expect_shape(what: &str, t: &RefTensor, want: &[usize]) -> Result<(), String>
 // Comparison and reporting
 // ---------------------------------------------------------------------------------------------
 
+/// The tolerance every reference tensor is held to except parameters after Adam (their own rule).
 #[derive(Clone, Copy)]
 enum Tol {
     /// `1e-4 * max|ref| + 1e-6`.
     SingleOp,
-    /// `1e-3 * max|ref|`.
-    Network,
 }
 
 impl Tol {
     fn bound(self, max_ref: f64) -> f64 {
         match self {
             Tol::SingleOp => 1e-4 * max_ref + 1e-6,
-            Tol::Network => 1e-3 * max_ref,
         }
     }
 }
@@ -1204,7 +1200,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                 &format!("step{s}.logits"),
                 &logits,
                 fx.tensor(&format!("step{s}.logits"))?,
-                Tol::Network,
+                Tol::SingleOp,
             );
             let mut dlogits = vec![0.0; logits.len()];
             let loss = sigmoid_cross_entropy(&logits, &labels.data, Some(&mut dlogits));
@@ -1213,7 +1209,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                 &format!("step{s}.loss"),
                 &[loss],
                 fx.tensor(&format!("step{s}.loss"))?,
-                Tol::Network,
+                Tol::SingleOp,
             );
 
             net.visit_params(&mut |p| p.grad.fill(f32::NAN));
@@ -1226,7 +1222,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                 let key = format!("step{s}.grad.{name}");
                 let want = fx.tensor(&key)?;
                 expect_shape(&key, want, &p.shape)?;
-                let (err, max_ref) = rep.close("grad", &key, &p.grad, want, Tol::Network);
+                let (err, max_ref) = rep.close("grad", &key, &p.grad, want, Tol::SingleOp);
                 n_grads += 1;
                 if err.is_nan() || err > Tol::SingleOp.bound(max_ref) {
                     over_single += 1;
@@ -1238,7 +1234,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
                 last_grads.insert(name, want);
             }
             let note = format!(
-                "{} step {s}: {over_single}/{n_grads} gradient tensors exceed the single-op bound 1e-4*max|ref|+1e-6 \
+                "{} step {s}: {over_single}/{n_grads} gradient tensors exceed the bound 1e-4*max|ref|+1e-6 \
                  (largest err/bound {:.3} at {})",
                 rep.ctx(),
                 worst_single.0,
@@ -1279,7 +1275,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
             "after.eval_logits",
             &eval,
             fx.tensor("after.eval_logits")?,
-            Tol::Network,
+            Tol::SingleOp,
         );
     }
     Ok(())

@@ -472,21 +472,24 @@ fn reduce_partials(
 ) {
     let (k, cout) = (g.k(), g.out_c);
     dw.fill(0.0);
+    // In f64, like the batch-norm sums: up to 64 partials of long f32 reductions each.
     for (r, out) in (0..k).map(|r| (r, weight_row(g, r))) {
-        let dst = &mut dw[out * cout..][..cout];
-        for part in partials.chunks_exact(per_chunk) {
-            for (acc, v) in dst.iter_mut().zip(&part[r * cout..][..cout]) {
-                *acc += v;
-            }
+        for (j, dst) in dw[out * cout..][..cout].iter_mut().enumerate() {
+            let sum: f64 = partials
+                .chunks_exact(per_chunk)
+                .map(|part| part[r * cout + j] as f64)
+                .sum();
+            *dst = sum as f32;
         }
     }
     if let Some(db) = db {
         assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
-        db.fill(0.0);
-        for part in partials.chunks_exact(per_chunk) {
-            for (acc, v) in db.iter_mut().zip(&part[k * cout..]) {
-                *acc += v;
-            }
+        for (j, dst) in db.iter_mut().enumerate() {
+            let sum: f64 = partials
+                .chunks_exact(per_chunk)
+                .map(|part| part[k * cout + j] as f64)
+                .sum();
+            *dst = sum as f32;
         }
     }
 }
