@@ -285,14 +285,13 @@ pub fn conv_forward_fused(
         .zip(ws.cols.par_chunks_mut(ch.cols.max(1)))
         .zip(y.par_chunks_mut(ch.output.max(1)))
         .for_each(|((x_c, cols_c), y_c)| {
-            let p = profile::thread_scope(Phase::Im2col);
-            for (img, col) in x_c
-                .chunks_exact(g.in_pixels() * g.in_c)
-                .zip(cols_c.chunks_exact_mut(g.out_pixels() * k))
-            {
-                im2col_image(g, img, col);
-            }
-            drop(p);
+            // Images in parallel too: a small layer is one chunk of all 64 images.
+            x_c.par_chunks(g.in_pixels() * g.in_c)
+                .zip(cols_c.par_chunks_mut(g.out_pixels() * k))
+                .for_each(|(img, col)| {
+                    let _p = profile::thread_scope(Phase::Im2col);
+                    im2col_image(g, img, col);
+                });
             let _p = profile::thread_scope(Phase::ConvGemmForward);
             if let Some(b) = bias {
                 for row in y_c.chunks_exact_mut(cout) {
@@ -451,13 +450,13 @@ fn data_grad_explicit(
                 gemm, rows, k, cout, dy_c, weights, true, cols_c, false, false,
             );
             drop(p);
-            let _p = profile::thread_scope(Phase::Col2im);
-            for (dcol, dimg) in cols_c
-                .chunks_exact(g.out_pixels() * k)
-                .zip(dx_c.chunks_exact_mut(g.in_pixels() * g.in_c))
-            {
-                col2im_image(g, dcol, dimg);
-            }
+            cols_c
+                .par_chunks(g.out_pixels() * k)
+                .zip(dx_c.par_chunks_mut(g.in_pixels() * g.in_c))
+                .for_each(|(dcol, dimg)| {
+                    let _p = profile::thread_scope(Phase::Col2im);
+                    col2im_image(g, dcol, dimg);
+                });
         });
 }
 

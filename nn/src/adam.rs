@@ -101,7 +101,7 @@ impl Adam {
 
 /// Elements per parallel Adam task: big tensors are split across the rayon pool. Each element's
 /// update is independent, so the split never changes a result.
-const ADAM_TASK: usize = 16 * 1024;
+const ADAM_TASK: usize = 4 * 1024;
 
 /// One Adam update of a flat parameter and its moments, with the step size `lr_t` of this update.
 pub fn adam_update(
