@@ -231,8 +231,8 @@ impl Layer for BatchNorm {
             self.shift[ch] = self.beta.value[ch] - self.moving_mean.value[ch] * self.scale[ch];
         }
         Some(EvalAffine {
-            scale: &self.scale,
-            shift: &self.shift,
+            scale: Some(&self.scale),
+            shift: Some(&self.shift),
             relu: self.relu,
         })
     }

@@ -115,14 +115,16 @@ impl Layer for Conv2d {
         post: &EvalAffine<'_>,
     ) -> bool {
         let g = self.geometry(x.shape());
+        // bias * scale + shift, where a missing scale is 1 and a missing shift 0 (so a lone ReLU
+        // after a biased conv keeps the bias bit for bit).
         self.fused_bias.clear();
-        self.fused_bias
-            .extend(post.shift.iter().enumerate().map(|(c, shift)| {
-                let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
-                bias * post.scale[c] + shift
-            }));
+        self.fused_bias.extend((0..self.out_c).map(|c| {
+            let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
+            let scaled = post.scale.map_or(bias, |s| bias * s[c]);
+            post.shift.map_or(scaled, |s| scaled + s[c])
+        }));
         let epilogue = ConvEpilogue {
-            scale: Some(post.scale),
+            scale: post.scale,
             relu: post.relu,
         };
         conv_forward_fused(

@@ -93,10 +93,11 @@ pub struct ShapeError {
 }
 
 /// The per-channel map a layer applies in evaluation mode, `y = relu?(x * scale + shift)`, handed
-/// to the layer before it so that it can apply the map on its GEMM's output tile.
+/// to the layer before it so that it can apply the map on its GEMM's output tile. `None` means
+/// the identity (scale 1, shift 0): a lone ReLU is `{ None, None, relu: true }`.
 pub struct EvalAffine<'a> {
-    pub scale: &'a [f32],
-    pub shift: &'a [f32],
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
     pub relu: bool,
 }
 

@@ -1,6 +1,6 @@
 //! A standalone ReLU (the plain network's activation).
 
-use crate::layer::{Exec, Layer, Mode, ShapeError};
+use crate::layer::{EvalAffine, Exec, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::profile::{self, Phase};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
@@ -24,6 +24,14 @@ impl Layer for Relu {
 
     fn output_shape(&self, input: Shape) -> Result<Shape, ShapeError> {
         Ok(input)
+    }
+
+    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
+        Some(EvalAffine {
+            scale: None,
+            shift: None,
+            relu: true,
+        })
     }
 
     fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
