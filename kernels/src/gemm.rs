@@ -281,13 +281,24 @@ mod tests {
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
     }
 
+    /// Every backend, every transpose pair, on odd shapes; with `alpha = 1` and `beta` 0 or 1
+    /// (the products the layers use, which bnconv's GEMM runs itself) and with a general
+    /// `alpha`/`beta` (which it hands to matrixmultiply).
     #[test]
     fn every_backend_matches_the_reference_on_odd_shapes_and_transposes() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let shapes = [
+            (7, 5, 3),
+            (1, 1, 1),
+            (33, 17, 65),
+            (64, 76, 684),
+            (64, 100, 76),
+            (5, 9, 0),
+        ];
         for &backend in GemmBackend::available() {
-            for &(m, n, k) in &[(7, 5, 3), (1, 1, 1), (33, 17, 65), (64, 76, 684), (5, 9, 0)] {
-                for ta in [false, true] {
-                    for tb in [false, true] {
+            for &(m, n, k) in &shapes {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (0.5, 2.0)] {
                         let lda = if ta { m } else { k } + 2;
                         let ldb = if tb { k } else { n } + 1;
                         let ldc = n + 3;
@@ -296,48 +307,16 @@ mod tests {
                         let c0 = random(m * ldc, &mut rng);
                         let (mut got, mut want) = (c0.clone(), c0.clone());
                         sgemm(
-                            backend, ta, tb, m, n, k, 0.5, &a, lda, &b, ldb, 2.0, &mut got, ldc,
+                            backend, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
                         );
                         sgemm_reference(
-                            ta, tb, m, n, k, 0.5, &a, lda, &b, ldb, 2.0, &mut want, ldc,
+                            ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
                         );
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                                "{backend} m{m} n{n} k{k} ta{ta} tb{tb} at {i}: {g} vs {w}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The products the layers use (`alpha = 1`, `beta` 0 or 1), which bnconv's GEMM runs itself.
-    #[test]
-    fn every_backend_matches_the_reference_on_the_layers_products() {
-        let mut rng = ChaCha8Rng::seed_from_u64(8);
-        for &backend in GemmBackend::available() {
-            for &(m, n, k) in &[(7, 5, 3), (1, 1, 1), (33, 17, 65), (64, 100, 76), (5, 9, 0)] {
-                for (ta, tb) in [(false, false), (true, false), (false, true)] {
-                    for beta in [0.0, 1.0] {
-                        let lda = if ta { m } else { k } + 2;
-                        let ldb = if tb { k } else { n } + 1;
-                        let ldc = n + 3;
-                        let a = random((if ta { k } else { m }).max(1) * lda, &mut rng);
-                        let b = random((if tb { n } else { k }).max(1) * ldb, &mut rng);
-                        let c0 = random(m * ldc, &mut rng);
-                        let (mut got, mut want) = (c0.clone(), c0.clone());
-                        sgemm(
-                            backend, ta, tb, m, n, k, 1.0, &a, lda, &b, ldb, beta, &mut got, ldc,
-                        );
-                        sgemm_reference(
-                            ta, tb, m, n, k, 1.0, &a, lda, &b, ldb, beta, &mut want, ldc,
-                        );
-                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            assert!(
-                                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                                "{backend} m{m} n{n} k{k} ta{ta} tb{tb} b{beta} at {i}: {g} vs {w}"
+                                "{backend} m{m} n{n} k{k} ta{ta} tb{tb} a{alpha} b{beta} at {i}: \
+                                 {g} vs {w}"
                             );
                         }
                     }

@@ -251,16 +251,7 @@ mod tests {
     use crate::im2col::reference::im2col_image;
     use crate::matmul::{pack_panels, packed_len};
     use crate::simd::active_isa;
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::testing::pseudo;
 
     /// Both products against the explicit im2col matrix and f64 sums, for both ISAs, on odd
     /// sizes, both strides and channel counts that leave tails.

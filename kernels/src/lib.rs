@@ -24,6 +24,8 @@ pub mod partition;
 pub mod profile;
 pub mod relu;
 pub mod simd;
+#[cfg(test)]
+mod testing;
 
 pub use gemm::GemmBackend;
 pub use geometry::ConvGeometry;
