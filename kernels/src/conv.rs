@@ -12,7 +12,7 @@
 
 use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
-use crate::im2col::{col2im_image, im2col_image};
+use crate::im2col::{col2im_image, copy_run, im2col_image};
 use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
 use crate::partition::{chunk_count, images_per_chunk};
@@ -270,9 +270,7 @@ pub fn conv_forward_fused(
                     drop(p);
                     let _p = profile::thread_scope(Phase::ConvGemmForward);
                     if let Some(b) = bias {
-                        for row in y_img.chunks_exact_mut(cout) {
-                            row.copy_from_slice(b);
-                        }
+                        fill_rows(y_img, b);
                     }
                     forward_image(isa, &im, padded, weights, cout, y_img, bias.is_some(), relu);
                 }
@@ -294,9 +292,7 @@ pub fn conv_forward_fused(
                 });
             let _p = profile::thread_scope(Phase::ConvGemmForward);
             if let Some(b) = bias {
-                for row in y_c.chunks_exact_mut(cout) {
-                    row.copy_from_slice(b);
-                }
+                fill_rows(y_c, b);
             }
             let rows = y_c.len() / cout;
             gemm_rows(
@@ -490,6 +486,14 @@ fn reduce_partials(
                 .sum();
             *dst = sum as f32;
         }
+    }
+}
+
+/// Every `b.len()`-wide row of `y` set to `b` (the bias the GEMM then accumulates onto), with
+/// vector moves: rows are 4-76 floats, too short for a `memcpy` call to pay.
+fn fill_rows(y: &mut [f32], b: &[f32]) {
+    for row in y.chunks_exact_mut(b.len()) {
+        copy_run(row, b);
     }
 }
 
