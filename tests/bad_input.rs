@@ -19,8 +19,10 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use tempfile::TempDir;
+#[path = "support/binary.rs"]
+mod binary;
+use binary::bnconv;
 
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
@@ -553,13 +555,6 @@ fn malformed_checksum_list_and_too_few_training_images() {
 
 // ---------------------------------------------------------------------------------------------
 // Command line
-
-fn bnconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bnconv"))
-        .args(args)
-        .output()
-        .expect("the bnconv binary runs")
-}
 
 /// Runs `bnconv ARGS --json <fresh dir>/out.json` (unless ARGS has its own `--json`) and checks
 /// the rejection: non-zero exit, `needle` in stderr, no panic, nothing on stdout, and nothing

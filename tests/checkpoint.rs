@@ -12,6 +12,9 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+#[path = "support/binary.rs"]
+mod binary;
+use binary::scratch;
 
 fn mnist() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
@@ -33,12 +36,6 @@ fn small_mnist(train: usize) -> Mnist {
         validation: m.validation.slice(0..200),
         test: m.test.slice(0..200),
     }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bnconv-ckpt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn config(variant: Variant, batches: usize, batch_size: usize) -> TrainConfig {
@@ -93,7 +90,7 @@ fn steps(trainer: &mut Trainer, data: &Dataset, n: usize) -> Vec<u32> {
 #[test]
 fn saved_tensors_read_back_bit_exact() {
     let data = small_mnist(64);
-    let dir = scratch("roundtrip");
+    let dir = scratch("ckpt", "roundtrip");
     for variant in Variant::ALL {
         let cfg = config(variant, 10, 8);
         let mut trainer = Trainer::new(&cfg, data.train.len());
@@ -164,7 +161,7 @@ fn saved_tensors_read_back_bit_exact() {
 
 #[test]
 fn names_and_layouts_are_the_documented_ones() {
-    let dir = scratch("names");
+    let dir = scratch("ckpt", "names");
     let path = dir.join("bn.safetensors");
     let mut net = seed_network(Variant::Bn, 1, Exec::default());
     save_network(&path, &mut net, Variant::Bn, 0).unwrap();
@@ -200,7 +197,7 @@ fn assert_resume_matches(
     let mut straight = Trainer::new(&cfg, data.len());
     let straight_losses = steps(&mut straight, data, total);
 
-    let path = scratch("resume").join(format!("{variant}-{batch}-{split}.safetensors"));
+    let path = scratch("ckpt", "resume").join(format!("{variant}-{batch}-{split}.safetensors"));
     let mut first = Trainer::new(&cfg, data.len());
     let mut losses = steps(&mut first, data, split);
     save_trainer(&path, &mut first, &cfg).unwrap();
@@ -244,7 +241,7 @@ fn resumed_protocol_logs_on_the_same_schedule_and_ends_identically() {
     let mut straight = Trainer::new(&cfg, data.train.len());
     let full = continue_protocol(&cfg, &data, &mut straight, &mut |_| {}).unwrap();
 
-    let path = scratch("protocol").join("half.safetensors");
+    let path = scratch("ckpt", "protocol").join("half.safetensors");
     let mut first = Trainer::new(&cfg, data.train.len());
     let half_cfg = TrainConfig {
         batches: 30,
@@ -361,7 +358,7 @@ fn expect_err<T>(r: Result<T, CheckpointError>) -> CheckpointError {
 
 #[test]
 fn unreadable_and_corrupt_files() {
-    let dir = scratch("corrupt");
+    let dir = scratch("ckpt", "corrupt");
     let good = good_checkpoint(&dir);
     let bytes = std::fs::read(&good).unwrap();
 
@@ -419,7 +416,7 @@ fn unreadable_and_corrupt_files() {
 
 #[test]
 fn every_byte_mutation_is_an_error_or_a_valid_load_never_a_panic() {
-    let dir = scratch("mutate");
+    let dir = scratch("ckpt", "mutate");
     let good = good_checkpoint(&dir);
     let bytes = std::fs::read(&good).unwrap();
     let header_len = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -449,7 +446,7 @@ fn every_byte_mutation_is_an_error_or_a_valid_load_never_a_panic() {
 
 #[test]
 fn wrong_network_shape_or_variant() {
-    let dir = scratch("shape");
+    let dir = scratch("ckpt", "shape");
     let good = good_checkpoint(&dir);
 
     // A bn checkpoint loaded into the plain network and the other way round.
@@ -514,7 +511,7 @@ fn wrong_network_shape_or_variant() {
 
 #[test]
 fn missing_unexpected_and_wrongly_typed_tensors() {
-    let dir = scratch("tensors");
+    let dir = scratch("ckpt", "tensors");
     let good = good_checkpoint(&dir);
     let edited = dir.join("edited.safetensors");
 
@@ -568,7 +565,7 @@ fn missing_unexpected_and_wrongly_typed_tensors() {
 
 #[test]
 fn resuming_needs_a_consistent_training_state() {
-    let dir = scratch("state");
+    let dir = scratch("ckpt", "state");
     let good = good_checkpoint(&dir);
     let edited = dir.join("edited.safetensors");
 
@@ -664,7 +661,7 @@ fn resuming_needs_a_consistent_training_state() {
 
 #[test]
 fn saving_to_a_missing_directory_fails_and_writes_nothing() {
-    let dir = scratch("save");
+    let dir = scratch("ckpt", "save");
     let mut net = seed_network(Variant::Bn, 1, Exec::default());
     let target = dir.join("absent").join("x.safetensors");
     match save_network(&target, &mut net, Variant::Bn, 0).unwrap_err() {

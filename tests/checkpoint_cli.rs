@@ -6,15 +6,10 @@ use bnconv_nn::mnist::{Dataset, Mnist};
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn bnconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bnconv"))
-        .args(args)
-        .output()
-        .expect("the bnconv binary runs")
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{bnconv, scratch};
 
 /// Runs `bnconv ARGS --data <small MNIST>` and expects success.
 fn ok(args: &[&str]) -> String {
@@ -26,12 +21,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bnconv-ckpt-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn s(p: &Path) -> &str {
@@ -48,7 +37,7 @@ fn small_data() -> &'static str {
             "/data/mnist"
         )))
         .expect("the repository's MNIST loads");
-        let dir = scratch("data");
+        let dir = scratch("ckpt-cli", "data");
         let mut train_images = real.validation.images().to_vec();
         train_images.extend_from_slice(real.train.slice(0..64).images());
         let mut train_labels = real.validation.labels().to_vec();
@@ -93,7 +82,7 @@ fn tensors(path: &Path) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>)
 
 #[test]
 fn train_save_then_eval_reports_the_same_accuracy() {
-    let dir = scratch("eval");
+    let dir = scratch("ckpt-cli", "eval");
     let (ckpt, train_json, eval_json) = (
         dir.join("bn.safetensors"),
         dir.join("train.json"),
@@ -157,7 +146,7 @@ fn train_save_then_eval_reports_the_same_accuracy() {
 
 #[test]
 fn resume_ends_bitwise_where_an_uninterrupted_run_does() {
-    let dir = scratch("resume");
+    let dir = scratch("ckpt-cli", "resume");
     let (full, half, resumed) = (
         dir.join("full.safetensors"),
         dir.join("half.safetensors"),
@@ -230,7 +219,7 @@ fn resume_ends_bitwise_where_an_uninterrupted_run_does() {
 
 #[test]
 fn compare_save_writes_one_checkpoint_per_variant() {
-    let dir = scratch("compare");
+    let dir = scratch("ckpt-cli", "compare");
     let base = dir.join("run.safetensors");
     ok(&[
         "compare",
@@ -272,7 +261,7 @@ fn assert_rejected_early(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_checkpoint_paths_and_files_are_rejected_before_any_work() {
-    let dir = scratch("bad");
+    let dir = scratch("ckpt-cli", "bad");
     let file = dir.join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
     let under_file = file.join("x.safetensors");

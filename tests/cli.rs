@@ -1,25 +1,13 @@
 //! End-to-end test of the `bnconv` binary: a short real run with JSON output. User errors that
 //! must be rejected before any work starts are in `tests/bad_input.rs`.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn bnconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bnconv"))
-        .args(args)
-        .output()
-        .expect("the bnconv binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bnconv-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{bnconv, scratch};
 
 #[test]
 fn short_bn_run_writes_complete_json_and_the_loss_falls() {
-    let json = scratch("run").join("report.json");
+    let json = scratch("cli", "run").join("report.json");
     let out = bnconv(&[
         "train",
         "--variant",

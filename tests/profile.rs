@@ -2,21 +2,10 @@
 //! `--plot` option of train/compare.
 
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn bnconv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bnconv"))
-        .args(args)
-        .output()
-        .expect("the bnconv binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bnconv-profile-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::process::Output;
+#[path = "support/binary.rs"]
+mod binary;
+use binary::{bnconv, scratch};
 
 fn num(v: &Value, what: &str) -> f64 {
     v.as_f64()
@@ -35,7 +24,7 @@ fn succeeded(out: &Output) -> String {
 
 #[test]
 fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
-    let dir = scratch("json");
+    let dir = scratch("profile", "json");
     let (json, svg) = (dir.join("profile.json"), dir.join("profile.svg"));
     let out = bnconv(&[
         "profile",
@@ -250,7 +239,7 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
 
 #[test]
 fn train_plot_writes_a_png_with_the_curves() {
-    let png = scratch("png").join("curves.png");
+    let png = scratch("profile", "png").join("curves.png");
     let out = bnconv(&[
         "train",
         "--batches",
