@@ -35,8 +35,8 @@ pub(crate) struct Tile {
     pub b: *const f32,
     pub b_step: isize,
     pub b_seg: isize,
-    pub c: *mut f32,
-    pub ldc: usize,
+    /// Row `i` of C; like `a`, rows past `rows` repeat a valid row (they are never written).
+    pub c: [*mut f32; MAX_ROWS],
     /// Valid rows (`1..=MR`): rows past it are not written to C.
     pub rows: usize,
     /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
@@ -55,6 +55,11 @@ impl Tile {
     pub fn strided_rows(a: *const f32, stride: isize, rows: usize) -> [*const f32; MAX_ROWS] {
         std::array::from_fn(|i| a.wrapping_offset(i.min(rows - 1) as isize * stride))
     }
+
+    /// Output row pointers `c + i * ldc` for the first `rows` rows, the last valid one repeated.
+    pub fn strided_out(c: *mut f32, ldc: usize, rows: usize) -> [*mut f32; MAX_ROWS] {
+        std::array::from_fn(|i| c.wrapping_add(i.min(rows - 1) * ldc))
+    }
 }
 
 /// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols`
@@ -65,7 +70,7 @@ impl Tile {
 /// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it). For
 /// every `i < MR`, segment `s` and step `p`, `a[i] + s*a_seg + p*a_step` must be readable; B rows
 /// must be readable for `8*NV` floats (`cols` when `MASK_B`); C must be writable at
-/// `c + i*ldc + j` for `i < rows`, `j < cols`, and must not overlap A or B.
+/// `c[i] + j` for `i < rows`, `j < cols`, and must not overlap A or B.
 #[inline]
 pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
     isa: Isa,
@@ -96,7 +101,7 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
         for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
             for (j, v) in row.iter_mut().enumerate().take(t.cols) {
                 // SAFETY: `i < rows`, `j < cols` are inside C's contract.
-                *v = unsafe { *t.c.add(i * t.ldc + j) };
+                *v = unsafe { *t.c[i].add(j) };
             }
         }
     }
@@ -116,7 +121,7 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
         for (j, v) in row.iter().enumerate().take(t.cols) {
             let v = if t.relu { relu_s(*v) } else { *v };
             // SAFETY: `i < rows`, `j < cols` are inside C's contract.
-            unsafe { *t.c.add(i * t.ldc + j) = v };
+            unsafe { *t.c[i].add(j) = v };
         }
     }
 }
@@ -145,7 +150,7 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         if t.accumulate {
             for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
-                let c = t.c.wrapping_add(i * t.ldc);
+                let c = t.c[i];
                 for (j, v) in row.iter_mut().enumerate() {
                     // SAFETY: as for the stores below.
                     *v = unsafe {
@@ -196,7 +201,7 @@ mod avx2 {
             }
         }
         for (i, row) in acc.iter().enumerate().take(t.rows) {
-            let c = t.c.wrapping_add(i * t.ldc);
+            let c = t.c[i];
             for (j, v) in row.iter().enumerate() {
                 let cj = c.wrapping_add(LANES * j);
                 // SAFETY: full vectors lie inside the `cols` valid columns; the last one is
