@@ -110,12 +110,14 @@ pub struct ConvEpilogue<'a> {
     pub relu: bool,
 }
 
-/// Fills `ws.weights` with the forward GEMM's `B = W_live [k, Cout]` (times `scale` per column).
+/// Fills `ws.weights` with the forward GEMM's `B = W_live [k, Cout]` (times `scale` per column):
+/// in the implicit path's layout when `implicit` is given.
 fn prepare_forward_weights(
     gemm: GemmBackend,
     g: &ConvGeometry,
     w: &[f32],
     scale: Option<&[f32]>,
+    implicit: Option<&Implicit>,
     out: &mut Vec<f32>,
 ) {
     let (k, n) = (g.k(), g.out_c);
@@ -123,6 +125,10 @@ fn prepare_forward_weights(
         let v = w[weight_row(g, p) * n + j];
         scale.map_or(v, |s| v * s[j])
     };
+    if let Some(im) = implicit {
+        out.resize(im.packed_len(n), 0.0);
+        return im.pack_weights(n, value, out);
+    }
     match gemm {
         GemmBackend::Native => {
             out.resize(packed_len(k, n), 0.0);
@@ -243,8 +249,16 @@ pub fn conv_forward_fused(
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
     let relu = epilogue.relu;
-    prepare_forward_weights(gemm, g, w, epilogue.scale, &mut ws.weights);
-    if let Some(im) = implicit_plan(gemm, g) {
+    let implicit = implicit_plan(gemm, g);
+    prepare_forward_weights(
+        gemm,
+        g,
+        w,
+        epilogue.scale,
+        implicit.as_ref(),
+        &mut ws.weights,
+    );
+    if let Some(im) = implicit {
         let (isa, weights) = (active_isa(), &ws.weights);
         let per_chunk = ch.input / (g.in_pixels() * g.in_c) * im.padded_len();
         ws.padded.resize(g.batch * im.padded_len(), 0.0);
@@ -510,7 +524,7 @@ fn data_grad_explicit(
                 &mut ws.weights,
             );
         }
-        _ => prepare_forward_weights(gemm, g, w, None, &mut ws.weights),
+        _ => prepare_forward_weights(gemm, g, w, None, None, &mut ws.weights),
     }
     let weights = &ws.weights;
     ws.cols
@@ -642,10 +656,9 @@ fn backward_implicit(
         "conv_backward: input gradient size"
     );
     // W'[tap', n, c] = W[8 - tap', c, n]: the flipped kernel with in and out channels swapped.
-    let (cin, dk) = (g.in_c, dim.k());
-    ws.weights.resize(packed_len(dk, cin), 0.0);
-    pack_panels(
-        dk,
+    let cin = g.in_c;
+    ws.weights.resize(dim.packed_len(cin), 0.0);
+    dim.pack_weights(
         cin,
         |p, j| w[((8 - p / cout) * cin + j) * cout + p % cout],
         &mut ws.weights,

@@ -12,7 +12,7 @@
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
 use crate::im2col::{copy_run, zero_run};
-use crate::matmul::{dispatch, panels, tile_rows};
+use crate::matmul::{dispatch, pack_panels, packed_len, panels, tile_rows};
 use crate::microkernel::{Tile, LANES};
 use crate::simd::Isa;
 
@@ -71,6 +71,52 @@ impl Implicit {
     pub fn k(&self) -> usize {
         9 * self.channels
     }
+
+    /// Whether an `n`-channel output is computed two pixels per vector: with `n = 4` a plain
+    /// tile leaves half of every vector empty. A horizontal pixel pair's two windows overlap in
+    /// one run of `4C` floats per kernel row, so the pair is one tile row of depth `3 x 4C`
+    /// against weights widened to `[W; 0]` (first pixel) and `[0; W]` (second): a third more
+    /// multiplications, all in full vectors. Stride 1 and an even width keep pairs within rows.
+    pub fn pairs_pixels(&self, n: usize) -> bool {
+        n == 4 && self.stride == 1 && self.out_w % 2 == 0
+    }
+
+    /// Floats of the packed weights [`forward_image`] takes for an `n`-channel output.
+    pub fn packed_len(&self, n: usize) -> usize {
+        if self.pairs_pixels(n) {
+            packed_len(3 * pair_run(self.channels), LANES)
+        } else {
+            packed_len(self.k(), n)
+        }
+    }
+
+    /// Packs `B(p, j) = value(p, j)` (`9C x n`, HWIO order) for [`forward_image`]: column panels,
+    /// or for paired pixels the widened `3 x 4C` rows of 8 floats.
+    pub fn pack_weights(&self, n: usize, value: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+        let c = self.channels;
+        if !self.pairs_pixels(n) {
+            return pack_panels(self.k(), n, value, out);
+        }
+        // Row (ky, p) of the pair's run: pixel 0 sees run position p as its tap p (p < 3C),
+        // pixel 1 as its tap p - C (p >= C).
+        let widened = |r: usize, lane: usize| {
+            let (ky, p) = (r / pair_run(c), r % pair_run(c));
+            let (pixel, j) = (lane / n, lane % n);
+            match p.checked_sub(pixel * c).filter(|&t| t < 3 * c) {
+                Some(t) => value(ky * 3 * c + t, j),
+                None => 0.0,
+            }
+        };
+        pack_panels(3 * pair_run(c), LANES, widened, out)
+    }
+}
+
+/// Pixels per paired tile row ([`Implicit::pairs_pixels`]).
+const PAIR: usize = 2;
+
+/// Floats per kernel row that a pixel pair's two windows span: `(3 + 1) * C`.
+fn pair_run(c: usize) -> usize {
+    (3 + PAIR - 1) * c
 }
 
 /// Copies an `h x w x c` image into `padded` (`padded_h x padded_w x c`) at row `top`, column
@@ -105,7 +151,7 @@ pub fn pad_image(
 }
 
 /// `y[q, n] (+)= sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` for every output pixel `q`
-/// of one image, with `B` (`9C x n`, HWIO order) packed by [`crate::matmul::pack_panels`].
+/// of one image, with `B` (`9C x n`, HWIO order) packed by [`Implicit::pack_weights`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_image(
     isa: Isa,
@@ -123,12 +169,11 @@ pub(crate) fn forward_image(
         im.padded_len(),
         "implicit forward: padded image size"
     );
-    assert_eq!(
-        packed.len(),
-        crate::matmul::packed_len(k, n),
-        "implicit forward: weights"
-    );
+    assert_eq!(packed.len(), im.packed_len(n), "implicit forward: weights");
     assert_eq!(y.len(), pixels * n, "implicit forward: output size");
+    if im.pairs_pixels(n) {
+        return forward_pairs(isa, im, padded, packed, y, accumulate, relu);
+    }
     // Window offsets of the strip's pixels, stepped without divisions (they cost more than a
     // small tile's arithmetic).
     let mut windows = [0usize; STRIP_PIXELS];
@@ -170,6 +215,60 @@ pub(crate) fn forward_image(
                 // columns `first..first + cols` lie inside `y`, which is exclusively borrowed.
                 unsafe { dispatch::<false>(isa, nv, &t) };
             }
+        }
+    }
+}
+
+/// [`forward_image`] two pixels per tile row, for a 4-channel output: `y` viewed as rows of
+/// 8 floats (a pixel pair) is the tile's C.
+fn forward_pairs(
+    isa: Isa,
+    im: &Implicit,
+    padded: &[f32],
+    packed: &[f32],
+    y: &mut [f32],
+    accumulate: bool,
+    relu: bool,
+) {
+    let (c, pairs) = (im.channels, im.pixels() / PAIR);
+    let pairs_per_row = im.out_w / PAIR;
+    let mr = tile_rows(1);
+    let mut windows = [0usize; STRIP_PIXELS];
+    let (mut oy, mut ox) = (0, 0);
+    for strip in (0..pairs).step_by(STRIP_PIXELS) {
+        let strip_end = (strip + STRIP_PIXELS).min(pairs);
+        for w in &mut windows[..strip_end - strip] {
+            *w = (oy * im.padded_w + ox * PAIR) * c;
+            ox += 1;
+            if ox == pairs_per_row {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
+        for q in (strip..strip_end).step_by(mr) {
+            let rows = mr.min(strip_end - q);
+            let t = Tile {
+                segments: 3,
+                depth: pair_run(c),
+                a: std::array::from_fn(|i| padded[windows[q - strip + i.min(rows - 1)]..].as_ptr()),
+                a_step: 1,
+                a_seg: (im.padded_w * c) as isize,
+                b: packed.as_ptr(),
+                b_step: LANES as isize,
+                b_seg: (pair_run(c) * LANES) as isize,
+                c: Tile::strided_out(y[q * LANES..].as_mut_ptr(), LANES, rows),
+                rows,
+                cols: LANES,
+                accumulate,
+                relu,
+            };
+            // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` is the pair at output
+            // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and
+            // `4C` floats on, up to padded column ox + 3 <= out_w + 1 < padded_w (`Implicit::new`
+            // proved out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold
+            // `3 x 4C` rows of 8 floats (size asserted by the caller). C rows are pairs
+            // `q..q + rows` < pixels / 2 of `y` (size asserted), 8 floats each, exclusively
+            // borrowed.
+            unsafe { dispatch::<false>(isa, 1, &t) };
         }
     }
 }
@@ -247,7 +346,6 @@ mod tests {
     use super::*;
     use crate::geometry::ConvGeometry;
     use crate::im2col::reference::im2col_image;
-    use crate::matmul::{pack_panels, packed_len};
     use crate::simd::active_isa;
     use crate::testing::pseudo;
 
@@ -261,6 +359,10 @@ mod tests {
                 (6, 6, 2, 20, 2),
                 (7, 7, 4, 12, 2),
                 (3, 4, 1, 4, 1),
+                // Four output channels: pixel pairs (even widths), plain tiles (odd width).
+                (6, 6, 5, 4, 1),
+                (5, 7, 2, 4, 1),
+                (28, 28, 1, 4, 1),
                 (14, 14, 16, 20, 1),
             ] {
                 let g = ConvGeometry::same(1, h, w, cin, cout, stride);
@@ -290,8 +392,8 @@ mod tests {
                 im2col_image(&g, &x, &mut cols);
                 let k = g.k();
 
-                let mut packed = vec![0.0; packed_len(k, cout)];
-                pack_panels(k, cout, |p, j| wt[p * cout + j], &mut packed);
+                let mut packed = vec![0.0; im.packed_len(cout)];
+                im.pack_weights(cout, |p, j| wt[p * cout + j], &mut packed);
                 let mut y = vec![f32::NAN; g.output_len()];
                 forward_image(isa, &im, &padded, &packed, cout, &mut y, false, false);
                 for q in 0..g.out_pixels() {
