@@ -41,17 +41,26 @@ macro_rules! per_channel {
 /// Longest widened row (floats) of the periodic layout; wider ones keep the scalar tail.
 const WIDE_MAX: usize = 256;
 
-/// Rows per period of the widened layout: for `c % 8 != 0`, `p` consecutive rows hold whole
-/// 8-float vectors (`c * p = lcm(c, 8)`), so a block of whole periods runs as `p`-times-wider
-/// rows with tiled coefficients and no scalar tail (4 channels were all scalar). 1 when `c` is a
-/// multiple of 8 or the widened row would exceed [`WIDE_MAX`]. Elementwise results are the same
-/// either way; per-channel sums add the `p` lanes of a channel at the end, in lane order.
+/// Shortest widened row (floats): four vectors, so that a block's per-channel sums run as four
+/// independent accumulator chains instead of one (with 4 or 8 channels a single chain of
+/// dependent adds bounded the statistics passes).
+const WIDE_MIN: usize = 4 * LANES;
+
+/// Rows per period of the widened layout: `p` consecutive rows hold whole 8-float vectors and at
+/// least [`WIDE_MIN`] floats, so a block of whole periods runs as `p`-times-wider rows with tiled
+/// coefficients, no scalar tail (4 channels were all scalar) and several independent vectors per
+/// row. 1 when `c` is already a multiple of 8 of at least `WIDE_MIN`, or the widened row would
+/// exceed [`WIDE_MAX`]. Elementwise results are the same either way; per-channel sums add the `p`
+/// lanes of a channel at the end, in lane order.
 fn period(c: usize) -> usize {
     let (mut a, mut b) = (c, LANES);
     while b != 0 {
         (a, b) = (b, a % b);
     }
-    let p = LANES / a;
+    let mut p = LANES / a;
+    while c * p < WIDE_MIN {
+        p *= 2;
+    }
     if p == 1 || c * p > WIDE_MAX {
         1
     } else {
@@ -287,33 +296,64 @@ multiversion! {
     }
 }
 
-/// [`sum_block`] in the widened layout ([`period`]).
+/// Rows per f32 run of the reductions: a block's sums are formed in f32 over runs this long,
+/// then added in f64, so no f32 accumulator adds more than this many values.
+const F32_RUN: usize = 64;
+
+/// `acc = sum over runs of rows`: `block(first_row, rows, run_acc)` sums `rows` rows from
+/// `first_row` in f32 into `run_acc` (`acc.len()` floats, overwritten); the runs are added in
+/// f64 and rounded once. Sums wider than `2 * WIDE_MAX` floats (over 256 channels) run as one.
+fn in_runs(rows: usize, acc: &mut [f32], block: impl Fn(usize, usize, &mut [f32])) {
+    let width = acc.len();
+    if rows <= F32_RUN || width > 2 * WIDE_MAX {
+        return block(0, rows, acc);
+    }
+    let mut run = [0.0f32; 2 * WIDE_MAX];
+    let mut total = [0.0f64; 2 * WIDE_MAX];
+    for first in (0..rows).step_by(F32_RUN) {
+        block(first, F32_RUN.min(rows - first), &mut run[..width]);
+        for (t, r) in total.iter_mut().zip(&run[..width]) {
+            *t += *r as f64;
+        }
+    }
+    for (a, t) in acc.iter_mut().zip(&total) {
+        *a = *t as f32;
+    }
+}
+
+/// [`sum_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
 fn sum_rows(x: &[f32], c: usize, acc: &mut [f32]) {
     let p = period(c);
+    let cw = c * p;
     if p == 1 {
-        return sum_block(x, c, acc);
+        return in_runs(x.len() / c, acc, |first, n, acc| {
+            sum_block(&x[first * c..][..n * c], c, acc)
+        });
     }
-    let (main, rest) = split_periods(x, c * p);
+    let (main, rest) = split_periods(x, cw);
     let (mut wide, mut tail) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX]);
-    sum_block(main, c * p, &mut wide[..c * p]);
+    in_runs(main.len() / cw, &mut wide[..cw], |first, n, acc| {
+        sum_block(&main[first * cw..][..n * cw], cw, acc)
+    });
     sum_block(rest, c, &mut tail[..c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
 
-/// [`sq_dev_block`] in the widened layout ([`period`]).
+/// [`sq_dev_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
 fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
     let p = period(c);
+    let cw = c * p;
     if p == 1 {
-        return sq_dev_block(x, c, mean, acc);
+        return in_runs(x.len() / c, acc, |first, n, acc| {
+            sq_dev_block(&x[first * c..][..n * c], c, mean, acc)
+        });
     }
-    let (main, rest) = split_periods(x, c * p);
+    let (main, rest) = split_periods(x, cw);
     let (mut wide, mut tail, mut mean_w) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
-    sq_dev_block(
-        main,
-        c * p,
-        tiled(mean, &mut mean_w[..c * p]),
-        &mut wide[..c * p],
-    );
+    let mean_w = tiled(mean, &mut mean_w[..cw]);
+    in_runs(main.len() / cw, &mut wide[..cw], |first, n, acc| {
+        sq_dev_block(&main[first * cw..][..n * cw], cw, mean_w, acc)
+    });
     sq_dev_block(rest, c, mean, &mut tail[..c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
@@ -338,12 +378,15 @@ fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     normalize_block(rest, k, y_rest, relu);
 }
 
-/// [`backward_sums_block`] in the widened layout ([`period`]).
+/// [`backward_sums_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
 fn backward_sums_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
     let c = coef.len() / 4;
     let p = period(c);
     if p == 1 {
-        return backward_sums_block(x, dy, relu, coef, acc);
+        return in_runs(x.len() / c, acc, |first, n, acc| {
+            let r = first * c..(first + n) * c;
+            backward_sums_block(&x[r.clone()], &dy[r], relu, coef, acc)
+        });
     }
     let cw = c * p;
     let (x_main, x_rest) = split_periods(x, cw);
@@ -352,14 +395,12 @@ fn backward_sums_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut
     for (v, out) in coef.chunks_exact(c).zip(coef_w.chunks_exact_mut(cw)) {
         tiled(v, out);
     }
+    let coef_w = &coef_w[..4 * cw];
     let (mut wide, mut tail) = ([0.0; 2 * WIDE_MAX], [0.0; 2 * WIDE_MAX]);
-    backward_sums_block(
-        x_main,
-        dy_main,
-        relu,
-        &coef_w[..4 * cw],
-        &mut wide[..2 * cw],
-    );
+    in_runs(x_main.len() / cw, &mut wide[..2 * cw], |first, n, acc| {
+        let r = first * cw..(first + n) * cw;
+        backward_sums_block(&x_main[r.clone()], &dy_main[r], relu, coef_w, acc)
+    });
     backward_sums_block(x_rest, dy_rest, relu, coef, &mut tail[..2 * c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
@@ -394,10 +435,19 @@ fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
     x.len() / c
 }
 
-/// Rows `[i * REDUCTION_ROWS, (i + 1) * REDUCTION_ROWS)` of a `[rows, c]` tensor.
+/// Rows per reduction chunk: [`REDUCTION_ROWS`] widened rows ([`period`]), so that every
+/// accumulator lane sums at most that many values in f32 (the partials are added in f64) and a
+/// chunk of a few-channel tensor is still thousands of floats, worth a task.
+fn reduction_rows(c: usize) -> usize {
+    REDUCTION_ROWS * period(c)
+}
+
+/// Chunk `i` of a `[rows, c]` tensor: rows `[i * r, (i + 1) * r)` with `r =`
+/// [`reduction_rows`]`(c)`.
 fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
-    let start = i * REDUCTION_ROWS * c;
-    &x[start..(start + REDUCTION_ROWS * c).min(x.len())]
+    let task = reduction_rows(c) * c;
+    let start = i * task;
+    &x[start..(start + task).min(x.len())]
 }
 
 /// Runs `block(chunk, partial)` over the fixed row chunks in parallel, each writing `width`
@@ -405,13 +455,14 @@ fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
 /// only on `rows`, so the result is the same bitwise on any number of threads.
 fn reduce_rows(
     rows: usize,
+    c: usize,
     width: usize,
     partials: &mut Vec<f32>,
     sums: &mut Vec<f64>,
     block: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     partials.clear();
-    partials.resize(chunk_count(rows, REDUCTION_ROWS) * width, 0.0);
+    partials.resize(chunk_count(rows, reduction_rows(c)) * width, 0.0);
     partials
         .par_chunks_mut(width)
         .enumerate()
@@ -441,14 +492,14 @@ pub fn batch_stats(
         "batch_stats: statistics size"
     );
     let BnScratch { partials, sums, .. } = scratch;
-    reduce_rows(rows, c, partials, sums, |i, part| {
+    reduce_rows(rows, c, c, partials, sums, |i, part| {
         sum_rows(chunk_of(x, c, i), c, part)
     });
     for (m, s) in mean.iter_mut().zip(sums.iter()) {
         *m = (s / rows as f64) as f32;
     }
     let mean: &[f32] = mean;
-    reduce_rows(rows, c, partials, sums, |i, part| {
+    reduce_rows(rows, c, c, partials, sums, |i, part| {
         sq_dev_rows(chunk_of(x, c, i), c, mean, part)
     });
     for (v, s) in var.iter_mut().zip(sums.iter()) {
@@ -464,7 +515,7 @@ pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
         k.mean.len() == c && k.beta.len() == c && y.len() == x.len(),
         "bn apply: sizes"
     );
-    let task = REDUCTION_ROWS * c;
+    let task = reduction_rows(c) * c;
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
         .for_each(|(x, y)| normalize_rows(x, k, y, relu));
@@ -537,7 +588,7 @@ pub(crate) fn backward(
     coef.extend(saved.gamma.iter().zip(saved.invstd).map(|(g, s)| g * s));
     coef.extend_from_slice(saved.beta);
     let head: &[f32] = coef;
-    reduce_rows(rows, 2 * c, partials, sums, |i, part| {
+    reduce_rows(rows, c, 2 * c, partials, sums, |i, part| {
         backward_sums_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, head, part)
     });
     for ch in 0..c {
@@ -547,7 +598,7 @@ pub(crate) fn backward(
     coef.extend(sums[..c].iter().map(|s| (s / rows as f64) as f32));
     coef.extend(sums[c..].iter().map(|s| (s / rows as f64) as f32));
     let coef: &[f32] = coef;
-    let task = REDUCTION_ROWS * c;
+    let task = reduction_rows(c) * c;
     dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
         backward_input_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
     });
