@@ -14,7 +14,7 @@ use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, copy_run, im2col_image};
 use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
-use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
+use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
 use crate::simd::active_isa;
@@ -121,24 +121,27 @@ fn prepare_forward_weights(
     out: &mut Vec<f32>,
 ) {
     let (k, n) = (g.k(), g.out_c);
-    let value = |p: usize, j: usize| {
-        let v = w[weight_row(g, p) * n + j];
-        scale.map_or(v, |s| v * s[j])
-    };
+    let row = |p: usize| weight_row(g, p) * n;
     if let Some(im) = implicit {
         out.resize(im.packed_len(n), 0.0);
-        return im.pack_weights(n, value, out);
+        return im.pack_weights(n, w, row, |j| j, scale, out);
     }
     match gemm {
         GemmBackend::Native => {
             out.resize(packed_len(k, n), 0.0);
-            pack_panels(k, n, value, out);
+            pack_panels_gather(k, n, w, row, |j| j, scale, out);
         }
         _ => {
             out.resize(k * n, 0.0);
-            for (r, row) in out.chunks_exact_mut(n).enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = value(r, j);
+            for (r, dst) in out.chunks_exact_mut(n).enumerate() {
+                let src = &w[row(r)..][..n];
+                match scale {
+                    Some(s) => {
+                        for ((d, v), s) in dst.iter_mut().zip(src).zip(s) {
+                            *d = v * s;
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
                 }
             }
         }
@@ -517,10 +520,13 @@ fn data_grad_explicit(
     match gemm {
         GemmBackend::Native => {
             ws.weights.resize(packed_len(cout, k), 0.0);
-            pack_panels(
+            pack_panels_gather(
                 cout,
                 k,
-                |p, j| w[weight_row(g, j) * cout + p],
+                w,
+                |p| p,
+                |j| weight_row(g, j) * cout,
+                None,
                 &mut ws.weights,
             );
         }
@@ -660,7 +666,10 @@ fn backward_implicit(
     ws.weights.resize(dim.packed_len(cin), 0.0);
     dim.pack_weights(
         cin,
-        |p, j| w[((8 - p / cout) * cin + j) * cout + p % cout],
+        w,
+        |p| (8 - p / cout) * cin * cout + p % cout,
+        |j| j * cout,
+        None,
         &mut ws.weights,
     );
     ws.padded_dy.resize(g.batch * dim.padded_len(), 0.0);

@@ -212,7 +212,7 @@ fn native_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels, packed_len};
+    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
     if trans_a {
         matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
         return;
@@ -220,9 +220,9 @@ fn native_sgemm(
     PACKED_B.with_borrow_mut(|packed| {
         packed.resize(packed_len(k, n), 0.0);
         if trans_b {
-            pack_panels(k, n, |p, j| b[j * ldb + p], packed);
+            pack_panels_gather(k, n, b, |p| p, |j| j * ldb, None, packed);
         } else {
-            pack_panels(k, n, |p, j| b[p * ldb + j], packed);
+            pack_panels_gather(k, n, b, |p| p * ldb, |j| j, None, packed);
         }
         matmul_packed(m, n, k, a, lda, packed, c, ldc, accumulate, false);
     });

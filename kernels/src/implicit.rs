@@ -12,7 +12,7 @@
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
 use crate::im2col::{copy_run, zero_run};
-use crate::matmul::{dispatch, pack_panels, packed_len, panels, tile_rows};
+use crate::matmul::{dispatch, pack_panels, pack_panels_gather, packed_len, panels, tile_rows};
 use crate::microkernel::{Tile, LANES};
 use crate::simd::Isa;
 
@@ -90,13 +90,26 @@ impl Implicit {
         }
     }
 
-    /// Packs `B(p, j) = value(p, j)` (`9C x n`, HWIO order) for [`forward_image`]: column panels,
-    /// or for paired pixels the widened `3 x 4C` rows of 8 floats.
-    pub fn pack_weights(&self, n: usize, value: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+    /// Packs `B(p, j) = src[row_offset(p) + col_offset(j)] * scale[j]` (`9C x n`, HWIO order; the
+    /// gather of [`pack_panels_gather`]) for [`forward_image`]: column panels, or for paired
+    /// pixels the widened `3 x 4C` rows of 8 floats.
+    pub fn pack_weights(
+        &self,
+        n: usize,
+        src: &[f32],
+        row_offset: impl Fn(usize) -> usize,
+        col_offset: impl Fn(usize) -> usize,
+        scale: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
         let c = self.channels;
         if !self.pairs_pixels(n) {
-            return pack_panels(self.k(), n, value, out);
+            return pack_panels_gather(self.k(), n, src, row_offset, col_offset, scale, out);
         }
+        let value = |p: usize, j: usize| {
+            let v = src[row_offset(p) + col_offset(j)];
+            scale.map_or(v, |s| v * s[j])
+        };
         // Row (ky, p) of the pair's run: pixel 0 sees run position p as its tap p (p < 3C),
         // pixel 1 as its tap p - C (p >= C).
         let widened = |r: usize, lane: usize| {
@@ -393,7 +406,7 @@ mod tests {
                 let k = g.k();
 
                 let mut packed = vec![0.0; im.packed_len(cout)];
-                im.pack_weights(cout, |p, j| wt[p * cout + j], &mut packed);
+                im.pack_weights(cout, &wt, |p| p * cout, |j| j, None, &mut packed);
                 let mut y = vec![f32::NAN; g.output_len()];
                 forward_image(isa, &im, &padded, &packed, cout, &mut y, false, false);
                 for q in 0..g.out_pixels() {

@@ -82,6 +82,50 @@ pub fn pack_panels(depth: usize, n: usize, value: impl Fn(usize, usize) -> f32, 
     }
 }
 
+/// [`pack_panels`] for the common case of a strided gather, several times faster (no closure
+/// call per element; offsets are computed once per row and per column):
+/// `B(p, j) = src[row_offset(p) + col_offset(j)]`, times `scale[j]` when given. Rows of `W`,
+/// `W^T` and the convolution's live-tap and flipped-kernel views are all of this form.
+///
+/// # Panics
+/// If an offset falls outside `src`.
+pub fn pack_panels_gather(
+    depth: usize,
+    n: usize,
+    src: &[f32],
+    row_offset: impl Fn(usize) -> usize,
+    col_offset: impl Fn(usize) -> usize,
+    scale: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert_eq!(out.len(), packed_len(depth, n), "pack_panels: output size");
+    if let Some(s) = scale {
+        assert_eq!(s.len(), n, "pack_panels: scale size");
+    }
+    let mut panel_out = &mut out[..];
+    for (first, nv) in panels(n) {
+        let width = nv * LANES;
+        let valid = width.min(n - first);
+        // Column offsets and scales of this panel, padded with zero-weight columns.
+        let mut cols = [0usize; 3 * LANES];
+        let mut factors = [0.0f32; 3 * LANES];
+        for jj in 0..valid {
+            cols[jj] = col_offset(first + jj);
+            factors[jj] = scale.map_or(1.0, |s| s[first + jj]);
+        }
+        let (this, rest) = panel_out.split_at_mut(depth * width);
+        for (p, row) in this.chunks_exact_mut(width).enumerate() {
+            let base = row_offset(p);
+            for jj in 0..valid {
+                let v = src[base + cols[jj]];
+                row[jj] = if scale.is_some() { v * factors[jj] } else { v };
+            }
+            row[valid..].fill(0.0);
+        }
+        panel_out = rest;
+    }
+}
+
 /// Elements a row-major `rows x cols` view with row stride `ld` spans.
 fn span(rows: usize, cols: usize, ld: usize) -> usize {
     if rows == 0 || cols == 0 {
@@ -472,6 +516,32 @@ mod tests {
                 fused[..n].iter().all(|v| v.is_nan()),
                 "NaN row passes through"
             );
+        }
+    }
+
+    /// The gathering packer equals the closure packer, with and without a scale, on widths
+    /// that leave panel tails.
+    #[test]
+    fn gather_packing_equals_closure_packing() {
+        for &(depth, n) in &[(1, 1), (5, 7), (9, 20), (13, 44), (4, 76)] {
+            let src: Vec<f32> = (0..depth * n * 3).map(|v| v as f32 * 0.5 - 3.0).collect();
+            let scale: Vec<f32> = (0..n).map(|j| 1.0 + j as f32 * 0.25).collect();
+            // A transposed view with a row stride of 3: B(p, j) = src[j * 3 * depth + 3 * p].
+            let (row, col) = (|p: usize| 3 * p, |j: usize| j * 3 * depth);
+            for scaled in [false, true] {
+                let mut want = vec![f32::NAN; packed_len(depth, n)];
+                pack_panels(
+                    depth,
+                    n,
+                    |p, j| src[row(p) + col(j)] * if scaled { scale[j] } else { 1.0 },
+                    &mut want,
+                );
+                let mut got = vec![f32::NAN; packed_len(depth, n)];
+                let s = scaled.then_some(&scale[..]);
+                pack_panels_gather(depth, n, &src, row, col, s, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{depth}x{n} scaled {scaled}");
+            }
         }
     }
 
