@@ -18,6 +18,7 @@ use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
 use crate::simd::active_isa;
+use crate::small_image;
 use crate::subpixel::{self, SubPixel};
 use rayon::prelude::*;
 
@@ -252,6 +253,9 @@ pub fn conv_forward_fused(
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
     let relu = epilogue.relu;
+    if gemm == GemmBackend::Native && small_image::applies(g) {
+        return forward_small_image(g, x, w, bias, epilogue, ws, y);
+    }
     let implicit = implicit_plan(gemm, g);
     prepare_forward_weights(
         gemm,
@@ -355,6 +359,9 @@ pub fn conv_backward(
         g.weight_len(),
         "conv_backward: weight gradient size"
     );
+    if gemm == GemmBackend::Native && small_image::applies(g) {
+        return backward_small_image(g, ws, w, dy, dx, dw, db);
+    }
     if let Some(im) = implicit_plan(gemm, g) {
         assert_eq!(
             ws.padded.len(),
@@ -693,6 +700,107 @@ fn backward_implicit(
         });
 }
 
+/// [`conv_forward`] of a small image ([`small_image`]): `y[b] = x[b] @ D` for every image, with
+/// `x` kept (in the column buffer) for the weight gradient.
+fn forward_small_image(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: ConvEpilogue<'_>,
+    ws: &mut ConvWorkspace,
+    y: &mut [f32],
+) {
+    let _p = profile::scope(Phase::ConvGemmForward);
+    let (k, n) = small_image::dense_shape(g);
+    ws.weights.resize(packed_len(k, n), 0.0);
+    small_image::pack_forward(g, w, epilogue.scale, &mut ws.weights);
+    ws.cols.resize(x.len(), 0.0);
+    ws.cols.copy_from_slice(x);
+    if let Some(b) = bias {
+        fill_rows(y, b);
+    }
+    gemm_rows(
+        GemmBackend::Native,
+        g.batch,
+        n,
+        k,
+        x,
+        &ws.weights,
+        false,
+        y,
+        bias.is_some(),
+        epilogue.relu,
+    );
+}
+
+/// [`conv_backward`] of a small image: `dD = x^T @ dy` folded onto the taps, `dx = dy @ D^T`.
+#[allow(clippy::too_many_arguments)]
+fn backward_small_image(
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let (k, n) = small_image::dense_shape(g);
+    assert_eq!(
+        ws.cols.len(),
+        g.input_len(),
+        "conv_backward: needs the forward pass's input"
+    );
+    let weights_scope = profile::scope(Phase::ConvGemmBackwardWeights);
+    ws.partials.resize(k * n, 0.0);
+    let x = &ws.cols;
+    let block = rows_per_task(2 * n * g.batch);
+    ws.partials
+        .par_chunks_mut(block * n)
+        .enumerate()
+        .for_each(|(i, out)| {
+            matmul_at_b(
+                out.len() / n,
+                n,
+                g.batch,
+                &x[i * block..],
+                k,
+                dy,
+                n,
+                out,
+                n,
+                false,
+            )
+        });
+    small_image::fold_weight_grad(g, &ws.partials, dw);
+    if let Some(db) = db {
+        assert_eq!(db.len(), g.out_c, "conv_backward: bias gradient size");
+        bias_grad(dy, db);
+    }
+    drop(weights_scope);
+    let Some(dx) = dx else { return };
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
+    let _p = profile::scope(Phase::ConvGemmBackwardData);
+    ws.weights.resize(packed_len(n, k), 0.0);
+    small_image::pack_data_grad(g, w, &mut ws.weights);
+    gemm_rows(
+        GemmBackend::Native,
+        g.batch,
+        k,
+        n,
+        dy,
+        &ws.weights,
+        false,
+        dx,
+        false,
+        false,
+    );
+}
+
 /// Direct (no im2col, no GEMM) convolution in f64: the reference for tests.
 pub fn conv_forward_reference(
     g: &ConvGeometry,
@@ -744,6 +852,10 @@ mod tests {
             (2, 5, 6, 1, 4, 2),
             (40, 2, 2, 3, 2, 2),
             (600, 1, 1, 5, 3, 1),
+            // At most 2x2 at stride 1: the small-image dense product.
+            (13, 2, 2, 5, 7, 1),
+            (9, 1, 2, 3, 11, 1),
+            (9, 2, 1, 4, 9, 1),
         ] {
             let g = ConvGeometry::same(n, h, w, cin, cout, stride);
             let x = pseudo(g.input_len(), 1);
@@ -770,6 +882,7 @@ mod tests {
             (3, 4, 4, 6, 7, 1),
             (2, 14, 13, 2, 9, 2),
             (5, 1, 1, 4, 3, 1),
+            (7, 2, 2, 6, 5, 1),
         ] {
             let g = ConvGeometry::same(n, h, w, cin, cout, stride);
             let x = pseudo(g.input_len(), 11);
@@ -816,6 +929,10 @@ mod tests {
             // Stride 2 with a 7+ wide output: the sub-pixel data gradient, odd and even sides.
             (2, 15, 14, 5, 9, 2),
             (33, 2, 2, 3, 2, 2),
+            // The small-image dense product (2x2, 1x2 and 2x1 at stride 1).
+            (13, 2, 2, 5, 7, 1),
+            (9, 1, 2, 3, 11, 1),
+            (9, 2, 1, 4, 9, 1),
             (70, 1, 1, 7, 9, 1),
         ] {
             let g = ConvGeometry::same(n, h, w, cin, cout, stride);

@@ -24,6 +24,7 @@ pub mod partition;
 pub mod profile;
 pub mod relu;
 pub mod simd;
+pub mod small_image;
 pub mod subpixel;
 #[cfg(test)]
 mod testing;
