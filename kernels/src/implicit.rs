@@ -97,8 +97,8 @@ impl Implicit {
         &self,
         n: usize,
         src: &[f32],
-        row_offset: impl Fn(usize) -> usize,
-        col_offset: impl Fn(usize) -> usize,
+        row_offset: impl Fn(usize) -> usize + Sync,
+        col_offset: impl Fn(usize) -> usize + Sync,
         scale: Option<&[f32]>,
         out: &mut [f32],
     ) {

@@ -93,17 +93,17 @@ pub fn pack_panels_gather(
     depth: usize,
     n: usize,
     src: &[f32],
-    row_offset: impl Fn(usize) -> usize,
-    col_offset: impl Fn(usize) -> usize,
+    row_offset: impl Fn(usize) -> usize + Sync,
+    col_offset: impl Fn(usize) -> usize + Sync,
     scale: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    use rayon::prelude::*;
     assert_eq!(out.len(), packed_len(depth, n), "pack_panels: output size");
     if let Some(s) = scale {
         assert_eq!(s.len(), n, "pack_panels: scale size");
     }
-    let mut panel_out = &mut out[..];
-    for (first, nv) in panels(n) {
+    let pack_panel = |first: usize, nv: usize, panel: &mut [f32]| {
         let width = nv * LANES;
         let valid = width.min(n - first);
         // Column offsets and scales of this panel, padded with zero-weight columns.
@@ -113,18 +113,51 @@ pub fn pack_panels_gather(
             cols[jj] = col_offset(first + jj);
             factors[jj] = scale.map_or(1.0, |s| s[first + jj]);
         }
-        let (this, rest) = panel_out.split_at_mut(depth * width);
-        for (p, row) in this.chunks_exact_mut(width).enumerate() {
+        let last_col = cols[..valid].iter().copied().max().unwrap_or(0);
+        for (p, row) in panel.chunks_exact_mut(width).enumerate() {
             let base = row_offset(p);
-            for jj in 0..valid {
-                let v = src[base + cols[jj]];
-                row[jj] = if scale.is_some() { v * factors[jj] } else { v };
+            assert!(
+                base + last_col < src.len(),
+                "pack_panels: offset {} outside {} floats",
+                base + last_col,
+                src.len()
+            );
+            let (row, pad) = row.split_at_mut(valid);
+            for (dst, &col) in row.iter_mut().zip(&cols[..valid]) {
+                // SAFETY: `base + col <= base + last_col < src.len()`, asserted above.
+                *dst = unsafe { *src.get_unchecked(base + col) };
             }
-            row[valid..].fill(0.0);
+            if scale.is_some() {
+                for (dst, f) in row.iter_mut().zip(&factors) {
+                    *dst *= f;
+                }
+            }
+            pad.fill(0.0);
         }
-        panel_out = rest;
+    };
+    // The leading 3-vector panels are all the same size: large packs do them in parallel (a
+    // 2x2 layer's dense weights are ~47K floats, ~30 us on one thread).
+    let threes = panels(n).take_while(|&(_, nv)| nv == 3).count();
+    let head_len = if depth * n >= PARALLEL_PACK {
+        threes * depth * 3 * LANES
+    } else {
+        0
+    };
+    let (head, mut rest) = out.split_at_mut(head_len);
+    if !head.is_empty() {
+        head.par_chunks_mut(depth * 3 * LANES)
+            .enumerate()
+            .for_each(|(i, panel)| pack_panel(i * 3 * LANES, 3, panel));
+    }
+    for (first, nv) in panels(n).skip(head_len / (depth * 3 * LANES).max(1)) {
+        let (this, tail) = rest.split_at_mut(depth * nv * LANES);
+        pack_panel(first, nv, this);
+        rest = tail;
     }
 }
+
+/// Packs of at least this many floats run their 3-vector panels in parallel.
+const PARALLEL_PACK: usize = 16 * 1024;
 
 /// Elements a row-major `rows x cols` view with row stride `ld` spans.
 fn span(rows: usize, cols: usize, ld: usize) -> usize {
