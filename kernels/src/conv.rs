@@ -14,7 +14,7 @@ use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, copy_run, im2col_image};
 use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
-use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
+use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
 use crate::simd::active_isa;
@@ -149,8 +149,10 @@ fn prepare_forward_weights(
     }
 }
 
-/// `c[rows, n] (+)= a[rows, depth] @ B` with `B` prepared for `gemm` (panels, or row-major
-/// `[depth, n]` for a library, or with `transpose_b` row-major `[n, depth]`).
+/// `c[rows, n] = bias + a[rows, depth] @ B` (no bias: zero) with `B` prepared for `gemm`
+/// (panels, or row-major `[depth, n]` for a library, or with `transpose_b` row-major
+/// `[n, depth]`), then ReLU when `relu`. bnconv's GEMM adds the bias on its output tiles; a
+/// library's product is accumulated onto rows filled with it.
 #[allow(clippy::too_many_arguments)]
 fn gemm_rows(
     gemm: GemmBackend,
@@ -161,32 +163,25 @@ fn gemm_rows(
     b: &[f32],
     transpose_b: bool,
     c: &mut [f32],
-    accumulate: bool,
+    bias: Option<&[f32]>,
     relu: bool,
 ) {
+    let start = bias.map_or(Start::Zero, Start::Bias);
     match gemm {
         GemmBackend::Native => {
             let block = rows_per_task(2 * n * depth);
             c.par_chunks_mut(block * n)
                 .zip(a.par_chunks(block * depth))
                 .for_each(|(c_b, a_b)| {
-                    matmul_packed(
-                        c_b.len() / n,
-                        n,
-                        depth,
-                        a_b,
-                        depth,
-                        b,
-                        c_b,
-                        n,
-                        accumulate,
-                        relu,
-                    )
+                    matmul_packed(c_b.len() / n, n, depth, a_b, depth, b, c_b, n, start, relu)
                 });
         }
         _ => {
+            if let Some(b) = bias {
+                fill_rows(c, b);
+            }
             let (beta, ldb) = (
-                if accumulate { 1.0 } else { 0.0 },
+                if bias.is_some() { 1.0 } else { 0.0 },
                 if transpose_b { depth } else { n },
             );
             sgemm(
@@ -291,10 +286,7 @@ pub fn conv_forward_fused(
                     );
                     drop(p);
                     let _p = profile::thread_scope(Phase::ConvGemmForward);
-                    if let Some(b) = bias {
-                        fill_rows(y_img, b);
-                    }
-                    forward_image(isa, &im, padded, weights, cout, y_img, bias.is_some(), relu);
+                    forward_image(isa, &im, padded, weights, cout, y_img, bias, relu);
                 }
             });
         return;
@@ -313,22 +305,8 @@ pub fn conv_forward_fused(
                     im2col_image(g, img, col);
                 });
             let _p = profile::thread_scope(Phase::ConvGemmForward);
-            if let Some(b) = bias {
-                fill_rows(y_c, b);
-            }
             let rows = y_c.len() / cout;
-            gemm_rows(
-                gemm,
-                rows,
-                cout,
-                k,
-                cols_c,
-                weights,
-                false,
-                y_c,
-                bias.is_some(),
-                relu,
-            );
+            gemm_rows(gemm, rows, cout, k, cols_c, weights, false, y_c, bias, relu);
         });
 }
 
@@ -548,7 +526,7 @@ fn data_grad_explicit(
             let p = profile::thread_scope(Phase::ConvGemmBackwardData);
             let rows = dy_c.len() / cout;
             gemm_rows(
-                gemm, rows, k, cout, dy_c, weights, true, cols_c, false, false,
+                gemm, rows, k, cout, dy_c, weights, true, cols_c, None, false,
             );
             drop(p);
             cols_c
@@ -695,10 +673,14 @@ fn backward_implicit(
                 pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
                 drop(p);
                 let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
-                forward_image(isa, &dim, padded, weights, cin, dx_img, false, false);
+                forward_image(isa, &dim, padded, weights, cin, dx_img, None, false);
             }
         });
 }
+
+/// Most output channels of a small-image layer with a bias (a row of `y`, up to 4 pixels of
+/// them, is filled from a stack buffer).
+const MAX_SMALL_IMAGE_CHANNELS: usize = 1024;
 
 /// [`conv_forward`] of a small image ([`small_image`]): `y[b] = x[b] @ D` for every image, with
 /// `x` kept (in the column buffer) for the weight gradient.
@@ -717,9 +699,19 @@ fn forward_small_image(
     small_image::pack_forward(g, w, epilogue.scale, &mut ws.weights);
     ws.cols.resize(x.len(), 0.0);
     ws.cols.copy_from_slice(x);
-    if let Some(b) = bias {
-        fill_rows(y, b);
-    }
+    // The bias per output channel, repeated for each of the `Q` output pixels of a row of `y`.
+    let mut row_bias = [0.0f32; 4 * MAX_SMALL_IMAGE_CHANNELS];
+    let bias = bias.map(|b| {
+        assert!(
+            b.len() <= MAX_SMALL_IMAGE_CHANNELS,
+            "conv_forward: {} output channels on a 2x2 image exceed {MAX_SMALL_IMAGE_CHANNELS}",
+            b.len()
+        );
+        for (j, v) in row_bias[..n].iter_mut().enumerate() {
+            *v = b[j % b.len()];
+        }
+        &row_bias[..n]
+    });
     gemm_rows(
         GemmBackend::Native,
         g.batch,
@@ -729,7 +721,7 @@ fn forward_small_image(
         &ws.weights,
         false,
         y,
-        bias.is_some(),
+        bias,
         epilogue.relu,
     );
 }
@@ -796,7 +788,7 @@ fn backward_small_image(
         &ws.weights,
         false,
         dx,
-        false,
+        None,
         false,
     );
 }

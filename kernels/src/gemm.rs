@@ -212,7 +212,7 @@ fn native_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
+    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
     if trans_a {
         matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
         return;
@@ -224,7 +224,12 @@ fn native_sgemm(
         } else {
             pack_panels_gather(k, n, b, |p| p * ldb, |j| j, None, packed);
         }
-        matmul_packed(m, n, k, a, lda, packed, c, ldc, accumulate, false);
+        let start = if accumulate {
+            Start::Accumulate
+        } else {
+            Start::Zero
+        };
+        matmul_packed(m, n, k, a, lda, packed, c, ldc, start, false);
     });
 }
 

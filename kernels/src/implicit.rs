@@ -163,8 +163,9 @@ pub fn pad_image(
     }
 }
 
-/// `y[q, n] (+)= sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` for every output pixel `q`
-/// of one image, with `B` (`9C x n`, HWIO order) packed by [`Implicit::pack_weights`].
+/// `y[q, n] = bias[n] + sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` (no bias: zero) for
+/// every output pixel `q` of one image, with `B` (`9C x n`, HWIO order) packed by
+/// [`Implicit::pack_weights`]; then ReLU when `relu`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_image(
     isa: Isa,
@@ -173,7 +174,7 @@ pub(crate) fn forward_image(
     packed: &[f32],
     n: usize,
     y: &mut [f32],
-    accumulate: bool,
+    bias: Option<&[f32]>,
     relu: bool,
 ) {
     let (c, k, pixels) = (im.channels, im.k(), im.pixels());
@@ -184,8 +185,19 @@ pub(crate) fn forward_image(
     );
     assert_eq!(packed.len(), im.packed_len(n), "implicit forward: weights");
     assert_eq!(y.len(), pixels * n, "implicit forward: output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "implicit forward: bias size");
+    }
     if im.pairs_pixels(n) {
-        return forward_pairs(isa, im, padded, packed, y, accumulate, relu);
+        // A pair's row is two pixels: the bias twice.
+        let mut pair_bias = [0.0f32; LANES];
+        let pair_bias = bias.map(|b| {
+            for (i, v) in pair_bias.iter_mut().enumerate() {
+                *v = b[i % n];
+            }
+            &pair_bias[..]
+        });
+        return forward_pairs(isa, im, padded, packed, y, pair_bias, relu);
     }
     // Window offsets of the strip's pixels, stepped without divisions (they cost more than a
     // small tile's arithmetic).
@@ -218,14 +230,16 @@ pub(crate) fn forward_image(
                     c: Tile::strided_out(y[q * n + first..].as_mut_ptr(), n, rows),
                     rows,
                     cols: (nv * LANES).min(n - first),
-                    accumulate,
+                    accumulate: false,
                     relu,
+                    bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
                 // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
                 // image, which `Implicit::new` proved large enough for every window. The panel
                 // holds `9C` rows of `8 * nv` floats (size asserted). C's rows `q..q + rows` and
                 // columns `first..first + cols` lie inside `y`, which is exclusively borrowed.
+                // The bias, when given, holds `n` floats (asserted): `cols` from `first`.
                 unsafe { dispatch::<false>(isa, nv, &t) };
             }
         }
@@ -240,7 +254,7 @@ fn forward_pairs(
     padded: &[f32],
     packed: &[f32],
     y: &mut [f32],
-    accumulate: bool,
+    bias: Option<&[f32]>,
     relu: bool,
 ) {
     let (c, pairs) = (im.channels, im.pixels() / PAIR);
@@ -271,8 +285,9 @@ fn forward_pairs(
                 c: Tile::strided_out(y[q * LANES..].as_mut_ptr(), LANES, rows),
                 rows,
                 cols: LANES,
-                accumulate,
+                accumulate: false,
                 relu,
+                bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
             };
             // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` is the pair at output
             // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and
@@ -280,7 +295,7 @@ fn forward_pairs(
             // proved out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold
             // `3 x 4C` rows of 8 floats (size asserted by the caller). C rows are pairs
             // `q..q + rows` < pixels / 2 of `y` (size asserted), 8 floats each, exclusively
-            // borrowed.
+            // borrowed. The pair bias, when given, is the caller's 8 floats.
             unsafe { dispatch::<false>(isa, 1, &t) };
         }
     }
@@ -335,6 +350,7 @@ pub(crate) fn weight_grad_image(
                     cols: (nv * LANES).min(n - first),
                     accumulate,
                     relu: false,
+                    bias: std::ptr::null(),
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) =
                 // padded[(oy*s + ky) * padded_w * C + ox*s*C + r0 + i] lies inside the padded
@@ -408,7 +424,7 @@ mod tests {
                 let mut packed = vec![0.0; im.packed_len(cout)];
                 im.pack_weights(cout, &wt, |p| p * cout, |j| j, None, &mut packed);
                 let mut y = vec![f32::NAN; g.output_len()];
-                forward_image(isa, &im, &padded, &packed, cout, &mut y, false, false);
+                forward_image(isa, &im, &padded, &packed, cout, &mut y, None, false);
                 for q in 0..g.out_pixels() {
                     for j in 0..cout {
                         let want: f64 = (0..k)

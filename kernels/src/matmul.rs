@@ -183,8 +183,19 @@ pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile)
     }
 }
 
-/// `C[rows, n] (+)= A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`), then
-/// ReLU on the result when `relu`.
+/// What a product starts each element of C from before adding `A @ B`.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    Zero,
+    /// C's own values (`C += A @ B`).
+    Accumulate,
+    /// `bias[j]` for column `j` (`n` floats), added on the output tile instead of by filling C
+    /// first: the same arithmetic, one pass over C less.
+    Bias(&'a [f32]),
+}
+
+/// `C[rows, n] = start + A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`),
+/// then ReLU on the result when `relu`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed(
     rows: usize,
@@ -195,7 +206,7 @@ pub fn matmul_packed(
     packed: &[f32],
     c: &mut [f32],
     ldc: usize,
-    accumulate: bool,
+    start: Start,
     relu: bool,
 ) {
     matmul_packed_on(
@@ -208,7 +219,7 @@ pub fn matmul_packed(
         packed,
         c,
         ldc,
-        accumulate,
+        start,
         relu,
     );
 }
@@ -225,13 +236,21 @@ fn matmul_packed_on(
     packed: &[f32],
     c: &mut [f32],
     ldc: usize,
-    accumulate: bool,
+    start: Start,
     relu: bool,
 ) {
     assert!(
         lda >= depth && a.len() >= span(rows, depth, lda),
         "matmul_packed: A too short"
     );
+    let (accumulate, bias) = match start {
+        Start::Zero => (false, None),
+        Start::Accumulate => (true, None),
+        Start::Bias(b) => {
+            assert_eq!(b.len(), n, "matmul_packed: bias size");
+            (false, Some(b))
+        }
+    };
     assert_eq!(packed.len(), packed_len(depth, n), "matmul_packed: B size");
     assert!(
         ldc >= n && c.len() >= span(rows, n, ldc),
@@ -242,8 +261,12 @@ fn matmul_packed_on(
     }
     if depth == 0 {
         for row in 0..rows {
-            for v in &mut c[row * ldc..][..n] {
-                let kept = if accumulate { *v } else { 0.0 };
+            for (j, v) in c[row * ldc..][..n].iter_mut().enumerate() {
+                let kept = match bias {
+                    Some(b) => b[j],
+                    None if accumulate => *v,
+                    None => 0.0,
+                };
                 *v = if relu {
                     crate::simd::relu_s(kept)
                 } else {
@@ -274,10 +297,12 @@ fn matmul_packed_on(
                     cols: (nv * LANES).min(n - first),
                     accumulate,
                     relu,
+                    bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
                 };
                 // SAFETY: `isa` runs on this CPU (callers' contract); rows `row..row + t.rows` of A are inside `a` (span asserted) for all
                 // `depth` steps; the panel holds `depth` rows of `8*nv` floats; C's tile is inside
-                // `c` (span asserted) and `c` is exclusively borrowed.
+                // `c` (span asserted) and `c` is exclusively borrowed; a bias holds `n` floats
+                // (asserted), `cols` of them from `first`.
                 unsafe { dispatch::<false>(isa, nv, &t) };
             }
         }
@@ -384,6 +409,7 @@ fn matmul_at_b_on(
                         cols: (nv * LANES).min(n - first),
                         accumulate: accumulate || start > 0,
                         relu: false,
+                        bias: std::ptr::null(),
                     };
                     // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
                     // `start + p < depth` is inside the asserted span. B row `p` is read for
@@ -451,8 +477,13 @@ mod tests {
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
             for accumulate in [false, true] {
                 let (mut got, mut want) = (c0.clone(), c0.clone());
+                let start = if accumulate {
+                    Start::Accumulate
+                } else {
+                    Start::Zero
+                };
                 matmul_packed_on(
-                    isa, rows, n, depth, &a, lda, &packed, &mut got, ldc, accumulate, false,
+                    isa, rows, n, depth, &a, lda, &packed, &mut got, ldc, start, false,
                 );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
@@ -534,10 +565,30 @@ mod tests {
         for isa in [active_isa(), Isa::Portable] {
             let (mut plain, mut fused) = (vec![0.0; rows * n], vec![0.0; rows * n]);
             matmul_packed_on(
-                isa, rows, n, depth, &a, depth, &packed, &mut plain, n, false, false,
+                isa,
+                rows,
+                n,
+                depth,
+                &a,
+                depth,
+                &packed,
+                &mut plain,
+                n,
+                Start::Zero,
+                false,
             );
             matmul_packed_on(
-                isa, rows, n, depth, &a, depth, &packed, &mut fused, n, false, true,
+                isa,
+                rows,
+                n,
+                depth,
+                &a,
+                depth,
+                &packed,
+                &mut fused,
+                n,
+                Start::Zero,
+                true,
             );
             let want: Vec<u32> = plain
                 .iter()
@@ -574,6 +625,56 @@ mod tests {
                 pack_panels_gather(depth, n, &src, row, col, s, &mut got);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{depth}x{n} scaled {scaled}");
+            }
+        }
+    }
+
+    /// Starting the tiles from a bias equals accumulating onto rows filled with it, bitwise,
+    /// for both ISAs, on widths that leave a masked last vector.
+    #[test]
+    fn bias_on_the_tile_equals_filled_rows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        for &(rows, n, depth) in &[(29, 21, 13), (7, 4, 5), (12, 76, 30)] {
+            let a = random(rows * depth, &mut rng);
+            let b = random(depth * n, &mut rng);
+            let bias = random(n, &mut rng);
+            let mut packed = vec![0.0; packed_len(depth, n)];
+            pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
+            for isa in [active_isa(), Isa::Portable] {
+                for relu in [false, true] {
+                    let mut filled: Vec<f32> =
+                        bias.iter().copied().cycle().take(rows * n).collect();
+                    let mut tiled = vec![f32::NAN; rows * n];
+                    let args = (rows, n, depth, &a[..], depth, &packed[..]);
+                    matmul_packed_on(
+                        isa,
+                        args.0,
+                        args.1,
+                        args.2,
+                        args.3,
+                        args.4,
+                        args.5,
+                        &mut filled,
+                        n,
+                        Start::Accumulate,
+                        relu,
+                    );
+                    matmul_packed_on(
+                        isa,
+                        args.0,
+                        args.1,
+                        args.2,
+                        args.3,
+                        args.4,
+                        args.5,
+                        &mut tiled,
+                        n,
+                        Start::Bias(&bias),
+                        relu,
+                    );
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&tiled), bits(&filled), "{isa:?} {rows}x{n}x{depth}");
+                }
             }
         }
     }

@@ -45,6 +45,10 @@ pub(crate) struct Tile {
     /// Start from C's values instead of zero, so that reducing a long sum block by block gives
     /// bitwise the result of one pass.
     pub accumulate: bool,
+    /// When not null (and `accumulate` is false), every row starts from this row of `cols`
+    /// floats instead of zero: a bias added on the output tile rather than by a pass that fills
+    /// C first (same arithmetic, so bitwise the same result).
+    pub bias: *const f32,
     /// Apply ReLU (NaN passes through) to the tile before storing it: a post-op riding on the
     /// output tile instead of another pass over memory.
     pub relu: bool,
@@ -70,7 +74,8 @@ impl Tile {
 /// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it). For
 /// every `i < MR`, segment `s` and step `p`, `a[i] + s*a_seg + p*a_step` must be readable; B rows
 /// must be readable for `8*NV` floats (`cols` when `MASK_B`); C must be writable at
-/// `c[i] + j` for `i < rows`, `j < cols`, and must not overlap A or B.
+/// `c[i] + j` for `i < rows`, `j < cols`, and must not overlap A or B; a non-null `bias` must be
+/// readable for `cols` floats.
 #[inline]
 pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
     isa: Isa,
@@ -97,6 +102,14 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
     let width = LANES * NV;
     let read_cols = if MASK_B { t.cols } else { width };
     let mut acc = [[0.0f32; 32]; MR];
+    if !t.bias.is_null() && !t.accumulate {
+        for row in acc.iter_mut() {
+            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                // SAFETY: the bias row is readable for `cols` floats.
+                *v = unsafe { *t.bias.add(j) };
+            }
+        }
+    }
     if t.accumulate {
         for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
             for (j, v) in row.iter_mut().enumerate().take(t.cols) {
@@ -148,6 +161,22 @@ mod avx2 {
         // SAFETY: no memory access.
         let mask = unsafe { lane_mask(last.min(LANES)) };
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        if !t.bias.is_null() && !t.accumulate {
+            for j in 0..NV {
+                // SAFETY: the bias row is readable for `cols` floats: full vectors lie inside
+                // them, the last is masked to them.
+                let v = unsafe {
+                    if j == NV - 1 && last < LANES {
+                        _mm256_maskload_ps(t.bias.add(LANES * j), mask)
+                    } else {
+                        _mm256_loadu_ps(t.bias.add(LANES * j))
+                    }
+                };
+                for row in acc.iter_mut() {
+                    row[j] = v;
+                }
+            }
+        }
         if t.accumulate {
             for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
                 let c = t.c[i];

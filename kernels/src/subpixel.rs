@@ -293,6 +293,7 @@ pub(crate) fn data_grad_images(
                         cols: (nv * LANES).min(n - first),
                         accumulate: false,
                         relu: false,
+                        bias: std::ptr::null(),
                     };
                     // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
                     // `window + s * padded_w * cout + p` for `s < segments <= 2`, `p < span =
