@@ -37,6 +37,8 @@ pub struct ConvWorkspace {
     weights: Vec<f32>,
     /// Per-chunk weight and bias gradient partial sums.
     partials: Vec<f32>,
+    /// Their f64 totals.
+    sums: Vec<f64>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     padded: Vec<f32>,
     /// The zero-bordered output gradient images of the implicit data gradient.
@@ -400,7 +402,7 @@ pub fn conv_backward(
             }
         });
     let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    reduce_partials(g, &ws.partials, per_chunk, dw, db);
+    reduce_partials(g, &ws.partials, per_chunk, &mut ws.sums, dw, db);
     drop(reduce);
     if let Some(dx) = dx {
         data_grad_by_columns_or_parity(gemm, g, ws, w, dy, dx);
@@ -545,29 +547,31 @@ fn reduce_partials(
     g: &ConvGeometry,
     partials: &[f32],
     per_chunk: usize,
+    sums: &mut Vec<f64>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
     let (k, cout) = (g.k(), g.out_c);
+    // In f64, like the batch-norm sums: up to 64 partials of long f32 reductions each, added
+    // chunk by chunk (a pass over contiguous partials each, in chunk order for every element).
+    sums.clear();
+    sums.resize(per_chunk, 0.0);
+    for part in partials.chunks_exact(per_chunk) {
+        for (s, p) in sums.iter_mut().zip(part) {
+            *s += *p as f64;
+        }
+    }
     dw.fill(0.0);
-    // In f64, like the batch-norm sums: up to 64 partials of long f32 reductions each.
-    for (r, out) in (0..k).map(|r| (r, weight_row(g, r))) {
-        for (j, dst) in dw[out * cout..][..cout].iter_mut().enumerate() {
-            let sum: f64 = partials
-                .chunks_exact(per_chunk)
-                .map(|part| part[r * cout + j] as f64)
-                .sum();
-            *dst = sum as f32;
+    for (r, row) in sums[..k * cout].chunks_exact(cout).enumerate() {
+        let out = weight_row(g, r);
+        for (dst, s) in dw[out * cout..][..cout].iter_mut().zip(row) {
+            *dst = *s as f32;
         }
     }
     if let Some(db) = db {
         assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
-        for (j, dst) in db.iter_mut().enumerate() {
-            let sum: f64 = partials
-                .chunks_exact(per_chunk)
-                .map(|part| part[k * cout + j] as f64)
-                .sum();
-            *dst = sum as f32;
+        for (dst, s) in db.iter_mut().zip(&sums[k * cout..]) {
+            *dst = *s as f32;
         }
     }
 }
@@ -633,7 +637,7 @@ fn backward_implicit(
             }
         });
     let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    reduce_partials(g, &ws.partials, per_chunk, dw, db);
+    reduce_partials(g, &ws.partials, per_chunk, &mut ws.sums, dw, db);
     drop(reduce);
 
     let Some(dx) = dx else { return };
