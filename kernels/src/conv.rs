@@ -422,6 +422,11 @@ fn data_grad_by_columns_or_parity(
     dy: &[f32],
     dx: &mut [f32],
 ) {
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
     if gemm == GemmBackend::Native
         && g.stride == 2
         && g.live_taps().len() == 9
@@ -441,11 +446,6 @@ fn data_grad_sub_pixel(
     dy: &[f32],
     dx: &mut [f32],
 ) {
-    assert_eq!(
-        dx.len(),
-        g.input_len(),
-        "conv_backward: input gradient size"
-    );
     let isa = active_isa();
     let sp = SubPixel::new(
         g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.pad_top, g.pad_left,
@@ -496,11 +496,6 @@ fn data_grad_explicit(
     dy: &[f32],
     dx: &mut [f32],
 ) {
-    assert_eq!(
-        dx.len(),
-        g.input_len(),
-        "conv_backward: input gradient size"
-    );
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
     ws.cols.resize(g.cols_len(), 0.0);

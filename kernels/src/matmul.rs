@@ -642,36 +642,14 @@ mod tests {
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
             for isa in [active_isa(), Isa::Portable] {
                 for relu in [false, true] {
+                    let run = |c: &mut [f32], start: Start| {
+                        matmul_packed_on(isa, rows, n, depth, &a, depth, &packed, c, n, start, relu)
+                    };
                     let mut filled: Vec<f32> =
                         bias.iter().copied().cycle().take(rows * n).collect();
+                    run(&mut filled, Start::Accumulate);
                     let mut tiled = vec![f32::NAN; rows * n];
-                    let args = (rows, n, depth, &a[..], depth, &packed[..]);
-                    matmul_packed_on(
-                        isa,
-                        args.0,
-                        args.1,
-                        args.2,
-                        args.3,
-                        args.4,
-                        args.5,
-                        &mut filled,
-                        n,
-                        Start::Accumulate,
-                        relu,
-                    );
-                    matmul_packed_on(
-                        isa,
-                        args.0,
-                        args.1,
-                        args.2,
-                        args.3,
-                        args.4,
-                        args.5,
-                        &mut tiled,
-                        n,
-                        Start::Bias(&bias),
-                        relu,
-                    );
+                    run(&mut tiled, Start::Bias(&bias));
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&tiled), bits(&filled), "{isa:?} {rows}x{n}x{depth}");
                 }
