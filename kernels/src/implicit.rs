@@ -12,8 +12,8 @@
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
 use crate::im2col::{copy_run, zero_run};
-use crate::matmul::{dispatch, pack_panels, pack_panels_gather, packed_len, panels, tile_rows};
-use crate::microkernel::{Tile, LANES};
+use crate::matmul::{dispatch, pack_panels, pack_panels_gather, packed_len, panels};
+use crate::microkernel::{strided, strided_mut, Tile, LANES, STRIP_MAX};
 use crate::simd::Isa;
 
 /// The geometry of one implicit convolution over one padded image.
@@ -199,49 +199,48 @@ pub(crate) fn forward_image(
         });
         return forward_pairs(isa, im, padded, packed, y, pair_bias, relu);
     }
-    // Window offsets of the strip's pixels, stepped without divisions (they cost more than a
+    // Window pointers of the strip's pixels, stepped without divisions (they cost more than a
     // small tile's arithmetic).
-    let mut windows = [0usize; STRIP_PIXELS];
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_PIXELS],
+        [std::ptr::null_mut(); STRIP_PIXELS],
+    );
     let (mut oy, mut ox) = (0, 0);
     for strip in (0..pixels).step_by(STRIP_PIXELS) {
-        let strip_end = (strip + STRIP_PIXELS).min(pixels);
-        for w in &mut windows[..strip_end - strip] {
-            *w = ((oy * im.stride) * im.padded_w + ox * im.stride) * c;
+        let count = (pixels - strip).min(STRIP_PIXELS);
+        for a in &mut a_rows[..count] {
+            *a = padded[((oy * im.stride) * im.padded_w + ox * im.stride) * c..].as_ptr();
             ox += 1;
             if ox == im.out_w {
                 (oy, ox) = (oy + 1, 0);
             }
         }
+        strided_mut(y[strip * n..].as_mut_ptr(), n, &mut c_rows[..count]);
         for (first, nv) in panels(n) {
-            let mr = tile_rows(nv);
-            for q in (strip..strip_end).step_by(mr) {
-                let rows = mr.min(strip_end - q);
-                let t = Tile {
-                    segments: 3,
-                    depth: 3 * c,
-                    a: std::array::from_fn(|i| {
-                        padded[windows[q - strip + i.min(rows - 1)]..].as_ptr()
-                    }),
-                    a_step: 1,
-                    a_seg: (im.padded_w * c) as isize,
-                    b: packed[k * first..].as_ptr(),
-                    b_step: (nv * LANES) as isize,
-                    b_seg: (3 * c * nv * LANES) as isize,
-                    c: Tile::strided_out(y[q * n + first..].as_mut_ptr(), n, rows),
-                    rows,
-                    cols: (nv * LANES).min(n - first),
-                    accumulate: false,
-                    relu,
-                    bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
-                };
-                // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
-                // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
-                // image, which `Implicit::new` proved large enough for every window. The panel
-                // holds `9C` rows of `8 * nv` floats (size asserted). C's rows `q..q + rows` and
-                // columns `first..first + cols` lie inside `y`, which is exclusively borrowed.
-                // The bias, when given, holds `n` floats (asserted): `cols` from `first`.
-                unsafe { dispatch::<false>(isa, nv, &t) };
-            }
+            let t = Tile {
+                segments: 3,
+                depth: 3 * c,
+                a: &a_rows[..count],
+                a_step: 1,
+                a_seg: (im.padded_w * c) as isize,
+                b: packed[k * first..].as_ptr(),
+                b_step: (nv * LANES) as isize,
+                b_seg: (3 * c * nv * LANES) as isize,
+                c: &c_rows[..count],
+                c_col: first,
+                rows: count,
+                cols: (nv * LANES).min(n - first),
+                accumulate: false,
+                relu,
+                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
+            };
+            // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
+            // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
+            // image, which `Implicit::new` proved large enough for every window. The panel holds
+            // `9C` rows of `8 * nv` floats (size asserted). C's rows `strip..strip + count` and
+            // columns `first..first + cols` lie inside `y`, which is exclusively borrowed. The
+            // bias, when given, holds `n` floats (asserted): `cols` from `first`.
+            unsafe { dispatch::<false>(isa, nv, &t) };
         }
     }
 }
@@ -259,45 +258,46 @@ fn forward_pairs(
 ) {
     let (c, pairs) = (im.channels, im.pixels() / PAIR);
     let pairs_per_row = im.out_w / PAIR;
-    let mr = tile_rows(1);
-    let mut windows = [0usize; STRIP_PIXELS];
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_PIXELS],
+        [std::ptr::null_mut(); STRIP_PIXELS],
+    );
     let (mut oy, mut ox) = (0, 0);
     for strip in (0..pairs).step_by(STRIP_PIXELS) {
-        let strip_end = (strip + STRIP_PIXELS).min(pairs);
-        for w in &mut windows[..strip_end - strip] {
-            *w = (oy * im.padded_w + ox * PAIR) * c;
+        let count = (pairs - strip).min(STRIP_PIXELS);
+        for a in &mut a_rows[..count] {
+            *a = padded[(oy * im.padded_w + ox * PAIR) * c..].as_ptr();
             ox += 1;
             if ox == pairs_per_row {
                 (oy, ox) = (oy + 1, 0);
             }
         }
-        for q in (strip..strip_end).step_by(mr) {
-            let rows = mr.min(strip_end - q);
-            let t = Tile {
-                segments: 3,
-                depth: pair_run(c),
-                a: std::array::from_fn(|i| padded[windows[q - strip + i.min(rows - 1)]..].as_ptr()),
-                a_step: 1,
-                a_seg: (im.padded_w * c) as isize,
-                b: packed.as_ptr(),
-                b_step: LANES as isize,
-                b_seg: (pair_run(c) * LANES) as isize,
-                c: Tile::strided_out(y[q * LANES..].as_mut_ptr(), LANES, rows),
-                rows,
-                cols: LANES,
-                accumulate: false,
-                relu,
-                bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-            };
-            // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` is the pair at output
-            // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and
-            // `4C` floats on, up to padded column ox + 3 <= out_w + 1 < padded_w (`Implicit::new`
-            // proved out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold
-            // `3 x 4C` rows of 8 floats (size asserted by the caller). C rows are pairs
-            // `q..q + rows` < pixels / 2 of `y` (size asserted), 8 floats each, exclusively
-            // borrowed. The pair bias, when given, is the caller's 8 floats.
-            unsafe { dispatch::<false>(isa, 1, &t) };
-        }
+        strided_mut(y[strip * LANES..].as_mut_ptr(), LANES, &mut c_rows[..count]);
+        let t = Tile {
+            segments: 3,
+            depth: pair_run(c),
+            a: &a_rows[..count],
+            a_step: 1,
+            a_seg: (im.padded_w * c) as isize,
+            b: packed.as_ptr(),
+            b_step: LANES as isize,
+            b_seg: (pair_run(c) * LANES) as isize,
+            c: &c_rows[..count],
+            c_col: 0,
+            rows: count,
+            cols: LANES,
+            accumulate: false,
+            relu,
+            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+        };
+        // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` is the pair at output
+        // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and `4C`
+        // floats on, up to padded column ox + 3 <= out_w + 1 < padded_w (`Implicit::new` proved
+        // out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold `3 x 4C` rows
+        // of 8 floats (size asserted by the caller). C rows are pairs `strip..strip + count` <
+        // pixels / 2 of `y` (size asserted), 8 floats each, exclusively borrowed. The pair
+        // bias, when given, is the caller's 8 floats.
+        unsafe { dispatch::<false>(isa, 1, &t) };
     }
 }
 
@@ -329,24 +329,32 @@ pub(crate) fn weight_grad_image(
         "implicit weight gradient: weight gradient size"
     );
     let s = im.stride;
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_MAX],
+        [std::ptr::null_mut(); STRIP_MAX],
+    );
     for (first, nv) in panels(n) {
         // The last float a vector read of the last pixel's row touches.
         let unmasked = (pixels - 1) * n + first + nv * LANES <= dy.len();
-        let mr = tile_rows(nv);
         for ky in 0..3 {
-            for r0 in (0..3 * c).step_by(mr) {
-                let rows = mr.min(3 * c - r0);
+            for r0 in (0..3 * c).step_by(STRIP_MAX) {
+                let count = (3 * c - r0).min(STRIP_MAX);
+                let row0 = ky * im.padded_w * c + r0;
+                strided(padded[row0..].as_ptr(), 1, &mut a_rows[..count]);
+                let dw_rows = dw[(ky * 3 * c + r0) * n..].as_mut_ptr();
+                strided_mut(dw_rows, n, &mut c_rows[..count]);
                 let t = Tile {
                     segments: im.out_h,
                     depth: im.out_w,
-                    a: Tile::strided_rows(padded[ky * im.padded_w * c + r0..].as_ptr(), 1, rows),
+                    a: &a_rows[..count],
                     a_step: (s * c) as isize,
                     a_seg: (s * im.padded_w * c) as isize,
                     b: dy[first..].as_ptr(),
                     b_step: n as isize,
                     b_seg: (im.out_w * n) as isize,
-                    c: Tile::strided_out(dw[(ky * 3 * c + r0) * n + first..].as_mut_ptr(), n, rows),
-                    rows,
+                    c: &c_rows[..count],
+                    c_col: first,
+                    rows: count,
                     cols: (nv * LANES).min(n - first),
                     accumulate,
                     relu: false,
@@ -356,8 +364,9 @@ pub(crate) fn weight_grad_image(
                 // padded[(oy*s + ky) * padded_w * C + ox*s*C + r0 + i] lies inside the padded
                 // image (`Implicit::new` checked its size; r0 + i < 3C). B row q is read at
                 // `q * n + first` for `8 * nv` floats when `unmasked` (checked against the
-                // slice above) or for `cols` floats, inside this image's `pixels * n`. C's tile
-                // lies inside `dw`, which is exclusively borrowed.
+                // slice above) or for `cols` floats, inside this image's `pixels * n`. C's rows
+                // `ky * 3C + r0 + i` < 9C, columns `first..first + cols`, lie inside `dw`, which
+                // is exclusively borrowed.
                 unsafe {
                     if unmasked {
                         dispatch::<false>(isa, nv, &t)

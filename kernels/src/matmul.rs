@@ -12,27 +12,17 @@
 //! split rows between threads, which never changes a result (each output element is reduced in
 //! the same order whatever the split).
 
-use crate::microkernel::{run_tile, Tile, LANES};
+use crate::microkernel::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
 use crate::simd::{active_isa, Isa};
-
-/// Rows per tile for a panel `nv` vectors wide: accumulators, B vectors and a broadcast must
-/// fit the 16 `ymm` registers without spilling (4 x 3 does not: measured 3x slower).
-pub(crate) fn tile_rows(nv: usize) -> usize {
-    if nv >= 3 {
-        3
-    } else {
-        6
-    }
-}
 
 /// Bytes of A a strip (or block) should occupy so that it stays in L1 while every panel passes
 /// over it.
 const L1_BUDGET: usize = 16 * 1024;
 
 /// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`], a multiple of
-/// every [`tile_rows`], at most 96.
+/// every tile height (6 and 3), at most [`STRIP_MAX`].
 fn strip_rows(depth: usize) -> usize {
-    (L1_BUDGET / (4 * depth.max(1)) / 6 * 6).clamp(6, 96)
+    (L1_BUDGET / (4 * depth.max(1)) / 6 * 6).clamp(6, STRIP_MAX)
 }
 
 /// Splits `n` columns into panels of 1-3 vectors, as few and as wide as possible:
@@ -168,7 +158,9 @@ fn span(rows: usize, cols: usize, ld: usize) -> usize {
     }
 }
 
-/// Runs the tile kind that fits a panel of `nv` vectors.
+/// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors, 3 rows of 3
+/// (accumulators, B vectors and a broadcast must fit the 16 `ymm` registers without spilling:
+/// 4 x 3 did not, and ran 3x slower).
 ///
 /// # Safety
 /// The contract of [`run_tile`] for `isa` and `t`.
@@ -277,34 +269,43 @@ fn matmul_packed_on(
         return;
     }
     let strip_rows = strip_rows(depth);
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_MAX],
+        [std::ptr::null_mut(); STRIP_MAX],
+    );
     for strip in (0..rows).step_by(strip_rows) {
         let strip_end = (strip + strip_rows).min(rows);
+        let count = strip_end - strip;
+        strided(
+            a[strip * lda..].as_ptr(),
+            lda as isize,
+            &mut a_rows[..count],
+        );
+        strided_mut(c[strip * ldc..].as_mut_ptr(), ldc, &mut c_rows[..count]);
         for (first, nv) in panels(n) {
-            let mr = tile_rows(nv);
-            for row in (strip..strip_end).step_by(mr) {
-                let tile_rows = mr.min(strip_end - row);
-                let t = Tile {
-                    segments: 1,
-                    depth,
-                    a: Tile::strided_rows(a[row * lda..].as_ptr(), lda as isize, tile_rows),
-                    a_step: 1,
-                    a_seg: 0,
-                    b: packed[depth * first..].as_ptr(),
-                    b_step: (nv * LANES) as isize,
-                    b_seg: 0,
-                    c: Tile::strided_out(c[row * ldc + first..].as_mut_ptr(), ldc, tile_rows),
-                    rows: tile_rows,
-                    cols: (nv * LANES).min(n - first),
-                    accumulate,
-                    relu,
-                    bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
-                };
-                // SAFETY: `isa` runs on this CPU (callers' contract); rows `row..row + t.rows` of A are inside `a` (span asserted) for all
-                // `depth` steps; the panel holds `depth` rows of `8*nv` floats; C's tile is inside
-                // `c` (span asserted) and `c` is exclusively borrowed; a bias holds `n` floats
-                // (asserted), `cols` of them from `first`.
-                unsafe { dispatch::<false>(isa, nv, &t) };
-            }
+            let t = Tile {
+                segments: 1,
+                depth,
+                a: &a_rows[..count],
+                a_step: 1,
+                a_seg: 0,
+                b: packed[depth * first..].as_ptr(),
+                b_step: (nv * LANES) as isize,
+                b_seg: 0,
+                c: &c_rows[..count],
+                c_col: first,
+                rows: count,
+                cols: (nv * LANES).min(n - first),
+                accumulate,
+                relu,
+                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
+            };
+            // SAFETY: `isa` runs on this CPU (callers' contract); rows `strip..strip_end` of A
+            // are inside `a` (span asserted) for all `depth` steps; the panel holds `depth` rows
+            // of `8*nv` floats; C's rows `strip..strip_end`, columns `first..first + cols`, are
+            // inside `c` (span asserted) and `c` is exclusively borrowed; a bias holds `n`
+            // floats (asserted), `cols` of them from `first`.
+            unsafe { dispatch::<false>(isa, nv, &t) };
         }
     }
 }
@@ -379,6 +380,10 @@ fn matmul_at_b_on(
         return;
     }
     let block_rows = 128;
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_MAX],
+        [std::ptr::null_mut(); STRIP_MAX],
+    );
     for (first, nv) in panels(n) {
         // Rows of B whose full `8*nv`-float read stays inside `b` may be read unmasked: the
         // floats past `n` belong to the next row and only feed lanes that are never stored.
@@ -392,30 +397,34 @@ fn matmul_at_b_on(
                 if start == end {
                     continue;
                 }
-                let mr = tile_rows(nv);
-                for row in (0..k).step_by(mr) {
-                    let tile_rows = mr.min(k - row);
+                for strip in (0..k).step_by(STRIP_MAX) {
+                    let count = (k - strip).min(STRIP_MAX);
+                    strided(a[start * lda + strip..].as_ptr(), 1, &mut a_rows[..count]);
+                    strided_mut(c[strip * ldc..].as_mut_ptr(), ldc, &mut c_rows[..count]);
                     let t = Tile {
                         segments: 1,
                         depth: end - start,
-                        a: Tile::strided_rows(a[start * lda + row..].as_ptr(), 1, tile_rows),
+                        a: &a_rows[..count],
                         a_step: lda as isize,
                         a_seg: 0,
                         b: b[start * ldb + first..].as_ptr(),
                         b_step: ldb as isize,
                         b_seg: 0,
-                        c: Tile::strided_out(c[row * ldc + first..].as_mut_ptr(), ldc, tile_rows),
-                        rows: tile_rows,
+                        c: &c_rows[..count],
+                        c_col: first,
+                        rows: count,
                         cols: (nv * LANES).min(n - first),
                         accumulate: accumulate || start > 0,
                         relu: false,
                         bias: std::ptr::null(),
                     };
-                    // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start + p)*lda + row + i] with `row + i < k` and
-                    // `start + p < depth` is inside the asserted span. B row `p` is read for
-                    // `8*nv` floats when `p < unmasked_depth` (inside `b` by construction of
-                    // `fits`), else for `cols` floats (masked), inside the asserted span. C's
-                    // tile is inside `c`, which is exclusively borrowed.
+                    // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start +
+                    // p)*lda + strip + i] with `strip + i < k` and `start + p < depth` is inside
+                    // the asserted span. B row `p` is read for `8*nv` floats when `p <
+                    // unmasked_depth` (inside `b` by construction of `fits`), else for `cols`
+                    // floats (masked), inside the asserted span. C's rows `strip..strip +
+                    // count`, columns `first..first + cols`, are inside `c`, which is
+                    // exclusively borrowed.
                     unsafe {
                         if masked {
                             dispatch::<true>(isa, nv, &t)

@@ -16,28 +16,34 @@ pub const LANES: usize = 8;
 /// Most rows a tile kind has.
 pub const MAX_ROWS: usize = 6;
 
-/// One tile's operands. Pointers and strides are in floats.
+/// Most rows a caller hands one [`Tile`] call (its row-pointer arrays live on the stack).
+pub(crate) const STRIP_MAX: usize = 96;
+
+/// A strip of tiles' operands: `rows` output rows computed `MR` at a time against one panel of
+/// B, in a single call (the per-call set-up and the tile function's entry and exit are paid once
+/// per strip, not once per `MR` rows). Pointers and strides are in floats.
 ///
 /// The reduction runs over `segments` segments of `depth` steps: step `p` of segment `s` reads
 /// `A(i, s, p) = a[i] + s*a_seg + p*a_step` and the B row at `b + s*b_seg + p*b_step`. One segment
 /// is a plain GEMM; three segments with `a[i]` pointing into a padded image are a 3x3
 /// convolution without im2col (one segment per kernel row).
 #[derive(Clone, Copy)]
-pub(crate) struct Tile {
+pub(crate) struct Tile<'r> {
     pub segments: usize,
     /// Reduction steps per segment.
     pub depth: usize,
-    /// Row `i`'s first element; rows past `rows` must repeat a valid row (they are computed and
-    /// dropped).
-    pub a: [*const f32; MAX_ROWS],
+    /// Row `i`'s first element of A, for `i < rows`. (A last group of fewer than `MR` rows
+    /// repeats its last row; the copies are computed and dropped.)
+    pub a: &'r [*const f32],
     pub a_step: isize,
     pub a_seg: isize,
     pub b: *const f32,
     pub b_step: isize,
     pub b_seg: isize,
-    /// Row `i` of C; like `a`, rows past `rows` repeat a valid row (they are never written).
-    pub c: [*mut f32; MAX_ROWS],
-    /// Valid rows (`1..=MR`): rows past it are not written to C.
+    /// Row `i` of C starts at `c[i] + c_col`, for `i < rows`.
+    pub c: &'r [*mut f32],
+    pub c_col: usize,
+    /// Rows to compute (at least 1; `a` and `c` hold at least this many).
     pub rows: usize,
     /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
     /// not read from B.
@@ -54,16 +60,24 @@ pub(crate) struct Tile {
     pub relu: bool,
 }
 
-impl Tile {
-    /// Row pointers `a + i * stride` for the first `rows` rows, the last valid one repeated.
-    pub fn strided_rows(a: *const f32, stride: isize, rows: usize) -> [*const f32; MAX_ROWS] {
-        std::array::from_fn(|i| a.wrapping_offset(i.min(rows - 1) as isize * stride))
+/// Fills `out[..rows]` with `base + i * stride` (row pointers of a strided matrix).
+pub(crate) fn strided<T>(base: *const T, stride: isize, out: &mut [*const T]) {
+    for (i, p) in out.iter_mut().enumerate() {
+        *p = base.wrapping_offset(i as isize * stride);
     }
+}
 
-    /// Output row pointers `c + i * ldc` for the first `rows` rows, the last valid one repeated.
-    pub fn strided_out(c: *mut f32, ldc: usize, rows: usize) -> [*mut f32; MAX_ROWS] {
-        std::array::from_fn(|i| c.wrapping_add(i.min(rows - 1) * ldc))
+/// Fills `out` with `base + i * stride` (output row pointers of a strided matrix).
+pub(crate) fn strided_mut<T>(base: *mut T, stride: usize, out: &mut [*mut T]) {
+    for (i, p) in out.iter_mut().enumerate() {
+        *p = base.wrapping_add(i * stride);
     }
+}
+
+/// Row `i` of group `g` (rows `g..g + MR`), the last valid row standing in past `rows`.
+#[inline(always)]
+fn group_rows<T: Copy, const MR: usize>(rows: &[T], g: usize, valid_end: usize) -> [T; MR] {
+    std::array::from_fn(|i| rows[(g + i).min(valid_end - 1)])
 }
 
 /// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols`
@@ -74,14 +88,18 @@ impl Tile {
 /// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it). For
 /// every `i < MR`, segment `s` and step `p`, `a[i] + s*a_seg + p*a_step` must be readable; B rows
 /// must be readable for `8*NV` floats (`cols` when `MASK_B`); C must be writable at
-/// `c[i] + j` for `i < rows`, `j < cols`, and must not overlap A or B; a non-null `bias` must be
-/// readable for `cols` floats.
+/// `c[i] + c_col + j` for `i < rows`, `j < cols`, and must not overlap A or B; a non-null `bias`
+/// must be readable for `cols` floats.
 #[inline]
 pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
     isa: Isa,
     t: &Tile,
 ) {
-    debug_assert!(MR <= MAX_ROWS && t.rows >= 1 && t.rows <= MR);
+    assert!(
+        t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
+        "tile: rows"
+    );
+    debug_assert!(MR <= MAX_ROWS);
     debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -101,47 +119,52 @@ pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bo
 pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
     let width = LANES * NV;
     let read_cols = if MASK_B { t.cols } else { width };
-    let mut acc = [[0.0f32; 32]; MR];
-    if !t.bias.is_null() && !t.accumulate {
-        for row in acc.iter_mut() {
-            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
-                // SAFETY: the bias row is readable for `cols` floats.
-                *v = unsafe { *t.bias.add(j) };
-            }
-        }
-    }
-    if t.accumulate {
-        for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
-            for (j, v) in row.iter_mut().enumerate().take(t.cols) {
-                // SAFETY: `i < rows`, `j < cols` are inside C's contract.
-                *v = unsafe { *t.c[i].add(j) };
-            }
-        }
-    }
-    for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
-        for s in 0..t.segments as isize {
-            for p in 0..t.depth as isize {
-                // SAFETY: inside A's and B's contract (`j < read_cols`).
-                let av = unsafe { *t.a[i].offset(s * t.a_seg + p * t.a_step) };
-                let b = t.b.wrapping_offset(s * t.b_seg + p * t.b_step);
-                for (j, c) in row.iter_mut().enumerate().take(read_cols) {
-                    *c += av * unsafe { *b.add(j) };
+    for g in (0..t.rows).step_by(MR) {
+        let valid = (t.rows - g).min(MR);
+        let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
+        let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
+        let mut acc = [[0.0f32; 32]; MR];
+        if !t.bias.is_null() && !t.accumulate {
+            for row in acc.iter_mut() {
+                for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                    // SAFETY: the bias row is readable for `cols` floats.
+                    *v = unsafe { *t.bias.add(j) };
                 }
             }
         }
-    }
-    for (i, row) in acc.iter().enumerate().take(t.rows) {
-        for (j, v) in row.iter().enumerate().take(t.cols) {
-            let v = if t.relu { relu_s(*v) } else { *v };
-            // SAFETY: `i < rows`, `j < cols` are inside C's contract.
-            unsafe { *t.c[i].add(j) = v };
+        if t.accumulate {
+            for (i, row) in acc.iter_mut().enumerate().take(valid) {
+                for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                    // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
+                    *v = unsafe { *c[i].add(j) };
+                }
+            }
+        }
+        for (i, row) in acc.iter_mut().enumerate().take(valid) {
+            for s in 0..t.segments as isize {
+                for p in 0..t.depth as isize {
+                    // SAFETY: inside A's and B's contract (`j < read_cols`).
+                    let av = unsafe { *a[i].offset(s * t.a_seg + p * t.a_step) };
+                    let b = t.b.wrapping_offset(s * t.b_seg + p * t.b_step);
+                    for (j, c) in row.iter_mut().enumerate().take(read_cols) {
+                        *c += av * unsafe { *b.add(j) };
+                    }
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate().take(valid) {
+            for (j, v) in row.iter().enumerate().take(t.cols) {
+                let v = if t.relu { relu_s(*v) } else { *v };
+                // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
+                unsafe { *c[i].add(j) = v };
+            }
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Tile, LANES};
+    use super::{group_rows, Tile, LANES};
     use std::arch::x86_64::*;
 
     /// All-ones in the first `n` lanes (`1..=8`).
@@ -160,86 +183,88 @@ mod avx2 {
         let last = t.cols - LANES * (NV - 1);
         // SAFETY: no memory access.
         let mask = unsafe { lane_mask(last.min(LANES)) };
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        // The bias row, loaded once for the strip.
+        let mut start = [_mm256_setzero_ps(); NV];
         if !t.bias.is_null() && !t.accumulate {
-            for j in 0..NV {
+            for (j, v) in start.iter_mut().enumerate() {
                 // SAFETY: the bias row is readable for `cols` floats: full vectors lie inside
                 // them, the last is masked to them.
-                let v = unsafe {
+                *v = unsafe {
                     if j == NV - 1 && last < LANES {
                         _mm256_maskload_ps(t.bias.add(LANES * j), mask)
                     } else {
                         _mm256_loadu_ps(t.bias.add(LANES * j))
                     }
                 };
-                for row in acc.iter_mut() {
-                    row[j] = v;
-                }
             }
         }
-        if t.accumulate {
-            for (i, row) in acc.iter_mut().enumerate().take(t.rows) {
-                let c = t.c[i];
-                for (j, v) in row.iter_mut().enumerate() {
-                    // SAFETY: as for the stores below.
-                    *v = unsafe {
-                        if j == NV - 1 && last < LANES {
-                            _mm256_maskload_ps(c.add(LANES * j), mask)
-                        } else {
-                            _mm256_loadu_ps(c.add(LANES * j))
-                        }
-                    };
-                }
-            }
-        }
-        for s in 0..t.segments as isize {
-            let mut b = t.b.wrapping_offset(s * t.b_seg);
-            let rows: [*const f32; MR] =
-                std::array::from_fn(|i| t.a[i].wrapping_offset(s * t.a_seg));
-            let mut off = 0isize;
-            for _ in 0..t.depth {
-                let mut bv = [_mm256_setzero_ps(); NV];
-                for (j, v) in bv.iter_mut().enumerate() {
-                    // SAFETY: each B row is readable for `8*NV` floats, or `cols` with the mask.
-                    *v = unsafe {
-                        if MASK_B && j == NV - 1 {
-                            _mm256_maskload_ps(b.add(LANES * j), mask)
-                        } else {
-                            _mm256_loadu_ps(b.add(LANES * j))
-                        }
-                    };
-                }
-                for (i, r) in rows.iter().enumerate() {
-                    // SAFETY: every row pointer addresses A at this segment and step.
-                    let av = unsafe { _mm256_broadcast_ss(&*r.offset(off)) };
-                    for (j, v) in bv.iter().enumerate() {
-                        acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
+        for g in (0..t.rows).step_by(MR) {
+            let valid = (t.rows - g).min(MR);
+            let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
+            let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
+            let mut acc = [start; MR];
+            if t.accumulate {
+                for (row, c) in acc.iter_mut().zip(&c).take(valid) {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        // SAFETY: as for the stores below.
+                        *v = unsafe {
+                            if j == NV - 1 && last < LANES {
+                                _mm256_maskload_ps(c.add(LANES * j), mask)
+                            } else {
+                                _mm256_loadu_ps(c.add(LANES * j))
+                            }
+                        };
                     }
                 }
-                b = b.wrapping_offset(t.b_step);
-                off += t.a_step;
             }
-        }
-        if t.relu {
-            // max(0, v) returns v when v is NaN (the second operand), like `relu_s`; and -0.0
-            // for -0.0, also like `relu_s`.
-            for row in acc.iter_mut() {
-                for v in row.iter_mut() {
-                    *v = _mm256_max_ps(_mm256_setzero_ps(), *v);
+            for s in 0..t.segments as isize {
+                let mut b = t.b.wrapping_offset(s * t.b_seg);
+                let rows: [*const f32; MR] = a.map(|r| r.wrapping_offset(s * t.a_seg));
+                let mut off = 0isize;
+                for _ in 0..t.depth {
+                    let mut bv = [_mm256_setzero_ps(); NV];
+                    for (j, v) in bv.iter_mut().enumerate() {
+                        // SAFETY: each B row is readable for `8*NV` floats, or `cols` with the
+                        // mask.
+                        *v = unsafe {
+                            if MASK_B && j == NV - 1 {
+                                _mm256_maskload_ps(b.add(LANES * j), mask)
+                            } else {
+                                _mm256_loadu_ps(b.add(LANES * j))
+                            }
+                        };
+                    }
+                    for (i, r) in rows.iter().enumerate() {
+                        // SAFETY: every row pointer addresses A at this segment and step.
+                        let av = unsafe { _mm256_broadcast_ss(&*r.offset(off)) };
+                        for (j, v) in bv.iter().enumerate() {
+                            acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
+                        }
+                    }
+                    b = b.wrapping_offset(t.b_step);
+                    off += t.a_step;
                 }
             }
-        }
-        for (i, row) in acc.iter().enumerate().take(t.rows) {
-            let c = t.c[i];
-            for (j, v) in row.iter().enumerate() {
-                let cj = c.wrapping_add(LANES * j);
-                // SAFETY: full vectors lie inside the `cols` valid columns; the last one is
-                // masked to them.
-                unsafe {
-                    if j == NV - 1 && last < LANES {
-                        _mm256_maskstore_ps(cj, mask, *v);
-                    } else {
-                        _mm256_storeu_ps(cj, *v);
+            if t.relu {
+                // max(0, v) returns v when v is NaN (the second operand), like `relu_s`; and
+                // -0.0 for -0.0, also like `relu_s`.
+                for row in acc.iter_mut() {
+                    for v in row.iter_mut() {
+                        *v = _mm256_max_ps(_mm256_setzero_ps(), *v);
+                    }
+                }
+            }
+            for (row, c) in acc.iter().zip(&c).take(valid) {
+                for (j, v) in row.iter().enumerate() {
+                    let cj = c.wrapping_add(LANES * j);
+                    // SAFETY: row `g + i < rows` of C; full vectors lie inside the `cols` valid
+                    // columns, the last one is masked to them.
+                    unsafe {
+                        if j == NV - 1 && last < LANES {
+                            _mm256_maskstore_ps(cj, mask, *v);
+                        } else {
+                            _mm256_storeu_ps(cj, *v);
+                        }
                     }
                 }
             }

@@ -10,7 +10,7 @@
 //! [`crate::implicit`]. Every input pixel belongs to exactly one class and is written once.
 
 use crate::implicit::Implicit;
-use crate::matmul::{dispatch, pack_panels, packed_len, panels, tile_rows};
+use crate::matmul::{dispatch, pack_panels, packed_len, panels};
 use crate::microkernel::{Tile, LANES};
 use crate::simd::Isa;
 
@@ -242,6 +242,10 @@ pub(crate) fn data_grad_images(
         "sub-pixel data gradient: input gradient size"
     );
     let dx_ptr = dx.as_mut_ptr();
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_PIXELS],
+        [std::ptr::null_mut(); STRIP_PIXELS],
+    );
     for (group, offset) in sp.groups() {
         let (segments, span, n) = (taps(group.ry).len(), group.span(cout), group.n(cin));
         let depth = segments * span;
@@ -260,17 +264,14 @@ pub(crate) fn data_grad_images(
         // Tile row q is (image, class row r, class column j), stepped without divisions (they
         // showed in this kernel's profile).
         let (mut image, mut r, mut j) = (0, 0, 0);
-        let mut windows = [(0usize, 0usize); STRIP_PIXELS];
         for strip in (0..pixels).step_by(STRIP_PIXELS) {
-            let strip_end = (strip + STRIP_PIXELS).min(pixels);
-            for w in &mut windows[..strip_end - strip] {
+            let count = (pixels - strip).min(STRIP_PIXELS);
+            for (a, c) in a_rows[..count].iter_mut().zip(&mut c_rows[..count]) {
                 let (iy, ix) = (first_y + 2 * r, first_x + 2 * j);
                 let (u, v) = (iy + sp.pad_top, ix + sp.pad_left);
                 let window = (u.div_ceil(2) * border.padded_w + v.div_ceil(2)) * cout;
-                *w = (
-                    image * border.padded_len() + window,
-                    (image * sp.in_h * sp.in_w + iy * sp.in_w + ix) * cin,
-                );
+                *a = bordered[image * border.padded_len() + window..].as_ptr();
+                *c = dx_ptr.wrapping_add((image * sp.in_h * sp.in_w + iy * sp.in_w + ix) * cin);
                 j += 1;
                 if j == per_row {
                     (r, j) = (r + 1, 0);
@@ -280,41 +281,36 @@ pub(crate) fn data_grad_images(
                 }
             }
             for (first, nv) in panels(n) {
-                let mr = tile_rows(nv);
-                for q in (strip..strip_end).step_by(mr) {
-                    let valid = mr.min(strip_end - q);
-                    let row = |i: usize| windows[q - strip + i.min(valid - 1)];
-                    let t = Tile {
-                        segments,
-                        depth: span,
-                        a: std::array::from_fn(|i| bordered[row(i).0..].as_ptr()),
-                        a_step: 1,
-                        a_seg: (border.padded_w * cout) as isize,
-                        b: weights[depth * first..].as_ptr(),
-                        b_step: (nv * LANES) as isize,
-                        b_seg: (span * nv * LANES) as isize,
-                        c: std::array::from_fn(|i| dx_ptr.wrapping_add(row(i).1 + first)),
-                        rows: valid,
-                        cols: (nv * LANES).min(n - first),
-                        accumulate: false,
-                        relu: false,
-                        bias: std::ptr::null(),
-                    };
-                    // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
-                    // `window + s * padded_w * cout + p` for `s < segments <= 2`, `p < span =
-                    // positions * cout <= 2 * cout`: the window starts at bordered pixel
-                    // (ceil(u/2), ceil(v/2)). With two segments u is even and u <= in_h - 1 +
-                    // pad_top <= 2 * out_h - 1, so the last row u/2 + 1 <= out_h; likewise with
-                    // two positions v is even (a pair starts at an even v = ix <= in_w - 2) and
-                    // the last column is <= out_w. All inside the image's (out_h+2) x (out_w+2)
-                    // bordered copy, and `image < images` (sizes asserted). The group's panel
-                    // holds `depth` rows of `8 * nv` floats. C row `i` starts at pixel (iy, ix)
-                    // of image `image` of `dx` and spans `pixels` pixels (a pair has ix + 1 <
-                    // in_w, width even) x `cin` channels, columns `first..first + cols` < n
-                    // (size asserted); distinct rows are distinct pixels; `dx` is exclusively
-                    // borrowed, A and B are other slices.
-                    unsafe { dispatch::<false>(isa, nv, &t) };
-                }
+                let t = Tile {
+                    segments,
+                    depth: span,
+                    a: &a_rows[..count],
+                    a_step: 1,
+                    a_seg: (border.padded_w * cout) as isize,
+                    b: weights[depth * first..].as_ptr(),
+                    b_step: (nv * LANES) as isize,
+                    b_seg: (span * nv * LANES) as isize,
+                    c: &c_rows[..count],
+                    c_col: first,
+                    rows: count,
+                    cols: (nv * LANES).min(n - first),
+                    accumulate: false,
+                    relu: false,
+                    bias: std::ptr::null(),
+                };
+                // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
+                // `window + s * padded_w * cout + p` for `s < segments <= 2`, `p < span =
+                // positions * cout <= 2 * cout`: the window starts at bordered pixel
+                // (ceil(u/2), ceil(v/2)). With two segments u is even and u <= in_h - 1 +
+                // pad_top <= 2 * out_h - 1, so the last row u/2 + 1 <= out_h; likewise with two
+                // positions v is even (a pair starts at an even v = ix <= in_w - 2) and the last
+                // column is <= out_w. All inside the image's (out_h+2) x (out_w+2) bordered
+                // copy, and `image < images` (sizes asserted). The group's panel holds `depth`
+                // rows of `8 * nv` floats. C row `i` starts at pixel (iy, ix) of image `image` of
+                // `dx` and spans `pixels` pixels (a pair has ix + 1 < in_w, width even) x `cin`
+                // channels, columns `first..first + cols` < n (size asserted); distinct rows are
+                // distinct pixels; `dx` is exclusively borrowed, A and B are other slices.
+                unsafe { dispatch::<false>(isa, nv, &t) };
             }
         }
     }
