@@ -360,22 +360,60 @@ fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
 
 /// [`normalize_block`] in the widened layout ([`period`]).
 fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
-    let c = k.scale.len();
-    let p = period(c);
-    if p == 1 {
-        return normalize_block(x, k, y, relu);
+    WideApply::new(k, relu).run(x, y);
+}
+
+/// A batch-norm (+ReLU) map with its coefficients tiled once for the widened layout
+/// ([`period`]), for applying it to many short runs of whole rows: a convolution bordering its
+/// input applies the preceding batch norm row by row of the image ([`crate::conv`]'s prologue).
+/// Every element gets exactly [`normalize`]'s arithmetic, so the results are bitwise equal.
+pub(crate) struct WideApply<'a> {
+    narrow: BnApply<'a>,
+    mean: [f32; WIDE_MAX],
+    scale: [f32; WIDE_MAX],
+    beta: [f32; WIDE_MAX],
+    /// Floats per widened row (`c * period(c)`), or 0 when not widened.
+    cw: usize,
+    relu: bool,
+}
+
+impl<'a> WideApply<'a> {
+    pub(crate) fn new(k: BnApply<'a>, relu: bool) -> Self {
+        let c = k.scale.len();
+        let p = period(c);
+        let mut wide = WideApply {
+            narrow: k,
+            mean: [0.0; WIDE_MAX],
+            scale: [0.0; WIDE_MAX],
+            beta: [0.0; WIDE_MAX],
+            cw: if p == 1 { 0 } else { c * p },
+            relu,
+        };
+        if p > 1 {
+            let cw = c * p;
+            tiled(k.mean, &mut wide.mean[..cw]);
+            tiled(k.scale, &mut wide.scale[..cw]);
+            tiled(k.beta, &mut wide.beta[..cw]);
+        }
+        wide
     }
-    let cw = c * p;
-    let (main, rest) = split_periods(x, cw);
-    let (y_main, y_rest) = y.split_at_mut(main.len());
-    let (mut mean, mut scale, mut beta) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
-    let wide = BnApply {
-        mean: tiled(k.mean, &mut mean[..cw]),
-        scale: tiled(k.scale, &mut scale[..cw]),
-        beta: tiled(k.beta, &mut beta[..cw]),
-    };
-    normalize_block(main, wide, y_main, relu);
-    normalize_block(rest, k, y_rest, relu);
+
+    /// `y = relu?((x - mean) * scale + beta)` over whole rows (`x.len()` a multiple of `c`).
+    pub(crate) fn run(&self, x: &[f32], y: &mut [f32]) {
+        if self.cw == 0 {
+            return normalize_block(x, self.narrow, y, self.relu);
+        }
+        let cw = self.cw;
+        let (main, rest) = split_periods(x, cw);
+        let (y_main, y_rest) = y.split_at_mut(main.len());
+        let wide = BnApply {
+            mean: &self.mean[..cw],
+            scale: &self.scale[..cw],
+            beta: &self.beta[..cw],
+        };
+        normalize_block(main, wide, y_main, self.relu);
+        normalize_block(rest, self.narrow, y_rest, self.relu);
+    }
 }
 
 /// [`backward_sums_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).

@@ -10,10 +10,11 @@
 //! in the same order), and the weight and bias gradients are per-chunk partial sums added in chunk
 //! order: results are bitwise the same for any thread count.
 
+use crate::batchnorm::{BnApply, WideApply};
 use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, copy_run, im2col_image};
-use crate::implicit::{forward_image, pad_image, weight_grad_image, Implicit};
+use crate::implicit::{forward_image, pad_image, pad_image_with, weight_grad_image, Implicit};
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
@@ -238,6 +239,76 @@ pub fn conv_forward_fused(
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
+    forward(gemm, g, x, None, w, bias, epilogue, ws, y);
+}
+
+/// A batch norm (and ReLU) that the convolution applies to its input while zero-bordering it:
+/// `input = relu?((x - mean) * scale + beta)`, with exactly the arithmetic of
+/// [`crate::bn_relu::bn_relu_forward`], so the normalized activation never takes a pass (and a
+/// buffer) of its own. Training, fused BN+ReLU path.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvPrologue<'a> {
+    pub apply: BnApply<'a>,
+    pub relu: bool,
+}
+
+/// Whether [`conv_forward_with_prologue`] applies: layers on the implicit path (which borders
+/// its input anyway).
+pub fn accepts_prologue(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+    implicit_plan(gemm, g).is_some()
+}
+
+/// [`conv_forward`] of `prologue(x)` (see [`ConvPrologue`]); the workspace then holds the
+/// normalized input for [`conv_backward`], as if it had been passed in.
+///
+/// # Panics
+/// If [`accepts_prologue`] is false, or the prologue is not `Cin` channels wide.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward_with_prologue(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    x: &[f32],
+    prologue: ConvPrologue<'_>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    ws: &mut ConvWorkspace,
+    y: &mut [f32],
+) {
+    assert!(
+        accepts_prologue(gemm, g),
+        "conv_forward: an input prologue needs the implicit path"
+    );
+    let k = prologue.apply;
+    assert!(
+        k.mean.len() == g.in_c && k.scale.len() == g.in_c && k.beta.len() == g.in_c,
+        "conv_forward: prologue size"
+    );
+    forward(
+        gemm,
+        g,
+        x,
+        Some(prologue),
+        w,
+        bias,
+        ConvEpilogue::default(),
+        ws,
+        y,
+    );
+}
+
+/// [`conv_forward_fused`], with an optional input prologue (implicit path only).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    x: &[f32],
+    prologue: Option<ConvPrologue<'_>>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: ConvEpilogue<'_>,
+    ws: &mut ConvWorkspace,
+    y: &mut [f32],
+) {
     assert_eq!(x.len(), g.input_len(), "conv_forward: input size");
     assert_eq!(w.len(), g.weight_len(), "conv_forward: weight size");
     assert_eq!(y.len(), g.output_len(), "conv_forward: output size");
@@ -250,6 +321,8 @@ pub fn conv_forward_fused(
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
     let relu = epilogue.relu;
+    let input_map = prologue.map(|p| WideApply::new(p.apply, p.relu));
+    debug_assert!(prologue.is_none() || implicit_plan(gemm, g).is_some());
     if gemm == GemmBackend::Native && small_image::applies(g) {
         return forward_small_image(g, x, w, bias, epilogue, ws, y);
     }
@@ -276,16 +349,22 @@ pub fn conv_forward_fused(
                     .zip(y_c.chunks_exact_mut(g.out_pixels() * cout))
                 {
                     let p = profile::thread_scope(Phase::Im2col);
-                    pad_image(
-                        img,
-                        g.in_h,
-                        g.in_w,
-                        g.in_c,
-                        g.pad_top,
-                        g.pad_left,
-                        im.padded_w,
-                        padded,
-                    );
+                    let (h, w, c) = (g.in_h, g.in_w, g.in_c);
+                    let (top, left) = (g.pad_top, g.pad_left);
+                    match &input_map {
+                        Some(map) => pad_image_with(
+                            img,
+                            h,
+                            w,
+                            c,
+                            top,
+                            left,
+                            im.padded_w,
+                            padded,
+                            |dst, src| map.run(src, dst),
+                        ),
+                        None => pad_image(img, h, w, c, top, left, im.padded_w, padded),
+                    }
                     drop(p);
                     let _p = profile::thread_scope(Phase::ConvGemmForward);
                     forward_image(isa, &im, padded, weights, cout, y_img, bias, relu);
@@ -912,6 +991,65 @@ mod tests {
     }
 
     /// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
+    /// The input prologue equals batch norm (+ReLU) as a pass of its own, then the convolution:
+    /// bitwise, output and the workspace the backward pass reads.
+    #[test]
+    fn prologue_equals_a_separate_batch_norm_pass() {
+        use crate::batchnorm::bn_forward;
+        use crate::bn_relu::bn_relu_forward;
+        for &(n, h, w, cin, cout, stride) in &[
+            (2, 28, 28, 4, 8, 1),
+            (3, 14, 14, 12, 16, 1),
+            (2, 14, 14, 20, 24, 2),
+            (2, 9, 8, 3, 5, 1),
+        ] {
+            let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+            let gemm = GemmBackend::Native;
+            assert!(accepts_prologue(gemm, &g), "{g:?}");
+            let x = pseudo(g.input_len(), 11);
+            let wt = pseudo(g.weight_len(), 12);
+            let b = pseudo(cout, 13);
+            let dy = pseudo(g.output_len(), 14);
+            let (mean, scale, beta) = (pseudo(cin, 15), pseudo(cin, 16), pseudo(cin, 17));
+            let apply = BnApply {
+                mean: &mean,
+                scale: &scale,
+                beta: &beta,
+            };
+            for relu in [false, true] {
+                let mut normalized = vec![0.0; x.len()];
+                if relu {
+                    bn_relu_forward(&x, apply, &mut normalized);
+                } else {
+                    bn_forward(&x, apply, &mut normalized);
+                }
+                let run = |with_prologue: bool| {
+                    let mut ws = ConvWorkspace::default();
+                    let mut y = vec![f32::NAN; g.output_len()];
+                    if with_prologue {
+                        let prologue = ConvPrologue { apply, relu };
+                        conv_forward_with_prologue(
+                            gemm,
+                            &g,
+                            &x,
+                            prologue,
+                            &wt,
+                            Some(&b),
+                            &mut ws,
+                            &mut y,
+                        );
+                    } else {
+                        conv_forward(gemm, &g, &normalized, &wt, Some(&b), &mut ws, &mut y);
+                    }
+                    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+                    conv_backward(gemm, &g, &mut ws, &wt, &dy, Some(&mut dx), &mut dw, None);
+                    [y, dx, dw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+                };
+                assert!(run(true) == run(false), "{g:?} relu {relu}");
+            }
+        }
+    }
+
     #[test]
     fn backward_is_the_adjoint_of_forward() {
         for &(n, h, w, cin, cout, stride) in &[

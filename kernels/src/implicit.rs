@@ -145,6 +145,25 @@ pub fn pad_image(
     padded_w: usize,
     padded: &mut [f32],
 ) {
+    pad_image_with(image, h, w, c, top, left, padded_w, padded, |dst, src| {
+        copy_run(dst, src)
+    });
+}
+
+/// [`pad_image`] with `map(dst, src)` writing each image row (`w * c` floats) into place instead
+/// of a copy: a per-channel map of the input rides on the bordering pass.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pad_image_with(
+    image: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    top: usize,
+    left: usize,
+    padded_w: usize,
+    padded: &mut [f32],
+    map: impl Fn(&mut [f32], &[f32]),
+) {
     assert_eq!(image.len(), h * w * c, "pad_image: image size");
     assert!(left + w <= padded_w && padded.len() % (padded_w * c) == 0);
     assert!(
@@ -155,7 +174,7 @@ pub fn pad_image(
         match py.checked_sub(top).filter(|&y| y < h) {
             Some(y) => {
                 zero_run(&mut row[..left * c]);
-                copy_run(&mut row[left * c..][..w * c], &image[y * w * c..][..w * c]);
+                map(&mut row[left * c..][..w * c], &image[y * w * c..][..w * c]);
                 zero_run(&mut row[(left + w) * c..]);
             }
             None => zero_run(row),

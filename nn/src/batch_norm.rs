@@ -5,7 +5,9 @@
 //! it): biased batch variance, `moving = decay * moving + (1 - decay) * batch`, moving mean 0 and
 //! variance 1 at start, gamma 1 and beta 0.
 
-use crate::layer::{BnPath, EvalAffine, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{
+    BnPath, EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
+};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
@@ -42,6 +44,47 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// The statistics half of `forward`: in training, the batch mean and variance, the moving
+    /// averages' update and the folded scale; in evaluation, the scale from the moving variance.
+    fn statistics(&mut self, x: &Tensor, mode: Mode) {
+        let c = self.channels;
+        let _stats = profile::scope(Phase::BnStats);
+        match mode {
+            Mode::Train => {
+                batch_stats(
+                    x.data(),
+                    c,
+                    &mut self.mean,
+                    &mut self.var,
+                    &mut self.scratch,
+                );
+                let keep = 1.0 - self.decay;
+                for ch in 0..c {
+                    let (mm, mv) = (
+                        &mut self.moving_mean.value[ch],
+                        &mut self.moving_var.value[ch],
+                    );
+                    *mm = self.decay * *mm + keep * self.mean[ch];
+                    *mv = self.decay * *mv + keep * self.var[ch];
+                }
+                fold_scale(
+                    &self.gamma.value,
+                    &self.var,
+                    self.eps,
+                    &mut self.invstd,
+                    &mut self.scale,
+                );
+            }
+            Mode::Eval => fold_scale(
+                &self.gamma.value,
+                &self.moving_var.value,
+                self.eps,
+                &mut self.invstd,
+                &mut self.scale,
+            ),
+        }
+    }
+
     /// Protocol defaults: gamma 1, beta 0, moving mean 0, moving variance 1.
     pub fn new(name: &str, channels: usize, relu: bool) -> BatchNorm {
         assert!(channels > 0, "{name}: zero channels");
@@ -98,43 +141,7 @@ impl Layer for BatchNorm {
     }
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode) {
-        let c = self.channels;
-        let stats = profile::scope(Phase::BnStats);
-        match mode {
-            Mode::Train => {
-                batch_stats(
-                    x.data(),
-                    c,
-                    &mut self.mean,
-                    &mut self.var,
-                    &mut self.scratch,
-                );
-                let keep = 1.0 - self.decay;
-                for ch in 0..c {
-                    let (mm, mv) = (
-                        &mut self.moving_mean.value[ch],
-                        &mut self.moving_var.value[ch],
-                    );
-                    *mm = self.decay * *mm + keep * self.mean[ch];
-                    *mv = self.decay * *mv + keep * self.var[ch];
-                }
-                fold_scale(
-                    &self.gamma.value,
-                    &self.var,
-                    self.eps,
-                    &mut self.invstd,
-                    &mut self.scale,
-                );
-            }
-            Mode::Eval => fold_scale(
-                &self.gamma.value,
-                &self.moving_var.value,
-                self.eps,
-                &mut self.invstd,
-                &mut self.scale,
-            ),
-        }
-        drop(stats);
+        self.statistics(x, mode);
         let k = BnApply {
             mean: match mode {
                 Mode::Train => &self.mean,
@@ -155,6 +162,30 @@ impl Layer for BatchNorm {
                 relu_forward(&self.between, y.data_mut());
             }
         }
+    }
+
+    fn forward_train_deferred(&mut self, exec: &Exec, x: &Tensor) -> Option<InputMap<'_>> {
+        // Only the fused BN+ReLU path: its backward recomputes the ReLU mask from `x` and never
+        // reads `y`.
+        if !(self.relu && exec.bn_path == BnPath::Fused) {
+            return None;
+        }
+        self.statistics(x, Mode::Train);
+        Some(InputMap {
+            mean: &self.mean,
+            scale: &self.scale,
+            beta: &self.beta.value,
+            relu: true,
+        })
+    }
+
+    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
+        let k = BnApply {
+            mean: &self.mean,
+            scale: &self.scale,
+            beta: &self.beta.value,
+        };
+        bn_relu_forward(x.data(), k, y.data_mut());
     }
 
     fn backward(

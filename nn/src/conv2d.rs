@@ -1,9 +1,13 @@
 //! 3x3 convolution with TensorFlow SAME padding, NHWC activations, HWIO weights.
 
-use crate::layer::{EvalAffine, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{
+    EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
+};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::batchnorm::BnApply;
 use bnconv_kernels::conv::{
-    conv_backward, conv_forward, conv_forward_fused, ConvEpilogue, ConvWorkspace,
+    accepts_prologue, conv_backward, conv_forward, conv_forward_fused, conv_forward_with_prologue,
+    ConvEpilogue, ConvPrologue, ConvWorkspace,
 };
 use bnconv_kernels::ConvGeometry;
 
@@ -104,6 +108,38 @@ impl Layer for Conv2d {
             dx.map(|t| t.data_mut()),
             &mut self.weight.grad,
             self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
+        );
+    }
+
+    fn accepts_input_map(&self, exec: &Exec, input: Shape) -> bool {
+        input.dims().len() == 4 && accepts_prologue(exec.gemm, &self.geometry(input))
+    }
+
+    fn forward_with_input_map(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        map: &InputMap<'_>,
+        y: &mut Tensor,
+    ) {
+        let g = self.geometry(x.shape());
+        let prologue = ConvPrologue {
+            apply: BnApply {
+                mean: map.mean,
+                scale: map.scale,
+                beta: map.beta,
+            },
+            relu: map.relu,
+        };
+        conv_forward_with_prologue(
+            exec.gemm,
+            &g,
+            x.data(),
+            prologue,
+            &self.weight.value,
+            self.bias.as_ref().map(|b| b.value.as_slice()),
+            &mut self.workspace,
+            y.data_mut(),
         );
     }
 

@@ -92,9 +92,15 @@ pub fn gradients_finite(net: &mut Network) -> bool {
 }
 
 /// After a non-finite `loss`: the first layer, in forward order, whose output holds a non-finite
-/// value; the loss itself if every activation is finite.
-pub fn locate_activation(net: &Network, loss: f32) -> NonFinite {
+/// value; the loss itself if every activation is finite. Outputs the training pass left to the
+/// next layer (a batch norm applied by the convolution reading it) are written first, from the
+/// statistics the pass kept, so every layer is inspected.
+pub fn locate_activation(net: &mut Network, loss: f32) -> NonFinite {
+    net.store_deferred_activations();
     for (i, layer) in net.layers().iter().enumerate() {
+        if !net.activation_stored(i) {
+            continue;
+        }
         if let Some((index, value)) = first_non_finite(net.activation(i).data()) {
             return NonFinite {
                 what: Quantity::Activation,

@@ -101,6 +101,16 @@ pub struct EvalAffine<'a> {
     pub relu: bool,
 }
 
+/// A per-channel map that a layer hands to the next one in training, for it to apply to its
+/// input as it reads it: `relu?((x - mean) * scale + beta)` (batch norm + ReLU before a
+/// convolution, which applies it while bordering its input).
+pub struct InputMap<'a> {
+    pub mean: &'a [f32],
+    pub scale: &'a [f32],
+    pub beta: &'a [f32],
+    pub relu: bool,
+}
+
 /// A differentiable layer. Networks call `forward` then, in training, `backward` with the same `x`
 /// and the `y` that forward produced; layers keep whatever else backward needs.
 pub trait Layer: Send {
@@ -137,6 +147,45 @@ pub trait Layer: Send {
         _post: &EvalAffine<'_>,
     ) -> bool {
         false
+    }
+
+    /// Training forward that leaves `y` unwritten because the next layer applies this layer's
+    /// per-channel map to `x` as it reads its input ([`Layer::forward_with_input_map`]). Does
+    /// everything else `forward` does (batch statistics, moving averages) and returns the map;
+    /// `None`, doing nothing, if this layer is no such map on this execution path. `backward`
+    /// must not need `y` afterwards.
+    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<InputMap<'_>> {
+        None
+    }
+
+    /// After [`Layer::forward_train_deferred`] returned a map: writes the output it skipped,
+    /// from the statistics it kept (nothing is updated again). For diagnosis only (finding where
+    /// a non-finite value first appeared).
+    fn write_deferred_output(&mut self, _exec: &Exec, _x: &Tensor, _y: &mut Tensor) {
+        panic!(
+            "{}: write_deferred_output without a deferred forward",
+            self.name()
+        );
+    }
+
+    /// Whether [`Layer::forward_with_input_map`] takes an input of this shape.
+    fn accepts_input_map(&self, _exec: &Exec, _input: Shape) -> bool {
+        false
+    }
+
+    /// Training forward of `map(x)`, where `x` is the previous layer's input: called only when
+    /// [`Layer::accepts_input_map`] said so. `backward` must need only the shape of its `x`.
+    fn forward_with_input_map(
+        &mut self,
+        _exec: &Exec,
+        _x: &Tensor,
+        _map: &InputMap<'_>,
+        _y: &mut Tensor,
+    ) {
+        panic!(
+            "{}: forward_with_input_map without accepts_input_map",
+            self.name()
+        );
     }
 
     /// Visits parameters and statistics in a fixed order.

@@ -12,6 +12,12 @@ pub struct Network {
     acts: Vec<Tensor>,
     /// `grads[i]` is the gradient with respect to `acts[i]` (`grads[0]` stays unused).
     grads: Vec<Tensor>,
+    /// `stale[i]`: the last forward pass left `acts[i]` unwritten (its layer's map was folded
+    /// into a neighbour).
+    stale: Vec<bool>,
+    /// `deferred[i]`: of those, a training output applied by the next layer as it read it,
+    /// which [`Network::store_deferred_activations`] can still write.
+    deferred: Vec<bool>,
     pub exec: Exec,
     trained_forward: bool,
 }
@@ -39,6 +45,8 @@ impl Network {
             item_shape: item_shape.to_vec(),
             acts: (0..=n).map(|_| Tensor::default()).collect(),
             grads: (0..=n).map(|_| Tensor::default()).collect(),
+            stale: vec![false; n + 1],
+            deferred: vec![false; n + 1],
             exec,
             trained_forward: false,
         })
@@ -69,12 +77,37 @@ impl Network {
         self.acts[0].set_shape(shape);
         self.acts[0].data_mut().copy_from_slice(x);
         let n = self.layers.len();
+        self.stale.fill(false);
+        self.deferred.fill(false);
         let mut i = 0;
         while i < n {
             shape = self.layers[i]
                 .output_shape(shape)
                 .expect("shapes were validated when the network was built");
             let (done, rest) = self.acts.split_at_mut(i + 1);
+            if mode == Mode::Train && i + 1 < n {
+                // Training hands a per-channel map (batch norm + ReLU) to the next layer to
+                // apply as it reads its input; `acts[i + 1]` is then left stale.
+                let (head, tail) = self.layers.split_at_mut(i + 1);
+                if tail[0].accepts_input_map(&self.exec, shape) {
+                    let scope = profile::layer(i, Pass::Forward);
+                    if let Some(map) = head[i].forward_train_deferred(&self.exec, &done[i]) {
+                        drop(scope);
+                        rest[0].set_shape(shape);
+                        self.stale[i + 1] = true;
+                        self.deferred[i + 1] = true;
+                        let next = tail[0]
+                            .output_shape(shape)
+                            .expect("shapes were validated when the network was built");
+                        rest[1].set_shape(next);
+                        let _l = profile::layer(i + 1, Pass::Forward);
+                        tail[0].forward_with_input_map(&self.exec, &done[i], &map, &mut rest[1]);
+                        shape = next;
+                        i += 2;
+                        continue;
+                    }
+                }
+            }
             if mode == Mode::Eval && !self.exec.eval_unfolded && i + 1 < n {
                 // Evaluation folds a following per-channel map (batch norm, ReLU) into this
                 // layer's output tile when it can; `acts[i + 1]` is then left stale.
@@ -83,6 +116,7 @@ impl Network {
                     rest[1].set_shape(shape);
                     let _l = profile::layer(i, Pass::Forward);
                     if head[i].forward_eval_fused(&self.exec, &done[i], &mut rest[1], &post) {
+                        self.stale[i + 1] = true;
                         i += 2;
                         continue;
                     }
@@ -137,10 +171,30 @@ impl Network {
         }
     }
 
-    /// The activation after layer `i` (for inspection and tests). After an evaluation pass, the
-    /// output of a layer whose successor was folded into it is stale.
+    /// The activation after layer `i` (for inspection and tests). It is stale when the last
+    /// forward pass folded the layer's map into a neighbour ([`Network::activation_stored`]).
     pub fn activation(&self, i: usize) -> &Tensor {
         &self.acts[i + 1]
+    }
+
+    /// Writes the training outputs the last forward pass deferred to the next layer (for
+    /// diagnosis: after it, every training activation is stored).
+    pub fn store_deferred_activations(&mut self) {
+        for i in 0..self.layers.len() {
+            if self.deferred[i + 1] {
+                let (done, rest) = self.acts.split_at_mut(i + 1);
+                self.layers[i].write_deferred_output(&self.exec, &done[i], &mut rest[0]);
+                self.deferred[i + 1] = false;
+                self.stale[i + 1] = false;
+            }
+        }
+    }
+
+    /// Whether the last forward pass wrote [`Network::activation`]`(i)`: not when it folded
+    /// the next layer into layer `i` (evaluation), nor when layer `i + 1` applied layer `i`'s
+    /// batch norm + ReLU to its input as it read it (training).
+    pub fn activation_stored(&self, i: usize) -> bool {
+        !self.stale[i + 1]
     }
 
     /// The gradient with respect to layer `i`'s input from the last backward pass; `None` for

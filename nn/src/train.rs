@@ -217,7 +217,7 @@ impl Trainer {
             return Err(TrainError::Diverged {
                 step: self.steps - 1,
                 loss,
-                at: finite::locate_activation(&self.net, loss),
+                at: finite::locate_activation(&mut self.net, loss),
             });
         }
         self.net.backward(&self.dlogits);
