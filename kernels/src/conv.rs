@@ -18,6 +18,7 @@ use crate::implicit::{forward_image, pad_image, pad_image_with, weight_grad_imag
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
+use crate::relu::relu_block;
 use crate::simd::active_isa;
 use crate::small_image;
 use crate::subpixel::{self, SubPixel};
@@ -242,13 +243,14 @@ pub fn conv_forward_fused(
     forward(gemm, g, x, None, w, bias, epilogue, ws, y);
 }
 
-/// A batch norm (and ReLU) that the convolution applies to its input while zero-bordering it:
-/// `input = relu?((x - mean) * scale + beta)`, with exactly the arithmetic of
-/// [`crate::bn_relu::bn_relu_forward`], so the normalized activation never takes a pass (and a
-/// buffer) of its own. Training, fused BN+ReLU path.
+/// A batch norm and/or ReLU that the convolution applies to its input while zero-bordering it:
+/// `input = relu?((x - mean) * scale + beta)` (no `apply`: `relu?(x)`), with exactly the
+/// arithmetic of [`crate::bn_relu::bn_relu_forward`] and [`crate::relu::relu_forward`], so the
+/// activation never takes a pass (and a buffer) of its own. Training: the fused BN+ReLU path,
+/// and the plain network's ReLU.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvPrologue<'a> {
-    pub apply: BnApply<'a>,
+    pub apply: Option<BnApply<'a>>,
     pub relu: bool,
 }
 
@@ -278,11 +280,12 @@ pub fn conv_forward_with_prologue(
         accepts_prologue(gemm, g),
         "conv_forward: an input prologue needs the implicit path"
     );
-    let k = prologue.apply;
-    assert!(
-        k.mean.len() == g.in_c && k.scale.len() == g.in_c && k.beta.len() == g.in_c,
-        "conv_forward: prologue size"
-    );
+    if let Some(k) = prologue.apply {
+        assert!(
+            k.mean.len() == g.in_c && k.scale.len() == g.in_c && k.beta.len() == g.in_c,
+            "conv_forward: prologue size"
+        );
+    }
     forward(
         gemm,
         g,
@@ -321,7 +324,7 @@ fn forward(
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
     let relu = epilogue.relu;
-    let input_map = prologue.map(|p| WideApply::new(p.apply, p.relu));
+    let input_map = prologue.map(|p| (p.apply.map(|k| WideApply::new(k, p.relu)), p.relu));
     debug_assert!(prologue.is_none() || implicit_plan(gemm, g).is_some());
     if gemm == GemmBackend::Native && small_image::applies(g) {
         return forward_small_image(g, x, w, bias, epilogue, ws, y);
@@ -351,19 +354,19 @@ fn forward(
                     let p = profile::thread_scope(Phase::Im2col);
                     let (h, w, c) = (g.in_h, g.in_w, g.in_c);
                     let (top, left) = (g.pad_top, g.pad_left);
+                    let pw = im.padded_w;
                     match &input_map {
-                        Some(map) => pad_image_with(
-                            img,
-                            h,
-                            w,
-                            c,
-                            top,
-                            left,
-                            im.padded_w,
-                            padded,
-                            |dst, src| map.run(src, dst),
-                        ),
-                        None => pad_image(img, h, w, c, top, left, im.padded_w, padded),
+                        Some((Some(bn), _)) => {
+                            pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                                bn.run(src, dst)
+                            })
+                        }
+                        Some((None, true)) => {
+                            pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                                relu_block(src, dst)
+                            })
+                        }
+                        _ => pad_image(img, h, w, c, top, left, pw, padded),
                     }
                     drop(p);
                     let _p = profile::thread_scope(Phase::ConvGemmForward);
@@ -991,8 +994,8 @@ mod tests {
     }
 
     /// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
-    /// The input prologue equals batch norm (+ReLU) as a pass of its own, then the convolution:
-    /// bitwise, output and the workspace the backward pass reads.
+    /// The input prologue equals batch norm (+ReLU), or ReLU alone, as a pass of its own, then
+    /// the convolution: bitwise, output and the workspace the backward pass reads.
     #[test]
     fn prologue_equals_a_separate_batch_norm_pass() {
         use crate::batchnorm::bn_forward;
@@ -1016,18 +1019,22 @@ mod tests {
                 scale: &scale,
                 beta: &beta,
             };
-            for relu in [false, true] {
+            // (batch norm?, relu): both maps the network defers, and batch norm alone.
+            for (with_bn, relu) in [(true, false), (true, true), (false, true)] {
                 let mut normalized = vec![0.0; x.len()];
-                if relu {
-                    bn_relu_forward(&x, apply, &mut normalized);
-                } else {
-                    bn_forward(&x, apply, &mut normalized);
+                match (with_bn, relu) {
+                    (true, true) => bn_relu_forward(&x, apply, &mut normalized),
+                    (true, false) => bn_forward(&x, apply, &mut normalized),
+                    _ => crate::relu::relu_forward(&x, &mut normalized),
                 }
                 let run = |with_prologue: bool| {
                     let mut ws = ConvWorkspace::default();
                     let mut y = vec![f32::NAN; g.output_len()];
                     if with_prologue {
-                        let prologue = ConvPrologue { apply, relu };
+                        let prologue = ConvPrologue {
+                            apply: with_bn.then_some(apply),
+                            relu,
+                        };
                         conv_forward_with_prologue(
                             gemm,
                             &g,
@@ -1045,7 +1052,10 @@ mod tests {
                     conv_backward(gemm, &g, &mut ws, &wt, &dy, Some(&mut dx), &mut dw, None);
                     [y, dx, dw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
                 };
-                assert!(run(true) == run(false), "{g:?} relu {relu}");
+                assert!(
+                    run(true) == run(false),
+                    "{g:?} batch norm {with_bn} relu {relu}"
+                );
             }
         }
     }

@@ -8,7 +8,7 @@ const TASK: usize = 1 << 14;
 
 multiversion! {
     /// `y = max(x, 0)` on one block, NaN passed through; SIMD with a scalar tail.
-    fn relu_block(x: &[f32], y: &mut [f32]) {
+    pub(crate) fn relu_block(x: &[f32], y: &mut [f32]) {
         let body = x.len() / LANES * LANES;
         for (xs, ys) in x[..body].chunks_exact(LANES).zip(y[..body].chunks_exact_mut(LANES)) {
             store(ys, relu_v(load(xs)));

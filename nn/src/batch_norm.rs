@@ -172,9 +172,11 @@ impl Layer for BatchNorm {
         }
         self.statistics(x, Mode::Train);
         Some(InputMap {
-            mean: &self.mean,
-            scale: &self.scale,
-            beta: &self.beta.value,
+            bn: Some(BnApply {
+                mean: &self.mean,
+                scale: &self.scale,
+                beta: &self.beta.value,
+            }),
             relu: true,
         })
     }

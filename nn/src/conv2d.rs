@@ -4,7 +4,6 @@ use crate::layer::{
     EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
 };
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::batchnorm::BnApply;
 use bnconv_kernels::conv::{
     accepts_prologue, conv_backward, conv_forward, conv_forward_fused, conv_forward_with_prologue,
     ConvEpilogue, ConvPrologue, ConvWorkspace,
@@ -124,11 +123,7 @@ impl Layer for Conv2d {
     ) {
         let g = self.geometry(x.shape());
         let prologue = ConvPrologue {
-            apply: BnApply {
-                mean: map.mean,
-                scale: map.scale,
-                beta: map.beta,
-            },
+            apply: map.bn,
             relu: map.relu,
         };
         conv_forward_with_prologue(

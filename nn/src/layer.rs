@@ -1,6 +1,7 @@
 //! The layer contract: forward in train or eval mode, backward, and a visit of the parameters.
 
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::batchnorm::BnApply;
 use bnconv_kernels::GemmBackend;
 use std::fmt;
 
@@ -102,12 +103,11 @@ pub struct EvalAffine<'a> {
 }
 
 /// A per-channel map that a layer hands to the next one in training, for it to apply to its
-/// input as it reads it: `relu?((x - mean) * scale + beta)` (batch norm + ReLU before a
-/// convolution, which applies it while bordering its input).
+/// input as it reads it: `relu?((x - mean) * scale + beta)`, or `relu?(x)` without a batch norm
+/// (batch norm + ReLU, or a lone ReLU, before a convolution, which applies it while bordering
+/// its input).
 pub struct InputMap<'a> {
-    pub mean: &'a [f32],
-    pub scale: &'a [f32],
-    pub beta: &'a [f32],
+    pub bn: Option<BnApply<'a>>,
     pub relu: bool,
 }
 

@@ -1,6 +1,6 @@
 //! A standalone ReLU (the plain network's activation).
 
-use crate::layer::{EvalAffine, Exec, Layer, Mode, ShapeError};
+use crate::layer::{EvalAffine, Exec, InputMap, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::profile::{self, Phase};
 use bnconv_kernels::relu::{relu_backward, relu_forward};
@@ -39,17 +39,30 @@ impl Layer for Relu {
         relu_forward(x.data(), y.data_mut());
     }
 
+    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<InputMap<'_>> {
+        Some(InputMap {
+            bn: None,
+            relu: true,
+        })
+    }
+
+    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
+        relu_forward(x.data(), y.data_mut());
+    }
+
     fn backward(
         &mut self,
         _exec: &Exec,
-        _x: &Tensor,
-        y: &Tensor,
+        x: &Tensor,
+        _y: &Tensor,
         dy: &Tensor,
         dx: Option<&mut Tensor>,
     ) {
         if let Some(dx) = dx {
             let _p = profile::scope(Phase::ReluBackward);
-            relu_backward(y.data(), dy.data(), dx.data_mut());
+            // The mask from the input: `x > 0` exactly when `relu(x) > 0` (NaN in neither), and
+            // the output may not have been stored (a deferred forward).
+            relu_backward(x.data(), dy.data(), dx.data_mut());
         }
     }
 }
