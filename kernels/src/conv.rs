@@ -14,7 +14,10 @@ use crate::batchnorm::{BnApply, WideApply};
 use crate::gemm::{sgemm, GemmBackend};
 use crate::geometry::ConvGeometry;
 use crate::im2col::{col2im_image, copy_run, im2col_image};
-use crate::implicit::{forward_image, pad_image, pad_image_with, weight_grad_image, Implicit};
+use crate::implicit::{
+    forward_image, pad_image, pad_image_with, weight_grad_image, weight_grad_image_transposed,
+    weight_grad_transposed, Implicit,
+};
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
 use crate::partition::{chunk_count, images_per_chunk};
 use crate::profile::{self, Phase};
@@ -484,7 +487,7 @@ pub fn conv_backward(
             }
         });
     let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    reduce_partials(g, &ws.partials, per_chunk, &mut ws.sums, dw, db);
+    reduce_partials(g, &ws.partials, per_chunk, false, &mut ws.sums, dw, db);
     drop(reduce);
     if let Some(dx) = dx {
         data_grad_by_columns_or_parity(gemm, g, ws, w, dy, dx);
@@ -624,6 +627,7 @@ fn reduce_partials(
     g: &ConvGeometry,
     partials: &[f32],
     per_chunk: usize,
+    transposed: bool,
     sums: &mut Vec<f64>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
@@ -639,10 +643,20 @@ fn reduce_partials(
         }
     }
     dw.fill(0.0);
-    for (r, row) in sums[..k * cout].chunks_exact(cout).enumerate() {
-        let out = weight_row(g, r);
-        for (dst, s) in dw[out * cout..][..cout].iter_mut().zip(row) {
-            *dst = *s as f32;
+    if transposed {
+        // `[cout, k]`: column `r` of the sums is weight row `r`.
+        for r in 0..k {
+            let out = &mut dw[weight_row(g, r) * cout..][..cout];
+            for (j, dst) in out.iter_mut().enumerate() {
+                *dst = sums[j * k + r] as f32;
+            }
+        }
+    } else {
+        for (r, row) in sums[..k * cout].chunks_exact(cout).enumerate() {
+            let out = weight_row(g, r);
+            for (dst, s) in dw[out * cout..][..cout].iter_mut().zip(row) {
+                *dst = *s as f32;
+            }
         }
     }
     if let Some(db) = db {
@@ -693,6 +707,7 @@ fn backward_implicit(
     let per_chunk = k * cout + if with_bias { cout } else { 0 };
     ws.partials.resize(ch.count * per_chunk, 0.0);
     let image_out = g.out_pixels() * cout;
+    let transposed = weight_grad_transposed(im, cout);
     ws.padded
         .par_chunks(images * im.padded_len())
         .zip(ws.partials.par_chunks_mut(per_chunk))
@@ -703,7 +718,11 @@ fn backward_implicit(
             let first_image = chunk * images;
             for (i, padded) in padded_c.chunks_exact(im.padded_len()).enumerate() {
                 let dy_from = &dy[(first_image + i) * image_out..];
-                weight_grad_image(isa, im, padded, dy_from, cout, dw_part, i > 0);
+                if transposed {
+                    weight_grad_image_transposed(isa, im, padded, dy_from, cout, dw_part, i > 0);
+                } else {
+                    weight_grad_image(isa, im, padded, dy_from, cout, dw_part, i > 0);
+                }
             }
             if with_bias {
                 let n_images = padded_c.len() / im.padded_len();
@@ -714,7 +733,7 @@ fn backward_implicit(
             }
         });
     let reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    reduce_partials(g, &ws.partials, per_chunk, &mut ws.sums, dw, db);
+    reduce_partials(g, &ws.partials, per_chunk, transposed, &mut ws.sums, dw, db);
     drop(reduce);
 
     let Some(dx) = dx else { return };

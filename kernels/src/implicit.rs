@@ -398,6 +398,92 @@ pub(crate) fn weight_grad_image(
     }
 }
 
+/// Fraction of vector lanes a row of `width` floats fills.
+fn lane_use(width: usize) -> f64 {
+    width as f64 / (width.div_ceil(LANES) * LANES) as f64
+}
+
+/// Whether [`weight_grad_image_transposed`] suits an `n`-channel output: when a kernel row's
+/// `3C` inputs fill the vectors better than the `n` outputs do (conv03: 24 against 12 of 16
+/// lanes; conv05: 48 against 20 of 24).
+pub(crate) fn weight_grad_transposed(im: &Implicit, n: usize) -> bool {
+    lane_use(3 * im.channels) > lane_use(n)
+}
+
+/// [`weight_grad_image`] with the roles of the operands swapped: `dwt[n, tap * C + c] (+)=
+/// sum_q dy[q, n] * window(q)[tap, c]`, the transposed gradient. The tile's rows are output
+/// channels (broadcast from `dy`) and its vectors run along a kernel row's `3C` contiguous
+/// inputs of the bordered image, read in place. `dy` may run on past this image, as in
+/// [`weight_grad_image`].
+pub(crate) fn weight_grad_image_transposed(
+    isa: Isa,
+    im: &Implicit,
+    padded: &[f32],
+    dy: &[f32],
+    n: usize,
+    dwt: &mut [f32],
+    accumulate: bool,
+) {
+    let (c, pixels, k) = (im.channels, im.pixels(), im.k());
+    assert_eq!(
+        padded.len(),
+        im.padded_len(),
+        "implicit weight gradient: padded image size"
+    );
+    assert!(
+        dy.len() >= pixels * n,
+        "implicit weight gradient: output gradient size"
+    );
+    assert_eq!(dwt.len(), k * n, "implicit weight gradient: gradient size");
+    assert!(n <= STRIP_MAX, "implicit weight gradient: {n} channels");
+    let s = im.stride;
+    let (mut a_rows, mut c_rows) = (
+        [std::ptr::null(); STRIP_MAX],
+        [std::ptr::null_mut(); STRIP_MAX],
+    );
+    strided(dy.as_ptr(), 1, &mut a_rows[..n]);
+    strided_mut(dwt.as_mut_ptr(), k, &mut c_rows[..n]);
+    let run = 3 * c;
+    for ky in 0..3 {
+        for (first, nv) in panels(run) {
+            // B rows are the window's kernel row `ky` for each output pixel: `3C` floats,
+            // readable in full for every panel but the last, which a mask keeps inside.
+            let masked = first + nv * LANES > run;
+            let t = Tile {
+                segments: im.out_h,
+                depth: im.out_w,
+                a: &a_rows[..n],
+                a_step: n as isize,
+                a_seg: (im.out_w * n) as isize,
+                b: padded[ky * im.padded_w * c + first..].as_ptr(),
+                b_step: (s * c) as isize,
+                b_seg: (s * im.padded_w * c) as isize,
+                c: &c_rows[..n],
+                c_col: ky * run + first,
+                rows: n,
+                cols: (nv * LANES).min(run - first),
+                accumulate,
+                relu: false,
+                bias: std::ptr::null(),
+            };
+            // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) = dy[(oy * out_w
+            // + ox) * n + i], i < n: inside this image's `pixels * n` floats of `dy` (asserted).
+            // B(oy, ox) = padded[(oy*s + ky) * padded_w * C + ox*s*C + first + j] for j <
+            // 8 * nv unmasked (first + 8 * nv <= 3C, inside the window's kernel row) or j <
+            // cols with the mask: inside the padded image (`Implicit::new` checked it holds
+            // every window). C row i is `dwt[i * k + ky * 3C + first..][..cols]`, inside `dwt`
+            // (size asserted), exclusively borrowed.
+            unsafe {
+                if masked {
+                    dispatch::<true>(isa, nv, &t)
+                } else {
+                    dispatch::<false>(isa, nv, &t)
+                }
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +553,22 @@ mod tests {
                 let pixels = g.out_pixels();
                 for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
                     weight_grad_image(isa, &im, &padded, slice, cout, &mut dw, accumulate);
+                }
+                let mut dwt = vec![f32::NAN; k * cout];
+                for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
+                    weight_grad_image_transposed(
+                        isa, &im, &padded, slice, cout, &mut dwt, accumulate,
+                    );
+                }
+                for p in 0..k {
+                    for j in 0..cout {
+                        let want: f64 = 2.0
+                            * (0..pixels)
+                                .map(|q| cols[q * k + p] as f64 * dy[q * cout + j] as f64)
+                                .sum::<f64>();
+                        let got = dwt[j * k + p] as f64;
+                        assert!((got - want).abs() < 1e-4, "{isa:?} dwt {g:?} p{p} j{j}");
+                    }
                 }
                 for p in 0..k {
                     for j in 0..cout {
