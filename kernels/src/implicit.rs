@@ -12,7 +12,7 @@
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
 use crate::im2col::{copy_run, zero_run};
-use crate::matmul::{dispatch, pack_panels, pack_panels_gather, packed_len, panels};
+use crate::matmul::{dispatch, dispatch_b, pack_panels, pack_panels_gather, packed_len, panels};
 use crate::microkernel::{strided, strided_mut, Tile, LANES, STRIP_MAX};
 use crate::simd::Isa;
 
@@ -386,13 +386,7 @@ pub(crate) fn weight_grad_image(
                 // slice above) or for `cols` floats, inside this image's `pixels * n`. C's rows
                 // `ky * 3C + r0 + i` < 9C, columns `first..first + cols`, lie inside `dw`, which
                 // is exclusively borrowed.
-                unsafe {
-                    if unmasked {
-                        dispatch::<false>(isa, nv, &t)
-                    } else {
-                        dispatch::<true>(isa, nv, &t)
-                    }
-                };
+                unsafe { dispatch_b(isa, nv, !unmasked, &t) };
             }
         }
     }
@@ -473,13 +467,7 @@ pub(crate) fn weight_grad_image_transposed(
             // cols with the mask: inside the padded image (`Implicit::new` checked it holds
             // every window). C row i is `dwt[i * k + ky * 3C + first..][..cols]`, inside `dwt`
             // (size asserted), exclusively borrowed.
-            unsafe {
-                if masked {
-                    dispatch::<true>(isa, nv, &t)
-                } else {
-                    dispatch::<false>(isa, nv, &t)
-                }
-            };
+            unsafe { dispatch_b(isa, nv, masked, &t) };
         }
     }
 }

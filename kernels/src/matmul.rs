@@ -158,6 +158,22 @@ fn span(rows: usize, cols: usize, ld: usize) -> usize {
     }
 }
 
+/// [`dispatch`] with the B-masking chosen at run time: `masked` when B rows hold only `cols`
+/// readable floats.
+///
+/// # Safety
+/// The contract of [`run_tile`] for `isa` and `t`, with `MASK_B = masked`.
+pub(crate) unsafe fn dispatch_b(isa: Isa, nv: usize, masked: bool, t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if masked {
+            dispatch::<true>(isa, nv, t)
+        } else {
+            dispatch::<false>(isa, nv, t)
+        }
+    }
+}
+
 /// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors, 3 rows of 3
 /// (accumulators, B vectors and a broadcast must fit the 16 `ymm` registers without spilling:
 /// 4 x 3 did not, and ran 3x slower).
@@ -425,13 +441,7 @@ fn matmul_at_b_on(
                     // floats (masked), inside the asserted span. C's rows `strip..strip +
                     // count`, columns `first..first + cols`, are inside `c`, which is
                     // exclusively borrowed.
-                    unsafe {
-                        if masked {
-                            dispatch::<true>(isa, nv, &t)
-                        } else {
-                            dispatch::<false>(isa, nv, &t)
-                        }
-                    };
+                    unsafe { dispatch_b(isa, nv, masked, &t) };
                 }
             }
         }
