@@ -72,19 +72,21 @@ impl Implicit {
         9 * self.channels
     }
 
-    /// Whether an `n`-channel output is computed two pixels per vector: with `n = 4` a plain
-    /// tile leaves half of every vector empty. A horizontal pixel pair's two windows overlap in
-    /// one run of `4C` floats per kernel row, so the pair is one tile row of depth `3 x 4C`
-    /// against weights widened to `[W; 0]` (first pixel) and `[0; W]` (second): a third more
-    /// multiplications, all in full vectors. Stride 1 and an even width keep pairs within rows.
+    /// Whether an `n`-channel output is computed two pixels per tile row: with `n = 4` a plain
+    /// tile leaves half of every vector empty, and with `n = 8` it has only 6 one-vector
+    /// accumulators, too few to hide the FMA latency (paired, conv02's forward went 0.49 ->
+    /// 0.42 ms on one thread). A horizontal pixel pair's two windows overlap in one run of `4C`
+    /// floats per kernel row, so the pair is one tile row of depth `3 x 4C` against weights
+    /// widened to `[W; 0]` (first pixel) and `[0; W]` (second): a third more multiplications,
+    /// in `2n`-wide rows. Stride 1 and an even width keep pairs within rows.
     pub fn pairs_pixels(&self, n: usize) -> bool {
-        n == 4 && self.stride == 1 && self.out_w % 2 == 0
+        (n == 4 || n == 8) && self.stride == 1 && self.out_w % 2 == 0
     }
 
     /// Floats of the packed weights [`forward_image`] takes for an `n`-channel output.
     pub fn packed_len(&self, n: usize) -> usize {
         if self.pairs_pixels(n) {
-            packed_len(3 * pair_run(self.channels), LANES)
+            packed_len(3 * pair_run(self.channels), PAIR * n)
         } else {
             packed_len(self.k(), n)
         }
@@ -92,7 +94,7 @@ impl Implicit {
 
     /// Packs `B(p, j) = src[row_offset(p) + col_offset(j)] * scale[j]` (`9C x n`, HWIO order; the
     /// gather of [`pack_panels_gather`]) for [`forward_image`]: column panels, or for paired
-    /// pixels the widened `3 x 4C` rows of 8 floats.
+    /// pixels the widened `3 x 4C` rows of `2n` floats.
     pub fn pack_weights(
         &self,
         n: usize,
@@ -120,7 +122,7 @@ impl Implicit {
                 None => 0.0,
             }
         };
-        pack_panels(3 * pair_run(c), LANES, widened, out)
+        pack_panels(3 * pair_run(c), PAIR * n, widened, out)
     }
 }
 
@@ -209,14 +211,14 @@ pub(crate) fn forward_image(
     }
     if im.pairs_pixels(n) {
         // A pair's row is two pixels: the bias twice.
-        let mut pair_bias = [0.0f32; LANES];
+        let mut pair_bias = [0.0f32; 2 * LANES];
         let pair_bias = bias.map(|b| {
-            for (i, v) in pair_bias.iter_mut().enumerate() {
+            for (i, v) in pair_bias[..PAIR * n].iter_mut().enumerate() {
                 *v = b[i % n];
             }
-            &pair_bias[..]
+            &pair_bias[..PAIR * n]
         });
-        return forward_pairs(isa, im, padded, packed, y, pair_bias, relu);
+        return forward_pairs(isa, im, padded, packed, n, y, pair_bias, relu);
     }
     // Window pointers of the strip's pixels, stepped without divisions (they cost more than a
     // small tile's arithmetic).
@@ -264,19 +266,22 @@ pub(crate) fn forward_image(
     }
 }
 
-/// [`forward_image`] two pixels per tile row, for a 4-channel output: `y` viewed as rows of
-/// 8 floats (a pixel pair) is the tile's C.
+/// [`forward_image`] two pixels per tile row, for a 4- or 8-channel output: `y` viewed as rows
+/// of `2n` floats (a pixel pair) is the tile's C.
+#[allow(clippy::too_many_arguments)]
 fn forward_pairs(
     isa: Isa,
     im: &Implicit,
     padded: &[f32],
     packed: &[f32],
+    n: usize,
     y: &mut [f32],
     bias: Option<&[f32]>,
     relu: bool,
 ) {
     let (c, pairs) = (im.channels, im.pixels() / PAIR);
     let pairs_per_row = im.out_w / PAIR;
+    let (width, nv) = (PAIR * n, PAIR * n / LANES);
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_PIXELS],
         [std::ptr::null_mut(); STRIP_PIXELS],
@@ -291,7 +296,7 @@ fn forward_pairs(
                 (oy, ox) = (oy + 1, 0);
             }
         }
-        strided_mut(y[strip * LANES..].as_mut_ptr(), LANES, &mut c_rows[..count]);
+        strided_mut(y[strip * width..].as_mut_ptr(), width, &mut c_rows[..count]);
         let t = Tile {
             segments: 3,
             depth: pair_run(c),
@@ -299,12 +304,12 @@ fn forward_pairs(
             a_step: 1,
             a_seg: (im.padded_w * c) as isize,
             b: packed.as_ptr(),
-            b_step: LANES as isize,
-            b_seg: (pair_run(c) * LANES) as isize,
+            b_step: width as isize,
+            b_seg: (pair_run(c) * width) as isize,
             c: &c_rows[..count],
             c_col: 0,
             rows: count,
-            cols: LANES,
+            cols: width,
             accumulate: false,
             relu,
             bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
@@ -313,10 +318,10 @@ fn forward_pairs(
         // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and `4C`
         // floats on, up to padded column ox + 3 <= out_w + 1 < padded_w (`Implicit::new` proved
         // out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold `3 x 4C` rows
-        // of 8 floats (size asserted by the caller). C rows are pairs `strip..strip + count` <
-        // pixels / 2 of `y` (size asserted), 8 floats each, exclusively borrowed. The pair
-        // bias, when given, is the caller's 8 floats.
-        unsafe { dispatch::<false>(isa, 1, &t) };
+        // of `2n = 8 * nv` floats (size asserted by the caller). C rows are pairs `strip..strip
+        // + count` < pixels / 2 of `y` (size asserted), `2n` floats each, exclusively borrowed.
+        // The pair bias, when given, is the caller's `2n` floats.
+        unsafe { dispatch::<false>(isa, nv, &t) };
     }
 }
 
@@ -490,9 +495,12 @@ mod tests {
                 (6, 6, 2, 20, 2),
                 (7, 7, 4, 12, 2),
                 (3, 4, 1, 4, 1),
-                // Four output channels: pixel pairs (even widths), plain tiles (odd width).
+                // Four and eight output channels: pixel pairs (even widths), plain tiles (odd
+                // width).
                 (6, 6, 5, 4, 1),
                 (5, 7, 2, 4, 1),
+                (6, 8, 3, 8, 1),
+                (5, 7, 2, 8, 1),
                 (28, 28, 1, 4, 1),
                 (14, 14, 16, 20, 1),
             ] {
