@@ -1014,7 +1014,6 @@ mod tests {
         }
     }
 
-    /// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
     /// The input prologue equals batch norm (+ReLU), or ReLU alone, as a pass of its own, then
     /// the convolution: bitwise, output and the workspace the backward pass reads.
     #[test]
@@ -1081,6 +1080,7 @@ mod tests {
         }
     }
 
+    /// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
     #[test]
     fn backward_is_the_adjoint_of_forward() {
         for &(n, h, w, cin, cout, stride) in &[

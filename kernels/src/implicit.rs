@@ -198,7 +198,7 @@ pub(crate) fn forward_image(
     bias: Option<&[f32]>,
     relu: bool,
 ) {
-    let (c, k, pixels) = (im.channels, im.k(), im.pixels());
+    let (c, pixels) = (im.channels, im.pixels());
     assert_eq!(
         padded.len(),
         im.padded_len(),
@@ -209,119 +209,109 @@ pub(crate) fn forward_image(
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "implicit forward: bias size");
     }
-    if im.pairs_pixels(n) {
-        // A pair's row is two pixels: the bias twice.
-        let mut pair_bias = [0.0f32; 2 * LANES];
-        let pair_bias = bias.map(|b| {
-            for (i, v) in pair_bias[..PAIR * n].iter_mut().enumerate() {
-                *v = b[i % n];
-            }
-            &pair_bias[..PAIR * n]
-        });
-        return forward_pairs(isa, im, padded, packed, n, y, pair_bias, relu);
+    if !im.pairs_pixels(n) {
+        let rows = TileRows {
+            count: pixels,
+            per_row: im.out_w,
+            step: im.stride,
+            run: 3 * c,
+            width: n,
+        };
+        return forward_rows(isa, im, padded, packed, &rows, y, bias, relu);
     }
-    // Window pointers of the strip's pixels, stepped without divisions (they cost more than a
-    // small tile's arithmetic).
-    let (mut a_rows, mut c_rows) = (
-        [std::ptr::null(); STRIP_PIXELS],
-        [std::ptr::null_mut(); STRIP_PIXELS],
-    );
-    let (mut oy, mut ox) = (0, 0);
-    for strip in (0..pixels).step_by(STRIP_PIXELS) {
-        let count = (pixels - strip).min(STRIP_PIXELS);
-        for a in &mut a_rows[..count] {
-            *a = padded[((oy * im.stride) * im.padded_w + ox * im.stride) * c..].as_ptr();
-            ox += 1;
-            if ox == im.out_w {
-                (oy, ox) = (oy + 1, 0);
-            }
+    // Two pixels per tile row: `y` viewed as rows of `2n` floats (a pixel pair) is the tile's
+    // C, and the bias is repeated for the pair.
+    let mut pair_bias = [0.0f32; 2 * LANES];
+    let pair_bias = bias.map(|b| {
+        for (i, v) in pair_bias[..PAIR * n].iter_mut().enumerate() {
+            *v = b[i % n];
         }
-        strided_mut(y[strip * n..].as_mut_ptr(), n, &mut c_rows[..count]);
-        for (first, nv) in panels(n) {
-            let t = Tile {
-                segments: 3,
-                depth: 3 * c,
-                a: &a_rows[..count],
-                a_step: 1,
-                a_seg: (im.padded_w * c) as isize,
-                b: packed[k * first..].as_ptr(),
-                b_step: (nv * LANES) as isize,
-                b_seg: (3 * c * nv * LANES) as isize,
-                c: &c_rows[..count],
-                c_col: first,
-                rows: count,
-                cols: (nv * LANES).min(n - first),
-                accumulate: false,
-                relu,
-                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
-            };
-            // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
-            // `window(q_i) + ky * padded_w * C + p` for `ky < 3`, `p < 3C`: inside the padded
-            // image, which `Implicit::new` proved large enough for every window. The panel holds
-            // `9C` rows of `8 * nv` floats (size asserted). C's rows `strip..strip + count` and
-            // columns `first..first + cols` lie inside `y`, which is exclusively borrowed. The
-            // bias, when given, holds `n` floats (asserted): `cols` from `first`.
-            unsafe { dispatch::<false>(isa, nv, &t) };
-        }
-    }
+        &pair_bias[..PAIR * n]
+    });
+    let rows = TileRows {
+        count: pixels / PAIR,
+        per_row: im.out_w / PAIR,
+        step: PAIR,
+        run: pair_run(c),
+        width: PAIR * n,
+    };
+    forward_rows(isa, im, padded, packed, &rows, y, pair_bias, relu);
 }
 
-/// [`forward_image`] two pixels per tile row, for a 4- or 8-channel output: `y` viewed as rows
-/// of `2n` floats (a pixel pair) is the tile's C.
+/// What one tile row of [`forward_image`] is: a pixel, or a pixel pair.
+struct TileRows {
+    /// Tile rows in the image.
+    count: usize,
+    /// Tile rows per output row.
+    per_row: usize,
+    /// Padded-image columns from one tile row's window to the next (the stride, or 2 for
+    /// pairs).
+    step: usize,
+    /// Floats of a tile row's window per kernel row (`3C`, or `4C` for pairs).
+    run: usize,
+    /// Outputs per tile row (`n`, or `2n` for pairs).
+    width: usize,
+}
+
+/// The strip loop of [`forward_image`]: `y` as `rows.count` rows of `rows.width` floats.
 #[allow(clippy::too_many_arguments)]
-fn forward_pairs(
+fn forward_rows(
     isa: Isa,
     im: &Implicit,
     padded: &[f32],
     packed: &[f32],
-    n: usize,
+    rows: &TileRows,
     y: &mut [f32],
     bias: Option<&[f32]>,
     relu: bool,
 ) {
-    let (c, pairs) = (im.channels, im.pixels() / PAIR);
-    let pairs_per_row = im.out_w / PAIR;
-    let (width, nv) = (PAIR * n, PAIR * n / LANES);
+    let (c, width, run) = (im.channels, rows.width, rows.run);
+    // Window pointers of the strip's tile rows, stepped without divisions (they cost more than
+    // a small tile's arithmetic).
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_PIXELS],
         [std::ptr::null_mut(); STRIP_PIXELS],
     );
     let (mut oy, mut ox) = (0, 0);
-    for strip in (0..pairs).step_by(STRIP_PIXELS) {
-        let count = (pairs - strip).min(STRIP_PIXELS);
+    for strip in (0..rows.count).step_by(STRIP_PIXELS) {
+        let count = (rows.count - strip).min(STRIP_PIXELS);
         for a in &mut a_rows[..count] {
-            *a = padded[(oy * im.padded_w + ox * PAIR) * c..].as_ptr();
+            *a = padded[(oy * im.stride * im.padded_w + ox * rows.step) * c..].as_ptr();
             ox += 1;
-            if ox == pairs_per_row {
+            if ox == rows.per_row {
                 (oy, ox) = (oy + 1, 0);
             }
         }
         strided_mut(y[strip * width..].as_mut_ptr(), width, &mut c_rows[..count]);
-        let t = Tile {
-            segments: 3,
-            depth: pair_run(c),
-            a: &a_rows[..count],
-            a_step: 1,
-            a_seg: (im.padded_w * c) as isize,
-            b: packed.as_ptr(),
-            b_step: width as isize,
-            b_seg: (pair_run(c) * width) as isize,
-            c: &c_rows[..count],
-            c_col: 0,
-            rows: count,
-            cols: width,
-            accumulate: false,
-            relu,
-            bias: bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-        };
-        // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` is the pair at output
-        // (oy, ox..ox+2) (stride 1): it reads `(oy + ky) * padded_w + ox` for `ky < 3` and `4C`
-        // floats on, up to padded column ox + 3 <= out_w + 1 < padded_w (`Implicit::new` proved
-        // out_w + 2 <= padded_w and out_h + 2 <= padded_h). The packed rows hold `3 x 4C` rows
-        // of `2n = 8 * nv` floats (size asserted by the caller). C rows are pairs `strip..strip
-        // + count` < pixels / 2 of `y` (size asserted), `2n` floats each, exclusively borrowed.
-        // The pair bias, when given, is the caller's `2n` floats.
-        unsafe { dispatch::<false>(isa, nv, &t) };
+        for (first, nv) in panels(width) {
+            let t = Tile {
+                segments: 3,
+                depth: run,
+                a: &a_rows[..count],
+                a_step: 1,
+                a_seg: (im.padded_w * c) as isize,
+                b: packed[3 * run * first..].as_ptr(),
+                b_step: (nv * LANES) as isize,
+                b_seg: (run * nv * LANES) as isize,
+                c: &c_rows[..count],
+                c_col: first,
+                rows: count,
+                cols: (nv * LANES).min(width - first),
+                accumulate: false,
+                relu,
+                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
+            };
+            // SAFETY: `isa` runs on this CPU (callers' contract). Tile row `i` (output row oy,
+            // window column ox * step) reads `(oy * stride + ky) * padded_w + ox * step` for
+            // `ky < 3` and `run` floats on: for single pixels the 3x3 window, which
+            // `Implicit::new` proved inside the padded image; for pairs (stride 1) up to padded
+            // column ox*2 + 3 <= out_w + 1 < padded_w. The panel holds `3 * run` rows of
+            // `8 * nv` floats (`packed_len` asserted by `forward_image`). C's rows `strip..strip
+            // + count` and columns `first..first + cols` < width lie inside `y` (size asserted),
+            // exclusively borrowed. The bias, when given, holds `width` floats: `cols` from
+            // `first`.
+            unsafe { dispatch::<false>(isa, nv, &t) };
+        }
     }
 }
 
