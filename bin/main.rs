@@ -20,6 +20,27 @@ use bnconv_nn::train::RunReport;
 use clap::Parser;
 use cli::{Cli, Command};
 
+/// Environment variable naming the SIMD code path: `avx512`, `avx2` or `portable` (default: the
+/// best this CPU runs). All paths give bitwise the same results; this is for speed comparisons
+/// (on AMD Zen 4, AVX-512 is no faster than AVX2) and for working around a faulty path.
+const ISA_VAR: &str = "BNCONV_ISA";
+
+/// Applies [`ISA_VAR`] when it is set.
+fn choose_isa() -> Result<()> {
+    use bnconv_kernels::simd::{force_isa, Isa};
+    let Some(value) = std::env::var_os(ISA_VAR) else {
+        return Ok(());
+    };
+    let names = Isa::ALL.map(Isa::name).join(", ");
+    let name = value.to_string_lossy();
+    let isa = Isa::from_name(&name)
+        .with_context(|| format!("{ISA_VAR}={name:?} names no SIMD path (one of: {names})"))?;
+    if !force_isa(isa) {
+        anyhow::bail!("{ISA_VAR}={name}: this CPU does not run the {name} path");
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -32,6 +53,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    choose_isa()?;
     // (options, variants, --save, whether --save names a file per variant, --resume)
     let (opts, mut variants, save, per_variant, resume) = match cli.command {
         Some(Command::Train(t)) => (t.common, vec![t.variant], t.save, false, t.resume),

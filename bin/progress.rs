@@ -52,7 +52,7 @@ impl Progress {
                     "{:.0} train img/s; final evaluation",
                     p.images_per_second()
                 ));
-            } else if p.step % RATE_EVERY == 0 {
+            } else if p.step.is_multiple_of(RATE_EVERY) {
                 pb.set_message(format!("{:.0} train img/s", p.images_per_second()));
             }
         }

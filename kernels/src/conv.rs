@@ -101,10 +101,10 @@ fn weight_row(g: &ConvGeometry, r: usize) -> usize {
     g.live_taps()[r / g.in_c] as usize * g.in_c + r % g.in_c
 }
 
-/// Rows per task for a GEMM whose rows cost `row_flops` each: a multiple of 6 (every tile
-/// height divides it).
+/// Rows per task for a GEMM whose rows cost `row_flops` each: a multiple of 24 (every tile
+/// height, 3, 6, 8 and 12, divides it).
 fn rows_per_task(row_flops: usize) -> usize {
-    (TASK_FLOPS / row_flops.max(1)).div_ceil(6).max(1) * 6
+    (TASK_FLOPS / row_flops.max(1)).div_ceil(24).max(1) * 24
 }
 
 /// What the forward pass applies to the convolution before storing it:

@@ -80,7 +80,7 @@ impl Implicit {
     /// widened to `[W; 0]` (first pixel) and `[0; W]` (second): a third more multiplications,
     /// in `2n`-wide rows. Stride 1 and an even width keep pairs within rows.
     pub fn pairs_pixels(&self, n: usize) -> bool {
-        (n == 4 || n == 8) && self.stride == 1 && self.out_w % 2 == 0
+        (n == 4 || n == 8) && self.stride == 1 && self.out_w.is_multiple_of(2)
     }
 
     /// Floats of the packed weights [`forward_image`] takes for an `n`-channel output.
@@ -167,7 +167,7 @@ pub(crate) fn pad_image_with(
     map: impl Fn(&mut [f32], &[f32]),
 ) {
     assert_eq!(image.len(), h * w * c, "pad_image: image size");
-    assert!(left + w <= padded_w && padded.len() % (padded_w * c) == 0);
+    assert!(left + w <= padded_w && padded.len().is_multiple_of(padded_w * c));
     assert!(
         top + h <= padded.len() / (padded_w * c),
         "pad_image: padded height"
@@ -472,14 +472,13 @@ mod tests {
     use super::*;
     use crate::geometry::ConvGeometry;
     use crate::im2col::reference::im2col_image;
-    use crate::simd::active_isa;
     use crate::testing::pseudo;
 
     /// Both products against the explicit im2col matrix and f64 sums, for both ISAs, on odd
     /// sizes, both strides and channel counts that leave tails.
     #[test]
     fn implicit_products_match_explicit_im2col() {
-        for isa in [active_isa(), Isa::Portable] {
+        for isa in Isa::supported_all() {
             for &(h, w, cin, cout, stride) in &[
                 (5, 7, 3, 5, 1),
                 (6, 6, 2, 20, 2),

@@ -12,6 +12,8 @@
 //! split rows between threads, which never changes a result (each output element is reduced in
 //! the same order whatever the split).
 
+#[cfg(target_arch = "x86_64")]
+use crate::microkernel::run_tile_avx512;
 use crate::microkernel::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
 use crate::simd::{active_isa, Isa};
 
@@ -20,9 +22,14 @@ use crate::simd::{active_isa, Isa};
 const L1_BUDGET: usize = 16 * 1024;
 
 /// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`], a multiple of
-/// every tile height (6 and 3), at most [`STRIP_MAX`].
-fn strip_rows(depth: usize) -> usize {
-    (L1_BUDGET / (4 * depth.max(1)) / 6 * 6).clamp(6, STRIP_MAX)
+/// every tile height of the path (6 and 3; 24 for AVX-512's 8- and 12-row tiles, whose cores
+/// have a 48 KiB L1, so twice the budget), at most [`STRIP_MAX`].
+fn strip_rows(isa: Isa, depth: usize) -> usize {
+    let (budget, unit) = match isa {
+        Isa::Avx512 => (2 * L1_BUDGET, 24),
+        _ => (L1_BUDGET, 6),
+    };
+    (budget / (4 * depth.max(1)) / unit * unit).clamp(unit, STRIP_MAX)
 }
 
 /// Splits `n` columns into panels of 1-3 vectors, as few and as wide as possible:
@@ -176,19 +183,54 @@ pub(crate) unsafe fn dispatch_b(isa: Isa, nv: usize, masked: bool, t: &Tile) {
 
 /// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors, 3 rows of 3
 /// (accumulators, B vectors and a broadcast must fit the 16 `ymm` registers without spilling:
-/// 4 x 3 did not, and ran 3x slower).
+/// 4 x 3 did not, and ran 3x slower); with AVX-512, 12 rows of 2 and 8 rows of 3.
 ///
 /// # Safety
 /// The contract of [`run_tile`] for `isa` and `t`.
 pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile) {
-    // SAFETY: forwarded from the caller.
+    // A panel of `nv` vectors holds more than `nv - 1` vectors' columns (as `panels` cuts them):
+    // a narrower one handed to a wider tile would be computed, and B read, past its width.
+    assert!(
+        (1..=3).contains(&nv) && t.cols <= nv * LANES && t.cols > (nv - 1) * LANES,
+        "dispatch: {} columns in a panel of {nv} vectors",
+        t.cols
+    );
+    // SAFETY: forwarded from the caller (an `Isa::Avx512` caller runs on an AVX-512 CPU).
     unsafe {
-        match nv {
-            1 => run_tile::<6, 1, MASK_B>(isa, t),
-            2 => run_tile::<6, 2, MASK_B>(isa, t),
+        match (isa, nv) {
+            // 32 `zmm` registers: up to 12 rows of one vector or 8 rows of two, the height
+            // chosen for the strip. A one-vector panel would fill half of each `zmm`, and
+            // measured slower than the AVX2 tile (conv01-02).
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 2) => match tile_height(t.rows, &[12, 8, 6]) {
+                12 => run_tile_avx512::<12, 2, 1, MASK_B>(t),
+                8 => run_tile_avx512::<8, 2, 1, MASK_B>(t),
+                _ => run_tile_avx512::<6, 2, 1, MASK_B>(t),
+            },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 3) => match tile_height(t.rows, &[8, 6, 4]) {
+                8 => run_tile_avx512::<8, 3, 2, MASK_B>(t),
+                6 => run_tile_avx512::<6, 3, 2, MASK_B>(t),
+                _ => run_tile_avx512::<4, 3, 2, MASK_B>(t),
+            },
+            (_, 1) => run_tile::<6, 1, MASK_B>(isa, t),
+            (_, 2) => run_tile::<6, 2, MASK_B>(isa, t),
             _ => run_tile::<3, 3, MASK_B>(isa, t),
         }
     }
+}
+
+/// The tile height, of `heights` (tallest first), that computes `rows` rows fastest: a group of
+/// `h` rows costs about `h + 2` rows' time (the B loads and the loop are paid per group), and a
+/// last, partial group costs a whole one (conv03's 12-row strips ran 8 + 8 rows in 8-row tiles).
+#[cfg(target_arch = "x86_64")]
+fn tile_height(rows: usize, heights: &[usize]) -> usize {
+    let cost = |h: usize| rows.div_ceil(h) * (h + 2);
+    heights
+        .iter()
+        .copied()
+        .min_by_key(|&h| cost(h))
+        .expect("at least one height")
 }
 
 /// What a product starts each element of C from before adding `A @ B`.
@@ -284,7 +326,7 @@ fn matmul_packed_on(
         }
         return;
     }
-    let strip_rows = strip_rows(depth);
+    let strip_rows = strip_rows(isa, depth);
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_MAX],
         [std::ptr::null_mut(); STRIP_MAX],
@@ -567,8 +609,80 @@ mod tests {
     /// see a GEMM change code path halfway.
     #[test]
     fn simd_and_scalar_tiles_match_the_reference_on_odd_sizes() {
-        check_both_products(active_isa());
-        check_both_products(Isa::Portable);
+        for isa in Isa::supported_all() {
+            check_both_products(isa);
+        }
+    }
+
+    /// The AVX-512 tiles (every height `tile_height` picks) equal the AVX2 tiles bitwise: the same
+    /// FMAs in the same order per element. Row counts cover every height's tail, widths every
+    /// panel kind and masked last vector; both products, every start, with and without ReLU.
+    #[test]
+    fn avx512_tiles_equal_avx2_tiles_bitwise() {
+        if !Isa::Avx512.supported() {
+            eprintln!("SKIPPED avx512_tiles_equal_avx2_tiles_bitwise: this CPU has no AVX-512");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for rows in (1..=26).chain([47, 96, 101]) {
+            for &(n, depth) in &[
+                (4, 3),
+                (8, 9),
+                (12, 17),
+                (16, 5),
+                (20, 30),
+                (24, 7),
+                (33, 11),
+                (44, 13),
+                (76, 6),
+            ] {
+                let a = random(rows * depth, &mut rng);
+                let b = random(depth * n, &mut rng);
+                let bias = random(n, &mut rng);
+                let c0 = random(rows * n, &mut rng);
+                let mut packed = vec![0.0; packed_len(depth, n)];
+                pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
+                for (start, relu) in [
+                    (Start::Zero, false),
+                    (Start::Accumulate, true),
+                    (Start::Bias(&bias), true),
+                ] {
+                    let run = |isa| {
+                        let mut c = c0.clone();
+                        matmul_packed_on(
+                            isa, rows, n, depth, &a, depth, &packed, &mut c, n, start, relu,
+                        );
+                        bits(&c)
+                    };
+                    assert_eq!(
+                        run(Isa::Avx512),
+                        run(Isa::Avx2),
+                        "packed {rows}x{n}x{depth} {start:?}"
+                    );
+                }
+                // C[depth, n] = A^T @ B with A = `a` seen as rows x depth, B = `c0` (rows x n).
+                for accumulate in [false, true] {
+                    let run = |isa| {
+                        let mut c = random(depth * n, &mut ChaCha8Rng::seed_from_u64(12));
+                        matmul_at_b_on(
+                            isa, depth, n, rows, &a, depth, &c0, n, &mut c, n, accumulate,
+                        );
+                        bits(&c)
+                    };
+                    assert_eq!(run(Isa::Avx512), run(Isa::Avx2), "at_b {depth}x{n}x{rows}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_heights_avoid_mostly_empty_groups() {
+        assert_eq!(tile_height(96, &[8, 6, 4]), 8);
+        assert_eq!(tile_height(12, &[8, 6, 4]), 6);
+        assert_eq!(tile_height(4, &[8, 6, 4]), 4);
+        assert_eq!(tile_height(48, &[12, 8, 6]), 12);
+        assert_eq!(tile_height(8, &[12, 8, 6]), 8);
     }
 
     /// The ReLU post-op equals a ReLU pass after the product, bitwise, NaN included.
@@ -581,7 +695,7 @@ mod tests {
         let b = random(depth * n, &mut rng);
         let mut packed = vec![0.0; packed_len(depth, n)];
         pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
-        for isa in [active_isa(), Isa::Portable] {
+        for isa in Isa::supported_all() {
             let (mut plain, mut fused) = (vec![0.0; rows * n], vec![0.0; rows * n]);
             matmul_packed_on(
                 isa,
@@ -659,7 +773,7 @@ mod tests {
             let bias = random(n, &mut rng);
             let mut packed = vec![0.0; packed_len(depth, n)];
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
-            for isa in [active_isa(), Isa::Portable] {
+            for isa in Isa::supported_all() {
                 for relu in [false, true] {
                     let run = |c: &mut [f32], start: Start| {
                         matmul_packed_on(isa, rows, n, depth, &a, depth, &packed, c, n, start, relu)

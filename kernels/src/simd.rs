@@ -5,6 +5,11 @@
 //! AVX2+FMA enabled, picked at run time with `is_x86_feature_detected!`. Nothing assumes the build
 //! machine. Rust never contracts `a * b + c` into an FMA on its own, so both builds give bitwise the
 //! same results.
+//!
+//! [`Isa::Avx512`] changes only the GEMM register tiles (16-lane `zmm` tiles, see
+//! [`crate::microkernel`]); the element-wise kernels keep their AVX2 build there. Intel's server
+//! cores run two 512-bit FMAs a cycle, twice their AVX2 rate; AMD's Zen 4 splits each into two
+//! 256-bit halves, so there AVX-512 gains nothing and `--isa avx2` may be the better choice.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use wide::f32x8;
@@ -15,6 +20,8 @@ pub const LANES: usize = 8;
 /// The instruction set a multiversioned kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// AVX-512 F (x86_64, detected at run time, with AVX2 and FMA): 16-lane GEMM tiles.
+    Avx512,
     /// AVX2 and FMA (x86_64, detected at run time).
     Avx2,
     /// What the build target guarantees (SSE2 on x86_64, NEON on aarch64).
@@ -22,40 +29,71 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Every code path, best first.
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
         }
     }
-}
 
-const UNSET: u8 = 0;
-const AVX2: u8 = 1;
-const PORTABLE: u8 = 2;
-static CHOSEN: AtomicU8 = AtomicU8::new(UNSET);
+    /// The code path named `name` (as [`Isa::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name() == name)
+    }
 
-fn detect() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
+    /// Whether this CPU runs the path.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Isa::Avx2.supported() && std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
     }
-    Isa::Portable
+
+    /// Every path this CPU runs, best first (what tests should cover).
+    pub fn supported_all() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|isa| isa.supported()).collect()
+    }
+
+    /// Whether the element-wise kernels may run their AVX2+FMA build (true for AVX-512 too).
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Avx2)
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+/// `Isa::code()` of the path in use, or 0 before the first call detects one.
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+/// The best path this CPU runs.
+fn detect() -> Isa {
+    Isa::ALL
+        .into_iter()
+        .find(|isa| isa.supported())
+        .unwrap_or(Isa::Portable)
 }
 
 /// The instruction set in use: the best one this CPU supports unless [`force_isa`] said otherwise.
 pub fn active_isa() -> Isa {
-    match CHOSEN.load(Ordering::Relaxed) {
-        AVX2 => Isa::Avx2,
-        PORTABLE => Isa::Portable,
-        _ => {
+    let code = CHOSEN.load(Ordering::Relaxed);
+    match Isa::ALL.into_iter().find(|isa| isa.code() == code) {
+        Some(isa) => isa,
+        None => {
             let isa = detect();
-            CHOSEN.store(
-                if isa == Isa::Avx2 { AVX2 } else { PORTABLE },
-                Ordering::Relaxed,
-            );
+            CHOSEN.store(isa.code(), Ordering::Relaxed);
             isa
         }
     }
@@ -68,13 +106,10 @@ pub(crate) static ISA_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(()
 
 /// Forces a code path (for tests and profiling). Returns false, changing nothing, if the CPU lacks it.
 pub fn force_isa(isa: Isa) -> bool {
-    if isa == Isa::Avx2 && detect() != Isa::Avx2 {
+    if !isa.supported() {
         return false;
     }
-    CHOSEN.store(
-        if isa == Isa::Avx2 { AVX2 } else { PORTABLE },
-        Ordering::Relaxed,
-    );
+    CHOSEN.store(isa.code(), Ordering::Relaxed);
     true
 }
 
@@ -144,9 +179,9 @@ macro_rules! multiversion {
                 unsafe fn avx2($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if $crate::simd::active_isa() == $crate::simd::Isa::Avx2 {
-                    // SAFETY: active_isa() only reports Avx2 after is_x86_feature_detected!
-                    // confirmed AVX2 and FMA on this CPU.
+                if $crate::simd::active_isa().has_avx2() {
+                    // SAFETY: active_isa() only reports Avx2 or Avx512 after
+                    // is_x86_feature_detected! confirmed AVX2 and FMA on this CPU.
                     return unsafe { avx2($($arg),*) };
                 }
             }
@@ -182,6 +217,16 @@ mod tests {
         for (got, y) in g.to_array().iter().zip(xs) {
             assert_eq!(got.to_bits(), relu_grad_s(y, 2.0).to_bits(), "grad at {y}");
         }
+    }
+
+    #[test]
+    fn every_path_is_named_and_the_detected_one_is_supported() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::from_name("sse9"), None);
+        assert!(detect().supported());
+        assert!(!Isa::Avx512.supported() || Isa::Avx2.supported());
     }
 
     #[test]

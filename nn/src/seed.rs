@@ -62,7 +62,7 @@ impl fmt::Display for Variant {
 
 /// Output channels and stride of conv layer `i` (1-based).
 pub fn conv_spec(i: usize) -> (usize, usize) {
-    (4 * i, if i % 3 == 0 { 2 } else { 1 })
+    (4 * i, if i.is_multiple_of(3) { 2 } else { 1 })
 }
 
 /// Builds the seed network with TensorFlow's default initialisation drawn from `seed`.
