@@ -626,6 +626,66 @@ fn unknown_names_are_rejected_before_any_work() {
     assert_cli_rejected(&["--no-such-option"], "--no-such-option");
 }
 
+/// `BNCONV_ISA` naming no SIMD path fails every command before any work, with the names it
+/// takes; a valid name is the path the program then reports.
+#[test]
+fn unknown_simd_paths_are_rejected_before_any_work() {
+    let run = |isa: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bnconv"))
+            .args(args)
+            .env("BNCONV_ISA", isa)
+            .output()
+            .expect("the bnconv binary runs")
+    };
+    let commands: [&[&str]; 4] = [
+        &["--batches", "1"],
+        &["train", "--batches", "1"],
+        &["eval", "--checkpoint", "none.safetensors"],
+        &["profile", "--steps", "1"],
+    ];
+    for isa in ["sse9", "AVX2", ""] {
+        for args in commands {
+            let out = run(isa, args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "BNCONV_ISA={isa:?} {args:?} should fail"
+            );
+            assert!(
+                stderr.contains("BNCONV_ISA") && stderr.contains("avx512, avx2, portable"),
+                "BNCONV_ISA={isa:?} {args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert!(
+                out.stdout.is_empty(),
+                "BNCONV_ISA={isa:?} {args:?}: work started"
+            );
+        }
+    }
+    // The smallest command that reports its path: a one-step profile of batches of 2.
+    let out = run(
+        "portable",
+        &[
+            "profile",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--batch-size",
+            "2",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SIMD portable"), "{stdout}");
+}
+
 #[test]
 fn missing_or_bad_data_is_rejected_before_any_work() {
     let dir = TempDir::new().expect("temp dir");
