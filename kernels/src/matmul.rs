@@ -183,7 +183,9 @@ pub(crate) unsafe fn dispatch_b(isa: Isa, nv: usize, masked: bool, t: &Tile) {
 
 /// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors, 3 rows of 3
 /// (accumulators, B vectors and a broadcast must fit the 16 `ymm` registers without spilling:
-/// 4 x 3 did not, and ran 3x slower); with AVX-512, 12 rows of 2 and 8 rows of 3.
+/// 4 x 3 did not, and ran 3x slower); with AVX-512, panels of 2 and 3 vectors run 16- and
+/// 24-column tiles of 12, 8 or 6 and 8, 6 or 4 rows ([`tile_height`]), 1-vector panels the AVX2
+/// tile.
 ///
 /// # Safety
 /// The contract of [`run_tile`] for `isa` and `t`.
@@ -198,9 +200,10 @@ pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile)
     // SAFETY: forwarded from the caller (an `Isa::Avx512` caller runs on an AVX-512 CPU).
     unsafe {
         match (isa, nv) {
-            // 32 `zmm` registers: up to 12 rows of one vector or 8 rows of two, the height
-            // chosen for the strip. A one-vector panel would fill half of each `zmm`, and
-            // measured slower than the AVX2 tile (conv01-02).
+            // 32 `zmm` registers: up to 12 rows of one `zmm` (16 columns) or 8 rows of two (24
+            // columns, the second half-used), the height chosen for the strip. A one-vector
+            // (8-column) panel would fill half of each `zmm`, and measured slower than the AVX2
+            // tile (conv01-02), so it takes the `(_, 1)` arm.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 2) => match tile_height(t.rows, &[12, 8, 6]) {
                 12 => run_tile_avx512::<12, 2, 1, MASK_B>(t),
