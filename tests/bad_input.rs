@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 #[path = "support/binary.rs"]
 mod binary;
-use binary::bnconv;
+use binary::{bnconv, bnconv_with_env};
 
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
@@ -630,13 +630,7 @@ fn unknown_names_are_rejected_before_any_work() {
 /// takes; a valid name is the path the program then reports.
 #[test]
 fn unknown_simd_paths_are_rejected_before_any_work() {
-    let run = |isa: &str, args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bnconv"))
-            .args(args)
-            .env("BNCONV_ISA", isa)
-            .output()
-            .expect("the bnconv binary runs")
-    };
+    let run = |isa: &str, args: &[&str]| bnconv_with_env(args, &[("BNCONV_ISA", isa)]);
     let commands: [&[&str]; 4] = [
         &["--batches", "1"],
         &["train", "--batches", "1"],

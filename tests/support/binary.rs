@@ -7,8 +7,14 @@ use std::process::{Command, Output};
 
 /// Runs the built `bnconv` with `args` and returns its exit status and output.
 pub fn bnconv(args: &[&str]) -> Output {
+    bnconv_with_env(args, &[])
+}
+
+/// [`bnconv`] with environment variables set for the run (e.g. `BNCONV_ISA`).
+pub fn bnconv_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bnconv"))
         .args(args)
+        .envs(vars.iter().copied())
         .output()
         .expect("the bnconv binary runs")
 }
