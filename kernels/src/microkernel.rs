@@ -80,6 +80,17 @@ fn group_rows<T: Copy, const MR: usize>(rows: &[T], g: usize, valid_end: usize) 
     std::array::from_fn(|i| rows[(g + i).min(valid_end - 1)])
 }
 
+/// The checks every tile entry makes before its `unsafe` body: row pointers for every row, and
+/// (debug builds) a tile kind within bounds and columns within its width.
+fn check_tile<const MR: usize, const NV: usize>(t: &Tile) {
+    assert!(
+        t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
+        "tile: rows"
+    );
+    debug_assert!(MR <= MAX_ROWS);
+    debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
+}
+
 /// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols`
 /// valid floats (read the last vector with a mask); otherwise B rows are readable for `8 * NV`
 /// floats (zero-padded, or followed by more data whose lanes are never stored).
@@ -95,12 +106,7 @@ pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bo
     isa: Isa,
     t: &Tile,
 ) {
-    assert!(
-        t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
-        "tile: rows"
-    );
-    debug_assert!(MR <= MAX_ROWS);
-    debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
+    check_tile::<MR, NV>(t);
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 => {
@@ -128,12 +134,8 @@ pub(crate) unsafe fn run_tile_avx512<
 >(
     t: &Tile,
 ) {
-    assert!(
-        t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
-        "tile: rows"
-    );
-    debug_assert!(MR <= MAX_ROWS && ZV == NV.div_ceil(2));
-    debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
+    check_tile::<MR, NV>(t);
+    debug_assert!(ZV == NV.div_ceil(2));
     // SAFETY: forwarded from the caller.
     unsafe { avx512::tile::<MR, NV, ZV, MASK_B>(t) }
 }
@@ -308,7 +310,7 @@ mod avx512 {
 
     /// The first `n` lanes (`n` clamped to `0..=16`).
     fn lanes(n: usize) -> __mmask16 {
-        (((1u32 << n.min(WIDE)) - 1) & 0xffff) as __mmask16
+        ((1u32 << n.min(WIDE)) - 1) as __mmask16
     }
 
     /// # Safety
