@@ -12,9 +12,8 @@
 //! results.
 
 use crate::partition::{chunk_count, REDUCTION_ROWS};
-use crate::simd::{accumulate, load, multiversion, relu_grad_s, relu_s, relu_v, store, LANES};
+use crate::simd::{accumulate, multiversion, relu_grad_s, relu_s, Simd8, LANES};
 use rayon::prelude::*;
-use wide::f32x8;
 
 /// Reusable workspace for the reductions (per-chunk partial sums and per-channel coefficients).
 #[derive(Debug, Default)]
@@ -102,11 +101,11 @@ fn fold_periods(wide: &[f32], tail: &[f32], c: usize, p: usize, acc: &mut [f32])
 
 multiversion! {
     /// `acc[j] = sum over rows of x[row, j]` for one block of rows.
-    fn sum_block(x: &[f32], c: usize, acc: &mut [f32]) {
+    fn sum_block<V>(x: &[f32], c: usize, acc: &mut [f32]) {
         acc.fill(0.0);
         for row in x.chunks_exact(c) {
             per_channel!(c, |j| {
-                accumulate(&mut acc[j..], load(&row[j..]));
+                accumulate(&mut acc[j..], V::load(&row[j..]));
             }, |t| {
                 acc[t] += row[t];
             });
@@ -116,11 +115,11 @@ multiversion! {
 
 multiversion! {
     /// `acc[j] = sum over rows of (x[row, j] - mean[j])^2` for one block of rows.
-    fn sq_dev_block(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
+    fn sq_dev_block<V>(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
         acc.fill(0.0);
         for row in x.chunks_exact(c) {
             per_channel!(c, |j| {
-                let d = load(&row[j..]) - load(&mean[j..]);
+                let d = V::load(&row[j..]) - V::load(&mean[j..]);
                 accumulate(&mut acc[j..], d * d);
             }, |t| {
                 let d = row[t] - mean[t];
@@ -131,15 +130,16 @@ multiversion! {
 }
 
 #[inline(always)]
-fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
+fn normalize_block_impl<V: Simd8, const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
     let (mean, scale, beta) = (k.mean, k.scale, k.beta);
     let c = scale.len();
     for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
         per_channel!(
             c,
             |j| {
-                let v = (load(&row[j..]) - load(&mean[j..])) * load(&scale[j..]) + load(&beta[j..]);
-                store(&mut out[j..], if RELU { relu_v(v) } else { v });
+                let v = (V::load(&row[j..]) - V::load(&mean[j..])) * V::load(&scale[j..])
+                    + V::load(&beta[j..]);
+                (if RELU { v.relu() } else { v }).store(&mut out[j..]);
             },
             |t| {
                 let v = (row[t] - mean[t]) * scale[t] + beta[t];
@@ -151,11 +151,11 @@ fn normalize_block_impl<const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) 
 
 multiversion! {
     /// `y = (x - mean) * scale + beta` per channel, optionally followed by ReLU, for one block.
-    fn normalize_block(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+    fn normalize_block<V>(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
         if relu {
-            normalize_block_impl::<true>(x, k, y)
+            normalize_block_impl::<V, true>(x, k, y)
         } else {
-            normalize_block_impl::<false>(x, k, y)
+            normalize_block_impl::<V, false>(x, k, y)
         }
     }
 }
@@ -165,11 +165,11 @@ multiversion! {
 /// exact operations (`(x - mean) * scale + beta > 0`), so it matches `y > 0` bit for bit without
 /// reading `y`: one memory stream less per pass.
 #[inline(always)]
-fn grad_v<const MASK: bool>(d: f32x8, k: &Coef, dy: &[f32], j: usize) -> f32x8 {
-    let g = load(&dy[j..]);
+fn grad_v<V: Simd8, const MASK: bool>(d: V, k: &Coef, dy: &[f32], j: usize) -> V {
+    let g = V::load(&dy[j..]);
     if MASK {
-        let v = d * load(&k.scale[j..]) + load(&k.beta[j..]);
-        v.simd_gt(f32x8::ZERO).select(g, f32x8::ZERO)
+        let v = d * V::load(&k.scale[j..]) + V::load(&k.beta[j..]);
+        v.where_positive(g)
     } else {
         g
     }
@@ -217,7 +217,12 @@ impl<'a> Coef<'a> {
 }
 
 #[inline(always)]
-fn backward_sums_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, acc: &mut [f32]) {
+fn backward_sums_impl<V: Simd8, const MASK: bool>(
+    x: &[f32],
+    dy: &[f32],
+    k: &Coef,
+    acc: &mut [f32],
+) {
     let c = k.mean.len();
     acc.fill(0.0);
     let (sum_dy, sum_dy_xhat) = acc.split_at_mut(c);
@@ -225,9 +230,9 @@ fn backward_sums_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, acc: &m
         per_channel!(
             c,
             |j| {
-                let d = load(&xr[j..]) - load(&k.mean[j..]);
-                let g = grad_v::<MASK>(d, k, dr, j);
-                let xhat = d * load(&k.invstd[j..]);
+                let d = V::load(&xr[j..]) - V::load(&k.mean[j..]);
+                let g = grad_v::<V, MASK>(d, k, dr, j);
+                let xhat = d * V::load(&k.invstd[j..]);
                 accumulate(&mut sum_dy[j..], g);
                 accumulate(&mut sum_dy_xhat[j..], g * xhat);
             },
@@ -246,18 +251,23 @@ multiversion! {
     /// Per-channel `[sum(g), sum(g * xhat)]` (into `acc`, `2c` floats) for one block of rows,
     /// where `g` is `dy`, masked by the fused ReLU when `relu`; `coef` holds
     /// `[mean, invstd, scale, beta]`.
-    pub(crate) fn backward_sums_block(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
+    pub(crate) fn backward_sums_block<V>(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
         let k = Coef::split(coef, coef.len() / 4);
         if relu {
-            backward_sums_impl::<true>(x, dy, &k, acc)
+            backward_sums_impl::<V, true>(x, dy, &k, acc)
         } else {
-            backward_sums_impl::<false>(x, dy, &k, acc)
+            backward_sums_impl::<V, false>(x, dy, &k, acc)
         }
     }
 }
 
 #[inline(always)]
-fn backward_input_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, dx: &mut [f32]) {
+fn backward_input_impl<V: Simd8, const MASK: bool>(
+    x: &[f32],
+    dy: &[f32],
+    k: &Coef,
+    dx: &mut [f32],
+) {
     let c = k.mean.len();
     for ((xr, dr), out) in x
         .chunks_exact(c)
@@ -267,11 +277,12 @@ fn backward_input_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, dx: &m
         per_channel!(
             c,
             |j| {
-                let d = load(&xr[j..]) - load(&k.mean[j..]);
-                let g = grad_v::<MASK>(d, k, dr, j);
-                let xhat = d * load(&k.invstd[j..]);
-                let v = (g - load(&k.a[j..]) - xhat * load(&k.b[j..])) * load(&k.scale[j..]);
-                store(&mut out[j..], v);
+                let d = V::load(&xr[j..]) - V::load(&k.mean[j..]);
+                let g = grad_v::<V, MASK>(d, k, dr, j);
+                let xhat = d * V::load(&k.invstd[j..]);
+                let v =
+                    (g - V::load(&k.a[j..]) - xhat * V::load(&k.b[j..])) * V::load(&k.scale[j..]);
+                v.store(&mut out[j..]);
             },
             |t| {
                 let d = xr[t] - k.mean[t];
@@ -286,12 +297,12 @@ fn backward_input_impl<const MASK: bool>(x: &[f32], dy: &[f32], k: &Coef, dx: &m
 multiversion! {
     /// `dx = gamma * invstd * (g - dbeta/M - xhat * dgamma/M)` for one block of rows; `coef` holds
     /// `[mean, invstd, gamma*invstd, beta, dbeta/M, dgamma/M]`, `c` floats each.
-    pub(crate) fn backward_input_block(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
+    pub(crate) fn backward_input_block<V>(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
         let k = Coef::split(coef, coef.len() / 6);
         if relu {
-            backward_input_impl::<true>(x, dy, &k, dx)
+            backward_input_impl::<V, true>(x, dy, &k, dx)
         } else {
-            backward_input_impl::<false>(x, dy, &k, dx)
+            backward_input_impl::<V, false>(x, dy, &k, dx)
         }
     }
 }

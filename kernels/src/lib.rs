@@ -1,9 +1,10 @@
 //! bnconv's hot loops, and nothing else.
 //!
 //! Every function here works on plain `f32` slices in NHWC / row-major layout, so the layer API in
-//! `bnconv-nn` stays free of `unsafe` and of layout tricks. SIMD kernels are written once with
-//! [`wide`] and compiled twice (a portable build and an AVX2 build chosen at run time, see [`simd`]);
-//! each has a plain scalar reference beside it that the tests compare it with.
+//! `bnconv-nn` stays free of `unsafe` and of layout tricks. SIMD kernels are written once against
+//! an 8-lane vector trait and compiled twice (a portable build on [`wide`] and an AVX2 build on
+//! `ymm` registers, chosen at run time, see [`simd`]); each has a plain scalar reference beside it
+//! that the tests compare it with.
 //!
 //! Parallel kernels split their work into chunks whose size depends only on the problem shape
 //! ([`partition`]), never on the thread count, and reduce partial sums in chunk order: results are

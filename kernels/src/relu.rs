@@ -1,6 +1,6 @@
 //! ReLU forward and backward as separate passes: the unfused path, and the plain network's ReLU.
 
-use crate::simd::{load, multiversion, relu_grad_s, relu_grad_v, relu_s, relu_v, store, LANES};
+use crate::simd::{multiversion, relu_grad_s, relu_s, LANES};
 use rayon::prelude::*;
 
 /// Floats per parallel task for elementwise passes (any split gives the same result).
@@ -8,10 +8,10 @@ const TASK: usize = 1 << 14;
 
 multiversion! {
     /// `y = max(x, 0)` on one block, NaN passed through; SIMD with a scalar tail.
-    pub(crate) fn relu_block(x: &[f32], y: &mut [f32]) {
+    pub(crate) fn relu_block<V>(x: &[f32], y: &mut [f32]) {
         let body = x.len() / LANES * LANES;
         for (xs, ys) in x[..body].chunks_exact(LANES).zip(y[..body].chunks_exact_mut(LANES)) {
-            store(ys, relu_v(load(xs)));
+            V::load(xs).relu().store(ys);
         }
         for (xv, yv) in x[body..].iter().zip(&mut y[body..]) {
             *yv = relu_s(*xv);
@@ -21,14 +21,14 @@ multiversion! {
 
 multiversion! {
     /// `dx = dy` where `y > 0`, else 0, on one block.
-    fn relu_grad_block(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn relu_grad_block<V>(y: &[f32], dy: &[f32], dx: &mut [f32]) {
         let body = y.len() / LANES * LANES;
         for ((ys, ds), xs) in y[..body]
             .chunks_exact(LANES)
             .zip(dy[..body].chunks_exact(LANES))
             .zip(dx[..body].chunks_exact_mut(LANES))
         {
-            store(xs, relu_grad_v(load(ys), load(ds)));
+            V::load(ys).where_positive(V::load(ds)).store(xs);
         }
         for ((yv, dv), xv) in y[body..].iter().zip(&dy[body..]).zip(&mut dx[body..]) {
             *xv = relu_grad_s(*yv, *dv);

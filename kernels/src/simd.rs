@@ -1,10 +1,10 @@
 //! Run-time choice of the SIMD code path, and the small helpers every SIMD kernel shares.
 //!
-//! Kernels are written once against [`wide::f32x8`]. [`multiversion!`] compiles each one twice: a
-//! portable build (SSE2 on x86_64, NEON on aarch64, scalar elsewhere) and, on x86_64, a build with
-//! AVX2+FMA enabled, picked at run time with `is_x86_feature_detected!`. Nothing assumes the build
-//! machine. Rust never contracts `a * b + c` into an FMA on its own, so both builds give bitwise the
-//! same results.
+//! Element-wise kernels are written once against `Simd8` (eight `f32` lanes). [`multiversion!`]
+//! compiles each one twice: a portable build on [`wide::f32x8`] (SSE2 on x86_64, NEON on aarch64,
+//! scalar elsewhere) and, on x86_64, an AVX2+FMA build on `Ymm` (one 256-bit register), picked
+//! at run time with `is_x86_feature_detected!`. Nothing assumes the build machine. Rust never
+//! contracts `a * b + c` into an FMA on its own, so both builds give bitwise the same results.
 //!
 //! [`Isa::Avx512`] changes only the GEMM register tiles (16-lane `zmm` tiles, in
 //! `microkernel.rs`); the element-wise kernels keep their AVX2 build there. Intel's server
@@ -114,32 +114,118 @@ pub fn force_isa(isa: Isa) -> bool {
     true
 }
 
-/// Loads eight floats from the start of `s` (which must hold at least eight).
-#[inline(always)]
-pub(crate) fn load(s: &[f32]) -> f32x8 {
-    f32x8::from(&s[..LANES])
+/// Eight `f32` lanes, in whichever registers a build runs: the element-wise kernels are written
+/// once against this trait and [`multiversion!`] instantiates them with [`wide::f32x8`]
+/// (portable) and, on x86_64, with [`Ymm`] (AVX). `wide` picks its representation when the
+/// crate is compiled, so without `-C target-feature` its `f32x8` is two SSE halves even inside
+/// an AVX2-enabled function: the AVX2 build needs a type of its own to use 256-bit registers.
+///
+/// Every operation is the same IEEE operation per lane in both types (no fused multiply-add), so
+/// the two builds agree bitwise.
+pub(crate) trait Simd8:
+    Copy + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self>
+{
+    /// Loads eight floats from the start of `s` (which must hold at least eight).
+    fn load(s: &[f32]) -> Self;
+    /// Stores the lanes at the start of `s` (which must hold at least eight).
+    fn store(self, s: &mut [f32]);
+    /// ReLU that lets NaN through (as TensorFlow does), so a diverging run cannot hide behind
+    /// zeros: `0` where the lane is below zero, else the lane (so `-0.0` and NaN stay).
+    fn relu(self) -> Self;
+    /// `dy` where this lane (a ReLU output) is positive, else `+0.0`: the ReLU gradient mask.
+    fn where_positive(self, dy: Self) -> Self;
 }
 
-/// Stores eight floats at the start of `s` (which must hold at least eight).
-#[inline(always)]
-pub(crate) fn store(s: &mut [f32], v: f32x8) {
-    s[..LANES].copy_from_slice(v.as_array());
+impl Simd8 for f32x8 {
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        f32x8::from(&s[..LANES])
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..LANES].copy_from_slice(self.as_array());
+    }
+    #[inline(always)]
+    fn relu(self) -> Self {
+        self.simd_lt(f32x8::ZERO).select(f32x8::ZERO, self)
+    }
+    #[inline(always)]
+    fn where_positive(self, dy: Self) -> Self {
+        self.simd_gt(f32x8::ZERO).select(dy, f32x8::ZERO)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use ymm::Ymm;
+
+/// The AVX build's vector: one 256-bit register.
+#[cfg(target_arch = "x86_64")]
+mod ymm {
+    use super::{Simd8, LANES};
+    use std::arch::x86_64::*;
+
+    /// Eight lanes in a `ymm` register. Values of this type exist only inside
+    /// [`multiversion!`]'s AVX2 build, which runs after `is_x86_feature_detected!` confirmed AVX2
+    /// (the crate-private type is used nowhere else): that is what makes its AVX instructions
+    /// sound to execute.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Ymm(__m256);
+
+    impl Simd8 for Ymm {
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            let s = &s[..LANES];
+            // SAFETY: `s` holds eight readable floats (unaligned load); AVX is present (see Ymm).
+            Ymm(unsafe { _mm256_loadu_ps(s.as_ptr()) })
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            let s = &mut s[..LANES];
+            // SAFETY: `s` holds eight writable floats (unaligned store); AVX is present (see Ymm).
+            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), self.0) }
+        }
+        #[inline(always)]
+        fn relu(self) -> Self {
+            // SAFETY: AVX is present (see Ymm). `_CMP_LT_OQ` is false for NaN, which stays.
+            Ymm(unsafe {
+                let below = _mm256_cmp_ps::<_CMP_LT_OQ>(self.0, _mm256_setzero_ps());
+                _mm256_andnot_ps(below, self.0)
+            })
+        }
+        #[inline(always)]
+        fn where_positive(self, dy: Self) -> Self {
+            // SAFETY: AVX is present (see Ymm). `_CMP_GT_OQ` is false for NaN: no gradient.
+            Ymm(unsafe {
+                let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
+                _mm256_and_ps(positive, dy.0)
+            })
+        }
+    }
+
+    macro_rules! lane_op {
+        ($trait:ident, $method:ident, $intrinsic:ident) => {
+            impl std::ops::$trait for Ymm {
+                type Output = Ymm;
+                #[inline(always)]
+                fn $method(self, rhs: Ymm) -> Ymm {
+                    // SAFETY: AVX is present (see Ymm).
+                    Ymm(unsafe { $intrinsic(self.0, rhs.0) })
+                }
+            }
+        };
+    }
+    lane_op!(Add, add, _mm256_add_ps);
+    lane_op!(Sub, sub, _mm256_sub_ps);
+    lane_op!(Mul, mul, _mm256_mul_ps);
 }
 
 /// `s[..8] += v`.
 #[inline(always)]
-pub(crate) fn accumulate(s: &mut [f32], v: f32x8) {
-    let sum = load(s) + v;
-    store(s, sum);
+pub(crate) fn accumulate<V: Simd8>(s: &mut [f32], v: V) {
+    (V::load(s) + v).store(s);
 }
 
-/// ReLU that lets NaN through (as TensorFlow does), so a diverging run cannot hide behind zeros.
-#[inline(always)]
-pub(crate) fn relu_v(v: f32x8) -> f32x8 {
-    v.simd_lt(f32x8::ZERO).select(f32x8::ZERO, v)
-}
-
-/// Scalar twin of [`relu_v`]: bitwise the same result for every input.
+/// Scalar twin of `Simd8::relu`: bitwise the same result for every input.
 #[inline(always)]
 pub fn relu_s(v: f32) -> f32 {
     if v < 0.0 {
@@ -149,13 +235,7 @@ pub fn relu_s(v: f32) -> f32 {
     }
 }
 
-/// The ReLU gradient mask: `dy` where the ReLU output was positive, else zero.
-#[inline(always)]
-pub(crate) fn relu_grad_v(y: f32x8, dy: f32x8) -> f32x8 {
-    y.simd_gt(f32x8::ZERO).select(dy, f32x8::ZERO)
-}
-
-/// Scalar twin of [`relu_grad_v`].
+/// Scalar twin of `Simd8::where_positive`: `dy` where the ReLU output `y` was positive.
 #[inline(always)]
 pub fn relu_grad_s(y: f32, dy: f32) -> f32 {
     if y > 0.0 {
@@ -166,19 +246,21 @@ pub fn relu_grad_s(y: f32, dy: f32) -> f32 {
 }
 
 /// Defines a function whose body is compiled twice, portable and AVX2+FMA, dispatched on
-/// [`active_isa`]. The body should be (or call) `#[inline(always)]` code so both builds get their
-/// own copy of the loop.
+/// [`active_isa`]. The function names its vector type parameter (`fn name<V>(...)`); the body is
+/// generic over [`Simd8`] and runs with `V = wide::f32x8` in the portable build and `V = Ymm`
+/// in the AVX2 build. The body should be (or call) `#[inline(always)]` code so both builds get
+/// their own copy of the loop.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$v:ident>($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body<$v: $crate::simd::Simd8>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
+                    body::<$crate::simd::Ymm>($($arg),*)
                 }
                 if $crate::simd::active_isa().has_avx2() {
                     // SAFETY: active_isa() only reports Avx2 or Avx512 after
@@ -186,7 +268,7 @@ macro_rules! multiversion {
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            body($($arg),*)
+            body::<wide::f32x8>($($arg),*)
         }
     };
 }
@@ -208,16 +290,39 @@ mod tests {
             f32::INFINITY,
             f32::NEG_INFINITY,
         ];
-        let v = relu_v(f32x8::from(&xs[..]));
-        for (got, x) in v.to_array().iter().zip(xs) {
+        check_relu::<f32x8>(&xs);
+        #[cfg(target_arch = "x86_64")]
+        if Isa::Avx2.supported() {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn on_avx(xs: &[f32]) {
+                check_relu::<Ymm>(xs)
+            }
+            // SAFETY: AVX2 and FMA were detected just above.
+            unsafe { on_avx(&xs) }
+        } else {
+            eprintln!("SKIPPED: the Ymm (AVX) vector: this CPU has no AVX2");
+        }
+    }
+
+    #[inline(always)]
+    fn check_relu<V: Simd8>(xs: &[f32]) {
+        let mut out = [0.0f32; LANES];
+        V::load(xs).relu().store(&mut out);
+        for (got, &x) in out.iter().zip(xs) {
             assert_eq!(got.to_bits(), relu_s(x).to_bits(), "relu({x})");
         }
-        let nan = relu_v(f32x8::splat(f32::NAN)).to_array();
-        assert!(nan.iter().all(|v| v.is_nan()) && relu_s(f32::NAN).is_nan());
-        let g = relu_grad_v(f32x8::from(&xs[..]), f32x8::splat(2.0));
-        for (got, y) in g.to_array().iter().zip(xs) {
+        let nan = [f32::NAN; LANES];
+        V::load(&nan).relu().store(&mut out);
+        assert!(out.iter().all(|v| v.is_nan()) && relu_s(f32::NAN).is_nan());
+        let two = [2.0f32; LANES];
+        V::load(xs).where_positive(V::load(&two)).store(&mut out);
+        for (got, &y) in out.iter().zip(xs) {
             assert_eq!(got.to_bits(), relu_grad_s(y, 2.0).to_bits(), "grad at {y}");
         }
+        V::load(&nan).where_positive(V::load(&two)).store(&mut out);
+        assert!(out
+            .iter()
+            .all(|v| v.to_bits() == relu_grad_s(f32::NAN, 2.0).to_bits()));
     }
 
     #[test]
