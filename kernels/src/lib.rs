@@ -22,6 +22,7 @@ pub mod implicit;
 pub mod matmul;
 mod microkernel;
 pub mod partition;
+mod prefetch;
 pub mod profile;
 pub mod relu;
 pub mod simd;

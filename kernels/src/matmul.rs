@@ -15,6 +15,7 @@
 #[cfg(target_arch = "x86_64")]
 use crate::microkernel::run_tile_avx512;
 use crate::microkernel::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
+use crate::prefetch::prefetch_rows_l2;
 use crate::simd::{active_isa, Isa};
 
 /// Bytes of A a strip (or block) should occupy so that it stays in L1 while every panel passes
@@ -445,14 +446,20 @@ fn matmul_at_b_on(
         [std::ptr::null(); STRIP_MAX],
         [std::ptr::null_mut(); STRIP_MAX],
     );
-    for (first, nv) in panels(n) {
-        // Rows of B whose full `8*nv`-float read stays inside `b` may be read unmasked: the
-        // floats past `n` belong to the next row and only feed lanes that are never stored.
-        // Masked loads are slow, so only the last few rows use them.
-        let fits = (b.len() + 1).saturating_sub(first + nv * LANES);
-        let unmasked_depth = fits.div_ceil(ldb).min(depth);
-        for block in (0..depth).step_by(block_rows) {
-            let block_end = (block + block_rows).min(depth);
+    // Blocks outermost, so that every panel reuses a block of A while it is in cache, and the
+    // next block is fetched while this one is computed ([`prefetch`]). Each element of C still
+    // adds `p = 0..depth` in order.
+    for block in (0..depth).step_by(block_rows) {
+        let block_end = (block + block_rows).min(depth);
+        let next = block_end..(block_end + block_rows).min(depth);
+        prefetch_rows_l2(a, lda, k, next.clone());
+        prefetch_rows_l2(b, ldb, n, next);
+        for (first, nv) in panels(n) {
+            // Rows of B whose full `8*nv`-float read stays inside `b` may be read unmasked: the
+            // floats past `n` belong to the next row and only feed lanes that are never stored.
+            // Masked loads are slow, so only the last few rows use them.
+            let fits = (b.len() + 1).saturating_sub(first + nv * LANES);
+            let unmasked_depth = fits.div_ceil(ldb).min(depth);
             let split = unmasked_depth.clamp(block, block_end);
             for (start, end, masked) in [(block, split, false), (split, block_end, true)] {
                 if start == end {

@@ -1,0 +1,41 @@
+//! Software prefetch for the operand a weight gradient reads cold.
+//!
+//! [`crate::matmul::matmul_at_b`] reads what the forward pass saved (the im2col rows) long after
+//! it was written: by then it has left L2, and the product's strided reads (a few floats of each
+//! long row at a time) bring it back one missed line after another, faster than the hardware
+//! prefetchers follow. Asking for the next block of rows while computing this one overlaps the
+//! memory traffic with the arithmetic. Measured on conv11's weight-gradient shape (1024 x 360 by
+//! 1024 x 44, one thread, A evicted first): 0.94-1.06 ms before, 0.47-0.48 ms with the prefetch
+//! (and blocks outermost). The implicit path's bordered images are a few KiB each; prefetching
+//! the next image there did not help, so it does not.
+
+/// Floats per 64-byte cache line.
+const LINE_FLOATS: usize = 16;
+
+/// Asks the CPU to bring `data` into L2. A hint only: it changes no result, cannot fault, and is
+/// a no-op off x86_64.
+#[inline]
+pub(crate) fn prefetch_l2(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let lines = data.chunks(LINE_FLOATS).map(|l| l.as_ptr());
+        for p in lines.chain(data.last().map(|l| l as *const f32)) {
+            // SAFETY: a prefetch reads nothing architecturally and never faults; `p` points into
+            // `data` anyway. SSE, which has it, is part of every x86_64 CPU.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+/// [`prefetch_l2`] of rows `rows` of a row-major matrix (`ld` floats apart), `cols` floats each.
+#[inline]
+pub(crate) fn prefetch_rows_l2(a: &[f32], ld: usize, cols: usize, rows: std::ops::Range<usize>) {
+    for r in rows {
+        if let Some(row) = a.get(r * ld..).and_then(|row| row.get(..cols)) {
+            prefetch_l2(row);
+        }
+    }
+}
