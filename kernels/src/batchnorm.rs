@@ -12,7 +12,9 @@
 //! results.
 
 use crate::partition::{chunk_count, REDUCTION_ROWS};
-use crate::simd::{accumulate, multiversion, relu_grad_s, relu_s, Simd8, LANES};
+use crate::simd::{
+    accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Simd8, LANES,
+};
 use rayon::prelude::*;
 
 /// Reusable workspace for the reductions (per-chunk partial sums and per-channel coefficients).
@@ -23,17 +25,13 @@ pub struct BnScratch {
     coef: Vec<f32>,
 }
 
-/// Applies `f(channel_block_start, vector)` over the full 8-channel blocks of one row and
-/// `g(channel)` over the tail.
+/// Runs `vec(v)` for each of a row's `nv` whole 8-channel vectors and `tail(t)` for each channel
+/// `t` past them, up to `c`. The vector bodies index [`vectors`] views of length `nv`, so they
+/// carry no bounds checks.
 macro_rules! per_channel {
-    ($c:expr, |$j:ident| $vec:block, |$t:ident| $tail:block) => {{
-        let body = $c / LANES * LANES;
-        let mut $j = 0;
-        while $j < body {
-            $vec
-            $j += LANES;
-        }
-        for $t in body..$c $tail
+    ($nv:expr, $c:expr, |$v:ident| $vec:block, |$t:ident| $tail:block) => {{
+        for $v in 0..$nv $vec
+        for $t in $nv * LANES..$c $tail
     }};
 }
 
@@ -103,9 +101,11 @@ multiversion! {
     /// `acc[j] = sum over rows of x[row, j]` for one block of rows.
     fn sum_block<V>(x: &[f32], c: usize, acc: &mut [f32]) {
         acc.fill(0.0);
+        let nv = c / LANES;
         for row in x.chunks_exact(c) {
-            per_channel!(c, |j| {
-                accumulate(&mut acc[j..], V::load(&row[j..]));
+            let (xv, acc_v) = (vectors(row, nv), vectors_mut(acc, nv));
+            per_channel!(nv, c, |v| {
+                accumulate(&mut acc_v[v], V::load(&xv[v]));
             }, |t| {
                 acc[t] += row[t];
             });
@@ -117,10 +117,13 @@ multiversion! {
     /// `acc[j] = sum over rows of (x[row, j] - mean[j])^2` for one block of rows.
     fn sq_dev_block<V>(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
         acc.fill(0.0);
+        let nv = c / LANES;
+        let mean_v = vectors(mean, nv);
         for row in x.chunks_exact(c) {
-            per_channel!(c, |j| {
-                let d = V::load(&row[j..]) - V::load(&mean[j..]);
-                accumulate(&mut acc[j..], d * d);
+            let (xv, acc_v) = (vectors(row, nv), vectors_mut(acc, nv));
+            per_channel!(nv, c, |v| {
+                let d = V::load(&xv[v]) - V::load(&mean_v[v]);
+                accumulate(&mut acc_v[v], d * d);
             }, |t| {
                 let d = row[t] - mean[t];
                 acc[t] += d * d;
@@ -133,13 +136,17 @@ multiversion! {
 fn normalize_block_impl<V: Simd8, const RELU: bool>(x: &[f32], k: BnApply, y: &mut [f32]) {
     let (mean, scale, beta) = (k.mean, k.scale, k.beta);
     let c = scale.len();
+    let nv = c / LANES;
+    let (mean_v, scale_v, beta_v) = (vectors(mean, nv), vectors(scale, nv), vectors(beta, nv));
     for (row, out) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+        let (xv, yv) = (vectors(row, nv), vectors_mut(out, nv));
         per_channel!(
+            nv,
             c,
-            |j| {
-                let v = (V::load(&row[j..]) - V::load(&mean[j..])) * V::load(&scale[j..])
-                    + V::load(&beta[j..]);
-                (if RELU { v.relu() } else { v }).store(&mut out[j..]);
+            |v| {
+                let z = (V::load(&xv[v]) - V::load(&mean_v[v])) * V::load(&scale_v[v])
+                    + V::load(&beta_v[v]);
+                (if RELU { z.relu() } else { z }).store(&mut yv[v]);
             },
             |t| {
                 let v = (row[t] - mean[t]) * scale[t] + beta[t];
@@ -165,11 +172,11 @@ multiversion! {
 /// exact operations (`(x - mean) * scale + beta > 0`), so it matches `y > 0` bit for bit without
 /// reading `y`: one memory stream less per pass.
 #[inline(always)]
-fn grad_v<V: Simd8, const MASK: bool>(d: V, k: &Coef, dy: &[f32], j: usize) -> V {
-    let g = V::load(&dy[j..]);
+fn grad_v<V: Simd8, const MASK: bool>(d: V, k: &CoefV, dy: &[f32; LANES], v: usize) -> V {
+    let g = V::load(dy);
     if MASK {
-        let v = d * V::load(&k.scale[j..]) + V::load(&k.beta[j..]);
-        v.where_positive(g)
+        let z = d * V::load(&k.scale[v]) + V::load(&k.beta[v]);
+        z.where_positive(g)
     } else {
         g
     }
@@ -197,7 +204,30 @@ struct Coef<'a> {
     b: &'a [f32],
 }
 
+/// [`Coef`]'s whole vectors: the first `c / 8` of each field.
+struct CoefV<'a> {
+    mean: &'a [[f32; LANES]],
+    invstd: &'a [[f32; LANES]],
+    scale: &'a [[f32; LANES]],
+    beta: &'a [[f32; LANES]],
+    a: &'a [[f32; LANES]],
+    b: &'a [[f32; LANES]],
+}
+
 impl<'a> Coef<'a> {
+    /// The whole-vector views of the fields (`a` and `b` empty during the sums pass).
+    fn vectors(&self, nv: usize) -> CoefV<'a> {
+        let nab = if self.a.is_empty() { 0 } else { nv };
+        CoefV {
+            mean: vectors(self.mean, nv),
+            invstd: vectors(self.invstd, nv),
+            scale: vectors(self.scale, nv),
+            beta: vectors(self.beta, nv),
+            a: vectors(self.a, nab),
+            b: vectors(self.b, nab),
+        }
+    }
+
     /// Splits `[mean, invstd, scale, beta, (a, b)]`, `c` floats each.
     fn split(coef: &'a [f32], c: usize) -> Coef<'a> {
         let (mean, rest) = coef.split_at(c);
@@ -224,17 +254,26 @@ fn backward_sums_impl<V: Simd8, const MASK: bool>(
     acc: &mut [f32],
 ) {
     let c = k.mean.len();
+    let nv = c / LANES;
+    let kv = k.vectors(nv);
+    // Lengths the optimiser can see: the vector loops below then carry no bounds checks.
+    assert!(
+        kv.mean.len() == nv && kv.invstd.len() == nv && kv.scale.len() == nv && kv.beta.len() == nv
+    );
     acc.fill(0.0);
     let (sum_dy, sum_dy_xhat) = acc.split_at_mut(c);
     for (xr, dr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+        let (xv, dv) = (vectors(xr, nv), vectors(dr, nv));
+        let (sum_dy_v, sum_dy_xhat_v) = (vectors_mut(sum_dy, nv), vectors_mut(sum_dy_xhat, nv));
         per_channel!(
+            nv,
             c,
-            |j| {
-                let d = V::load(&xr[j..]) - V::load(&k.mean[j..]);
-                let g = grad_v::<V, MASK>(d, k, dr, j);
-                let xhat = d * V::load(&k.invstd[j..]);
-                accumulate(&mut sum_dy[j..], g);
-                accumulate(&mut sum_dy_xhat[j..], g * xhat);
+            |v| {
+                let d = V::load(&xv[v]) - V::load(&kv.mean[v]);
+                let g = grad_v::<V, MASK>(d, &kv, &dv[v], v);
+                let xhat = d * V::load(&kv.invstd[v]);
+                accumulate(&mut sum_dy_v[v], g);
+                accumulate(&mut sum_dy_xhat_v[v], g * xhat);
             },
             |t| {
                 let d = xr[t] - k.mean[t];
@@ -269,20 +308,32 @@ fn backward_input_impl<V: Simd8, const MASK: bool>(
     dx: &mut [f32],
 ) {
     let c = k.mean.len();
+    let nv = c / LANES;
+    let kv = k.vectors(nv);
+    // Lengths the optimiser can see: the vector loops below then carry no bounds checks.
+    assert!(
+        kv.mean.len() == nv
+            && kv.invstd.len() == nv
+            && kv.scale.len() == nv
+            && kv.beta.len() == nv
+            && kv.a.len() == nv
+            && kv.b.len() == nv
+    );
     for ((xr, dr), out) in x
         .chunks_exact(c)
         .zip(dy.chunks_exact(c))
         .zip(dx.chunks_exact_mut(c))
     {
+        let (xv, dv, ov) = (vectors(xr, nv), vectors(dr, nv), vectors_mut(out, nv));
         per_channel!(
+            nv,
             c,
-            |j| {
-                let d = V::load(&xr[j..]) - V::load(&k.mean[j..]);
-                let g = grad_v::<V, MASK>(d, k, dr, j);
-                let xhat = d * V::load(&k.invstd[j..]);
-                let v =
-                    (g - V::load(&k.a[j..]) - xhat * V::load(&k.b[j..])) * V::load(&k.scale[j..]);
-                v.store(&mut out[j..]);
+            |v| {
+                let d = V::load(&xv[v]) - V::load(&kv.mean[v]);
+                let g = grad_v::<V, MASK>(d, &kv, &dv[v], v);
+                let xhat = d * V::load(&kv.invstd[v]);
+                let z = (g - V::load(&kv.a[v]) - xhat * V::load(&kv.b[v])) * V::load(&kv.scale[v]);
+                z.store(&mut ov[v]);
             },
             |t| {
                 let d = xr[t] - k.mean[t];

@@ -6,7 +6,7 @@
 //! padding). Each tap is one contiguous run of `Cin` floats in NHWC, copied or zeroed.
 
 use crate::geometry::{ConvGeometry, KERNEL};
-use crate::simd::{accumulate, Simd8, LANES};
+use crate::simd::{accumulate, head, head_mut, Simd8, LANES};
 use wide::f32x8;
 
 /// The input row/column a kernel tap reads, or `None` when it falls in the padding.
@@ -23,10 +23,10 @@ pub(crate) fn copy_run(dst: &mut [f32], src: &[f32]) {
     debug_assert_eq!(n, src.len());
     if n >= LANES {
         for i in (0..n - LANES).step_by(LANES) {
-            f32x8::load(&src[i..]).store(&mut dst[i..]);
+            f32x8::load(head(&src[i..])).store(head_mut(&mut dst[i..]));
         }
         // The last vector may overlap the previous one: it rewrites the same values.
-        f32x8::load(&src[n - LANES..]).store(&mut dst[n - LANES..]);
+        f32x8::load(head(&src[n - LANES..])).store(head_mut(&mut dst[n - LANES..]));
     } else {
         for (d, s) in dst.iter_mut().zip(src) {
             *d = *s;
@@ -40,9 +40,9 @@ pub(crate) fn zero_run(dst: &mut [f32]) {
     let n = dst.len();
     if n >= LANES {
         for i in (0..n - LANES).step_by(LANES) {
-            f32x8::ZERO.store(&mut dst[i..]);
+            f32x8::ZERO.store(head_mut(&mut dst[i..]));
         }
-        f32x8::ZERO.store(&mut dst[n - LANES..]);
+        f32x8::ZERO.store(head_mut(&mut dst[n - LANES..]));
     } else {
         for d in dst {
             *d = 0.0;
@@ -56,7 +56,7 @@ fn add_run(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     let mut i = 0;
     while i + LANES <= n {
-        accumulate(&mut dst[i..], f32x8::load(&src[i..]));
+        accumulate(head_mut(&mut dst[i..]), f32x8::load(head(&src[i..])));
         i += LANES;
     }
     for (d, s) in dst[i..].iter_mut().zip(&src[i..]) {

@@ -10,7 +10,7 @@ multiversion! {
     /// `y = max(x, 0)` on one block, NaN passed through; SIMD with a scalar tail.
     pub(crate) fn relu_block<V>(x: &[f32], y: &mut [f32]) {
         let body = x.len() / LANES * LANES;
-        for (xs, ys) in x[..body].chunks_exact(LANES).zip(y[..body].chunks_exact_mut(LANES)) {
+        for (xs, ys) in x.as_chunks().0.iter().zip(y.as_chunks_mut().0) {
             V::load(xs).relu().store(ys);
         }
         for (xv, yv) in x[body..].iter().zip(&mut y[body..]) {
@@ -23,10 +23,9 @@ multiversion! {
     /// `dx = dy` where `y > 0`, else 0, on one block.
     fn relu_grad_block<V>(y: &[f32], dy: &[f32], dx: &mut [f32]) {
         let body = y.len() / LANES * LANES;
-        for ((ys, ds), xs) in y[..body]
-            .chunks_exact(LANES)
-            .zip(dy[..body].chunks_exact(LANES))
-            .zip(dx[..body].chunks_exact_mut(LANES))
+        for ((ys, ds), xs) in y.as_chunks().0.iter()
+            .zip(dy.as_chunks().0)
+            .zip(dx.as_chunks_mut().0)
         {
             V::load(ys).where_positive(V::load(ds)).store(xs);
         }

@@ -125,10 +125,8 @@ pub fn force_isa(isa: Isa) -> bool {
 pub(crate) trait Simd8:
     Copy + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self>
 {
-    /// Loads eight floats from the start of `s` (which must hold at least eight).
-    fn load(s: &[f32]) -> Self;
-    /// Stores the lanes at the start of `s` (which must hold at least eight).
-    fn store(self, s: &mut [f32]);
+    fn load(a: &[f32; LANES]) -> Self;
+    fn store(self, a: &mut [f32; LANES]);
     /// ReLU that lets NaN through (as TensorFlow does), so a diverging run cannot hide behind
     /// zeros: `0` where the lane is below zero, else the lane (so `-0.0` and NaN stay).
     fn relu(self) -> Self;
@@ -138,12 +136,12 @@ pub(crate) trait Simd8:
 
 impl Simd8 for f32x8 {
     #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        f32x8::from(&s[..LANES])
+    fn load(a: &[f32; LANES]) -> Self {
+        f32x8::from(*a)
     }
     #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        s[..LANES].copy_from_slice(self.as_array());
+    fn store(self, a: &mut [f32; LANES]) {
+        *a = self.to_array();
     }
     #[inline(always)]
     fn relu(self) -> Self {
@@ -173,16 +171,14 @@ mod ymm {
 
     impl Simd8 for Ymm {
         #[inline(always)]
-        fn load(s: &[f32]) -> Self {
-            let s = &s[..LANES];
-            // SAFETY: `s` holds eight readable floats (unaligned load); AVX is present (see Ymm).
-            Ymm(unsafe { _mm256_loadu_ps(s.as_ptr()) })
+        fn load(a: &[f32; LANES]) -> Self {
+            // SAFETY: `a` is eight readable floats (unaligned load); AVX is present (see Ymm).
+            Ymm(unsafe { _mm256_loadu_ps(a.as_ptr()) })
         }
         #[inline(always)]
-        fn store(self, s: &mut [f32]) {
-            let s = &mut s[..LANES];
-            // SAFETY: `s` holds eight writable floats (unaligned store); AVX is present (see Ymm).
-            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), self.0) }
+        fn store(self, a: &mut [f32; LANES]) {
+            // SAFETY: `a` is eight writable floats (unaligned store); AVX is present (see Ymm).
+            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), self.0) }
         }
         #[inline(always)]
         fn relu(self) -> Self {
@@ -219,10 +215,36 @@ mod ymm {
     lane_op!(Mul, mul, _mm256_mul_ps);
 }
 
-/// `s[..8] += v`.
+/// `a += v`.
 #[inline(always)]
-pub(crate) fn accumulate<V: Simd8>(s: &mut [f32], v: V) {
-    (V::load(s) + v).store(s);
+pub(crate) fn accumulate<V: Simd8>(a: &mut [f32; LANES], v: V) {
+    (V::load(a) + v).store(a);
+}
+
+/// The first `n` whole vectors of `s` (which must hold them). Kernels index these instead of
+/// re-slicing `s` at every vector: each access is then provably in bounds, and the loops carry no
+/// bounds checks (they had two per load).
+#[inline(always)]
+pub(crate) fn vectors(s: &[f32], n: usize) -> &[[f32; LANES]] {
+    &s.as_chunks().0[..n]
+}
+
+/// [`vectors`], mutable.
+#[inline(always)]
+pub(crate) fn vectors_mut(s: &mut [f32], n: usize) -> &mut [[f32; LANES]] {
+    &mut s.as_chunks_mut().0[..n]
+}
+
+/// The eight floats at the start of `s` (which must hold at least eight).
+#[inline(always)]
+pub(crate) fn head(s: &[f32]) -> &[f32; LANES] {
+    s.first_chunk().expect("a vector needs eight floats")
+}
+
+/// [`head`], mutable.
+#[inline(always)]
+pub(crate) fn head_mut(s: &mut [f32]) -> &mut [f32; LANES] {
+    s.first_chunk_mut().expect("a vector needs eight floats")
 }
 
 /// Scalar twin of `Simd8::relu`: bitwise the same result for every input.
@@ -307,7 +329,7 @@ mod tests {
     #[inline(always)]
     fn check_relu<V: Simd8>(xs: &[f32]) {
         let mut out = [0.0f32; LANES];
-        V::load(xs).relu().store(&mut out);
+        V::load(head(xs)).relu().store(&mut out);
         for (got, &x) in out.iter().zip(xs) {
             assert_eq!(got.to_bits(), relu_s(x).to_bits(), "relu({x})");
         }
@@ -315,7 +337,9 @@ mod tests {
         V::load(&nan).relu().store(&mut out);
         assert!(out.iter().all(|v| v.is_nan()) && relu_s(f32::NAN).is_nan());
         let two = [2.0f32; LANES];
-        V::load(xs).where_positive(V::load(&two)).store(&mut out);
+        V::load(head(xs))
+            .where_positive(V::load(&two))
+            .store(&mut out);
         for (got, &y) in out.iter().zip(xs) {
             assert_eq!(got.to_bits(), relu_grad_s(y, 2.0).to_bits(), "grad at {y}");
         }
