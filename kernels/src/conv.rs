@@ -107,6 +107,10 @@ fn rows_per_task(row_flops: usize) -> usize {
     (TASK_FLOPS / row_flops.max(1)).div_ceil(24).max(1) * 24
 }
 
+/// Tasks per thread where images are independent and a task reuses one scratch image: enough to
+/// even out uneven threads, few enough that the scratch images stay small.
+const TASKS_PER_THREAD: usize = 8;
+
 /// Fewest rows of the weight gradient (`9 * Cin` of them) per task: each task streams its
 /// columns of every row of `cols`, and narrower ones waste most of each cache line they fetch
 /// (conv11's shape, one thread, `cols` cold: 0.45 ms in 24-row tasks, 0.34 ms in 96-row ones).
@@ -762,15 +766,23 @@ fn backward_implicit(
         None,
         &mut ws.weights,
     );
-    ws.padded_dy.resize(g.batch * dim.padded_len(), 0.0);
+    // One bordered image per task, reused for each of its images: written, then read at once
+    // by the product, it stays in L1. (A whole batch of them, 1.8 MB for conv02, was fetched
+    // from memory just to be overwritten.) Images are independent here, so the split, which
+    // depends on the thread count, changes no result.
+    let tasks = g
+        .batch
+        .min(TASKS_PER_THREAD * rayon::current_num_threads())
+        .max(1);
+    let task_images = g.batch.div_ceil(tasks).max(1);
+    ws.padded_dy.resize(tasks * dim.padded_len(), 0.0);
     let weights = &ws.weights;
-    dy.par_chunks(ch.output.max(1))
-        .zip(ws.padded_dy.par_chunks_mut(images * dim.padded_len()))
-        .zip(dx.par_chunks_mut(ch.input.max(1)))
-        .for_each(|((dy_c, padded_c), dx_c)| {
-            for ((dy_img, padded), dx_img) in dy_c
+    dy.par_chunks(task_images * image_out)
+        .zip(ws.padded_dy.par_chunks_mut(dim.padded_len()))
+        .zip(dx.par_chunks_mut(task_images * g.in_pixels() * cin))
+        .for_each(|((dy_c, padded), dx_c)| {
+            for (dy_img, dx_img) in dy_c
                 .chunks_exact(image_out)
-                .zip(padded_c.chunks_exact_mut(dim.padded_len()))
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
             {
                 // Zero-bordering `dy` is the implicit path's counterpart of col2im.
