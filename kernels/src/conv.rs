@@ -48,6 +48,9 @@ pub struct ConvWorkspace {
     padded: Vec<f32>,
     /// The zero-bordered output gradient images of the implicit data gradient.
     padded_dy: Vec<f32>,
+    /// Whether the last forward pass kept what [`conv_backward`] reads ([`conv_forward`] and
+    /// [`conv_forward_with_prologue`] do; the evaluation-only [`conv_forward_fused`] does not).
+    saved_for_backward: bool,
 }
 
 /// Output widths from which the implicit path (no im2col matrix) is used: there the matrix is
@@ -110,6 +113,15 @@ fn rows_per_task(row_flops: usize) -> usize {
 /// Tasks per thread where images are independent and a task reuses one scratch image: enough to
 /// even out uneven threads, few enough that the scratch images stay small.
 const TASKS_PER_THREAD: usize = 8;
+
+/// Tasks, and images per task, for a pass over `batch` independent images where each task
+/// reuses one scratch image ([`TASKS_PER_THREAD`] per thread of the current pool).
+fn scratch_tasks(batch: usize) -> (usize, usize) {
+    let tasks = batch
+        .min(TASKS_PER_THREAD * rayon::current_num_threads())
+        .max(1);
+    (tasks, batch.div_ceil(tasks).max(1))
+}
 
 /// Fewest rows of the weight gradient (`9 * Cin` of them) per task: each task streams its
 /// columns of every row of `cols`, and narrower ones waste most of each cache line they fetch
@@ -236,11 +248,23 @@ pub fn conv_forward(
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
-    conv_forward_fused(gemm, g, x, w, bias, ConvEpilogue::default(), ws, y);
+    forward(
+        gemm,
+        g,
+        x,
+        None,
+        w,
+        bias,
+        ConvEpilogue::default(),
+        true,
+        ws,
+        y,
+    );
 }
 
-/// [`conv_forward`] with an epilogue: `y = relu?(conv(x, w) * scale + bias)`. With a scale the
-/// workspace is not fit for [`conv_backward`] (evaluation only).
+/// [`conv_forward`] with an epilogue, `y = relu?(conv(x, w) * scale + bias)`, for evaluation:
+/// it keeps nothing for [`conv_backward`] (which then refuses to run), so the implicit path
+/// borders each image into a small per-task scratch instead of a batch-sized buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_forward_fused(
     gemm: GemmBackend,
@@ -252,7 +276,7 @@ pub fn conv_forward_fused(
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
-    forward(gemm, g, x, None, w, bias, epilogue, ws, y);
+    forward(gemm, g, x, None, w, bias, epilogue, false, ws, y);
 }
 
 /// A batch norm and/or ReLU that the convolution applies to its input while zero-bordering it:
@@ -306,12 +330,14 @@ pub fn conv_forward_with_prologue(
         w,
         bias,
         ConvEpilogue::default(),
+        true,
         ws,
         y,
     );
 }
 
-/// [`conv_forward_fused`], with an optional input prologue (implicit path only).
+/// [`conv_forward_fused`], with an optional input prologue (implicit path only), keeping what
+/// [`conv_backward`] needs when `for_backward`.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     gemm: GemmBackend,
@@ -321,6 +347,7 @@ fn forward(
     w: &[f32],
     bias: Option<&[f32]>,
     epilogue: ConvEpilogue<'_>,
+    for_backward: bool,
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
@@ -338,6 +365,7 @@ fn forward(
     let relu = epilogue.relu;
     let input_map = prologue.map(|p| (p.apply.map(|k| WideApply::new(k, p.relu)), p.relu));
     debug_assert!(prologue.is_none() || implicit_plan(gemm, g).is_some());
+    ws.saved_for_backward = for_backward;
     if gemm == GemmBackend::Native && small_image::applies(g) {
         return forward_small_image(g, x, w, bias, epilogue, ws, y);
     }
@@ -352,37 +380,61 @@ fn forward(
     );
     if let Some(im) = implicit {
         let (isa, weights) = (active_isa(), &ws.weights);
-        let per_chunk = ch.input / (g.in_pixels() * g.in_c) * im.padded_len();
+        let (in_image, out_image) = (g.in_pixels() * g.in_c, g.out_pixels() * cout);
+        // Borders one image (applying the prologue), then multiplies it while it is in L1.
+        let image = |img: &[f32], padded: &mut [f32], y_img: &mut [f32]| {
+            let p = profile::thread_scope(Phase::Im2col);
+            let (h, w, c) = (g.in_h, g.in_w, g.in_c);
+            let (top, left) = (g.pad_top, g.pad_left);
+            let pw = im.padded_w;
+            match &input_map {
+                Some((Some(bn), _)) => {
+                    pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                        bn.run(src, dst)
+                    })
+                }
+                Some((None, true)) => {
+                    pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                        relu_block(src, dst)
+                    })
+                }
+                _ => pad_image(img, h, w, c, top, left, pw, padded),
+            }
+            drop(p);
+            let _p = profile::thread_scope(Phase::ConvGemmForward);
+            forward_image(isa, &im, padded, weights, cout, y_img, bias, relu);
+        };
+        if !for_backward {
+            // Evaluation keeps no bordered images: one scratch image per task, reused (a batch
+            // of 500 of them was up to 7 MB, written to memory and never read again). Images
+            // are independent, so the split changes no result.
+            let (tasks, task_images) = scratch_tasks(g.batch);
+            ws.padded.resize(tasks * im.padded_len(), 0.0);
+            x.par_chunks(task_images * in_image)
+                .zip(ws.padded.par_chunks_mut(im.padded_len()))
+                .zip(y.par_chunks_mut(task_images * out_image))
+                .for_each(|((x_c, padded), y_c)| {
+                    for (img, y_img) in x_c
+                        .chunks_exact(in_image)
+                        .zip(y_c.chunks_exact_mut(out_image))
+                    {
+                        image(img, padded, y_img);
+                    }
+                });
+            return;
+        }
+        let per_chunk = ch.input / in_image * im.padded_len();
         ws.padded.resize(g.batch * im.padded_len(), 0.0);
         x.par_chunks(ch.input.max(1))
             .zip(ws.padded.par_chunks_mut(per_chunk.max(1)))
             .zip(y.par_chunks_mut(ch.output.max(1)))
             .for_each(|((x_c, padded_c), y_c)| {
                 for ((img, padded), y_img) in x_c
-                    .chunks_exact(g.in_pixels() * g.in_c)
+                    .chunks_exact(in_image)
                     .zip(padded_c.chunks_exact_mut(im.padded_len()))
-                    .zip(y_c.chunks_exact_mut(g.out_pixels() * cout))
+                    .zip(y_c.chunks_exact_mut(out_image))
                 {
-                    let p = profile::thread_scope(Phase::Im2col);
-                    let (h, w, c) = (g.in_h, g.in_w, g.in_c);
-                    let (top, left) = (g.pad_top, g.pad_left);
-                    let pw = im.padded_w;
-                    match &input_map {
-                        Some((Some(bn), _)) => {
-                            pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                                bn.run(src, dst)
-                            })
-                        }
-                        Some((None, true)) => {
-                            pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                                relu_block(src, dst)
-                            })
-                        }
-                        _ => pad_image(img, h, w, c, top, left, pw, padded),
-                    }
-                    drop(p);
-                    let _p = profile::thread_scope(Phase::ConvGemmForward);
-                    forward_image(isa, &im, padded, weights, cout, y_img, bias, relu);
+                    image(img, padded, y_img);
                 }
             });
         return;
@@ -432,6 +484,10 @@ pub fn conv_backward(
         dw.len(),
         g.weight_len(),
         "conv_backward: weight gradient size"
+    );
+    assert!(
+        ws.saved_for_backward,
+        "conv_backward: the last forward pass on this workspace was conv_forward_fused (evaluation), which keeps nothing for backward"
     );
     if gemm == GemmBackend::Native && small_image::applies(g) {
         return backward_small_image(g, ws, w, dy, dx, dw, db);
@@ -770,11 +826,7 @@ fn backward_implicit(
     // by the product, it stays in L1. (A whole batch of them, 1.8 MB for conv02, was fetched
     // from memory just to be overwritten.) Images are independent here, so the split, which
     // depends on the thread count, changes no result.
-    let tasks = g
-        .batch
-        .min(TASKS_PER_THREAD * rayon::current_num_threads())
-        .max(1);
-    let task_images = g.batch.div_ceil(tasks).max(1);
+    let (tasks, task_images) = scratch_tasks(g.batch);
     ws.padded_dy.resize(tasks * dim.padded_len(), 0.0);
     let weights = &ws.weights;
     dy.par_chunks(task_images * image_out)
@@ -1160,33 +1212,121 @@ mod tests {
         let _lock = crate::simd::ISA_TEST_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let g = ConvGeometry::same(64, 14, 14, 8, 12, 1);
-        let x = pseudo(g.input_len(), 7);
-        let wt = pseudo(g.weight_len(), 8);
-        let dy = pseudo(g.output_len(), 9);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut ws = ConvWorkspace::default();
-                let mut y = vec![0.0; g.output_len()];
-                conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
-                let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
-                conv_backward(
-                    GemmBackend::default(),
-                    &g,
-                    &mut ws,
-                    &wt,
-                    &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    None,
-                );
-                (y, dx, dw)
-            })
-        };
-        assert!(run(1) == run(3), "1 and 3 threads must agree bitwise");
+        // 37 images: tasks of whole images that the thread count splits unevenly.
+        for batch in [64, 37] {
+            let g = ConvGeometry::same(batch, 14, 14, 8, 12, 1);
+            let x = pseudo(g.input_len(), 7);
+            let wt = pseudo(g.weight_len(), 8);
+            let dy = pseudo(g.output_len(), 9);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut ws = ConvWorkspace::default();
+                    let mut y = vec![0.0; g.output_len()];
+                    conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
+                    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+                    conv_backward(
+                        GemmBackend::default(),
+                        &g,
+                        &mut ws,
+                        &wt,
+                        &dy,
+                        Some(&mut dx),
+                        &mut dw,
+                        None,
+                    );
+                    (y, dx, dw)
+                })
+            };
+            assert!(run(1) == run(3), "1 and 3 threads must agree bitwise");
+        }
+    }
+
+    /// The evaluation forward gives the training forward's output bitwise, for uneven batches
+    /// and any thread count: on the implicit path it keeps no bordered images (one scratch image
+    /// per task); the column path is the same code in both.
+    #[test]
+    fn evaluation_forward_equals_training_forward_bitwise() {
+        let mut paths = [0, 0];
+        for &(n, h, w, cin, cout, stride) in &[
+            (1, 9, 8, 3, 5, 1),
+            (5, 8, 8, 4, 6, 1),
+            (37, 14, 14, 8, 12, 1),
+            (5, 4, 4, 6, 7, 1),
+            (3, 8, 8, 4, 6, 2),
+            (37, 4, 4, 8, 12, 1),
+        ] {
+            let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+            paths[usize::from(implicit_plan(GemmBackend::Native, &g).is_some())] += 1;
+            let x = pseudo(g.input_len(), 21);
+            let wt = pseudo(g.weight_len(), 22);
+            let b = pseudo(cout, 23);
+            let mut train = vec![0.0; g.output_len()];
+            conv_forward(
+                GemmBackend::Native,
+                &g,
+                &x,
+                &wt,
+                Some(&b),
+                &mut ConvWorkspace::default(),
+                &mut train,
+            );
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let eval = pool.install(|| {
+                    let mut y = vec![f32::NAN; g.output_len()];
+                    let mut ws = ConvWorkspace::default();
+                    let e = ConvEpilogue::default();
+                    conv_forward_fused(
+                        GemmBackend::Native,
+                        &g,
+                        &x,
+                        &wt,
+                        Some(&b),
+                        e,
+                        &mut ws,
+                        &mut y,
+                    );
+                    y
+                });
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&eval), bits(&train), "{g:?} on {threads} threads");
+            }
+        }
+        assert_eq!(paths, [3, 3], "three geometries per path");
+    }
+
+    /// A backward pass after the evaluation forward would read bordered images that were never
+    /// kept: it refuses instead of computing garbage.
+    #[test]
+    #[should_panic(expected = "keeps nothing for backward")]
+    fn backward_refuses_the_workspace_of_an_evaluation_forward() {
+        let g = ConvGeometry::same(2, 8, 8, 3, 4, 1);
+        let (x, wt, dy) = (
+            pseudo(g.input_len(), 1),
+            pseudo(g.weight_len(), 2),
+            pseudo(g.output_len(), 3),
+        );
+        let mut ws = ConvWorkspace::default();
+        let mut y = vec![0.0; g.output_len()];
+        let e = ConvEpilogue::default();
+        conv_forward_fused(GemmBackend::Native, &g, &x, &wt, None, e, &mut ws, &mut y);
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+        conv_backward(
+            GemmBackend::Native,
+            &g,
+            &mut ws,
+            &wt,
+            &dy,
+            Some(&mut dx),
+            &mut dw,
+            None,
+        );
     }
 }

@@ -76,17 +76,20 @@ impl Layer for Conv2d {
         Ok(Shape::new(&[d[0], g.out_h, g.out_w, self.out_c]))
     }
 
-    fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
+    fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode) {
         let g = self.geometry(x.shape());
-        conv_forward(
-            exec.gemm,
-            &g,
-            x.data(),
+        let (w, bias) = (
             &self.weight.value,
             self.bias.as_ref().map(|b| b.value.as_slice()),
-            &mut self.workspace,
-            y.data_mut(),
         );
+        let (x, ws, y) = (x.data(), &mut self.workspace, y.data_mut());
+        match mode {
+            Mode::Train => conv_forward(exec.gemm, &g, x, w, bias, ws, y),
+            // Evaluation keeps nothing for backward (less memory traffic, same results).
+            Mode::Eval => {
+                conv_forward_fused(exec.gemm, &g, x, w, bias, ConvEpilogue::default(), ws, y)
+            }
+        }
     }
 
     fn backward(
