@@ -808,6 +808,7 @@ pub mod reference {
 pub(crate) mod tests {
     use super::*;
     use crate::simd::{active_isa, force_isa, Isa};
+    use crate::testing::on_threads;
 
     /// Deterministic values with a channel-dependent offset, so means are not near zero.
     pub(crate) fn sample(rows: usize, c: usize, seed: u32) -> Vec<f32> {
@@ -926,11 +927,7 @@ pub(crate) mod tests {
         let x = sample(rows, c, 21);
         let dz = sample(rows, c, 22);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let mut s = BnScratch::default();
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
                 batch_stats(&x, c, &mut mean, &mut var, &mut s);

@@ -1001,7 +1001,7 @@ pub fn conv_forward_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::pseudo;
+    use crate::testing::{on_threads, pseudo};
 
     #[test]
     fn forward_matches_direct_convolution() {
@@ -1219,11 +1219,7 @@ mod tests {
             let wt = pseudo(g.weight_len(), 8);
             let dy = pseudo(g.output_len(), 9);
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                on_threads(threads, || {
                     let mut ws = ConvWorkspace::default();
                     let mut y = vec![0.0; g.output_len()];
                     conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
@@ -1275,11 +1271,7 @@ mod tests {
                 &mut train,
             );
             for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let eval = pool.install(|| {
+                let eval = on_threads(threads, || {
                     let mut y = vec![f32::NAN; g.output_len()];
                     let mut ws = ConvWorkspace::default();
                     let e = ConvEpilogue::default();

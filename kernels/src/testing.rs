@@ -10,3 +10,12 @@ pub(crate) fn pseudo(n: usize, seed: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Runs `f` on a fresh rayon pool of `threads` threads (for tests that compare thread counts).
+pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool builds")
+        .install(f)
+}
