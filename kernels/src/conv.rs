@@ -7,8 +7,8 @@
 //! Threads: work is cut into chunks of whole images ([`partition::images_per_chunk`]) spread over
 //! the current rayon pool, and each chunk's GEMM is cut again into row blocks when it is big
 //! enough to share. Splitting output rows never changes a result (every output element is reduced
-//! in the same order), and the weight and bias gradients are per-chunk partial sums added in chunk
-//! order: results are bitwise the same for any thread count.
+//! in the same order), and the weight and bias gradients are partial sums over fixed chunks (or
+//! row blocks) added in order: results are bitwise the same for any thread count.
 
 use crate::batchnorm::{BnApply, WideApply};
 use crate::gemm::{sgemm, GemmBackend};
@@ -20,6 +20,7 @@ use crate::implicit::{
 };
 use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
 use crate::partition::{chunk_count, images_per_chunk};
+use crate::prefetch::warm_l2;
 use crate::profile::{self, Phase};
 use crate::relu::relu_block;
 use crate::simd::active_isa;
@@ -123,10 +124,16 @@ fn scratch_tasks(batch: usize) -> (usize, usize) {
     (tasks, batch.div_ceil(tasks).max(1))
 }
 
-/// Fewest rows of the weight gradient (`9 * Cin` of them) per task: each task streams its
-/// columns of every row of `cols`, and narrower ones waste most of each cache line they fetch
-/// (conv11's shape, one thread, `cols` cold: 0.45 ms in 24-row tasks, 0.34 ms in 96-row ones).
-const WEIGHT_GRAD_MIN_ROWS: usize = 96;
+/// Rows of `cols` (and of `dy`) per weight-gradient task on bnconv's GEMM: each task reduces
+/// its rows over every column into a partial sum of its own. The rows were written by the
+/// forward pass long before and are read cold; a task first streams its rows in order
+/// ([`warm_l2`]), which memory serves quickly, so that its product finds them in L2 instead of
+/// missing line after line on strided reads. 128 rows of conv11 (360 columns) take 184 KB, well
+/// inside a 512 KiB L2 with their `dy` rows and partial sum. The blocks depend only on the
+/// layer, so results are bitwise the same on any number of threads. (It replaced tasks of 96+
+/// columns of whole-image chunks, which read every row strided. Seed network, 2 threads, Zen 3,
+/// minimum of 5 alternated profiles: conv09-12 0.45/0.68/0.59/0.24 -> 0.38/0.40/0.56/0.22 ms.)
+const WEIGHT_GRAD_TASK_ROWS: usize = 128;
 
 /// What the forward pass applies to the convolution before storing it:
 /// `y = relu?(conv(x, W) * scale + bias)`. Evaluation uses it to fold batch norm into the
@@ -505,16 +512,22 @@ pub fn conv_backward(
         g.cols_len(),
         "conv_backward: needs the forward pass's columns"
     );
-    let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
+    // Rows per partial sum: fixed row blocks on bnconv's GEMM, whole-image chunks for a library
+    // GEMM (which splits its own work between threads).
+    let block_rows = match gemm {
+        GemmBackend::Native => WEIGHT_GRAD_TASK_ROWS,
+        _ => chunking(g).output / cout,
+    };
     let with_bias = db.is_some();
     let per_chunk = k * cout + if with_bias { cout } else { 0 };
-    ws.partials.resize(ch.count * per_chunk, 0.0);
+    ws.partials
+        .resize(chunk_count(g.rows(), block_rows) * per_chunk, 0.0);
 
     // Weight (and bias) gradient partials: dW_c = cols_c^T @ dy_c, db_c = column sums of dy_c.
     ws.cols
-        .par_chunks(ch.cols.max(1))
-        .zip(dy.par_chunks(ch.output.max(1)))
+        .par_chunks((block_rows * k).max(1))
+        .zip(dy.par_chunks((block_rows * cout).max(1)))
         .zip(ws.partials.par_chunks_mut(per_chunk.max(1)))
         .for_each(|((cols_c, dy_c), part)| {
             let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
@@ -522,25 +535,8 @@ pub fn conv_backward(
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             match gemm {
                 GemmBackend::Native => {
-                    let block = rows_per_task(2 * cout * rows).max(WEIGHT_GRAD_MIN_ROWS);
-                    dw_part
-                        .par_chunks_mut(block * cout)
-                        .enumerate()
-                        .for_each(|(i, out)| {
-                            let first = i * block;
-                            matmul_at_b(
-                                out.len() / cout,
-                                cout,
-                                rows,
-                                &cols_c[first..],
-                                k,
-                                dy_c,
-                                cout,
-                                out,
-                                cout,
-                                false,
-                            )
-                        });
+                    warm_l2(cols_c);
+                    matmul_at_b(k, cout, rows, cols_c, k, dy_c, cout, dw_part, cout, false);
                 }
                 _ => sgemm(
                     gemm, true, false, k, cout, rows, 1.0, cols_c, k, dy_c, cout, 0.0, dw_part,
@@ -782,6 +778,13 @@ fn backward_implicit(
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             let first_image = chunk * images;
             for (i, padded) in padded_c.chunks_exact(im.padded_len()).enumerate() {
+                // The image was bordered by the forward pass and is read cold. At stride 2 it is
+                // four times the output's pixels, large next to the work, and streaming it in
+                // first pays (2 threads: conv03 0.31 -> 0.26 ms, conv06 0.38 -> 0.27 ms, minima
+                // of 10 alternated profiles); at stride 1 it did not (conv05, conv07 slower).
+                if g.stride > 1 {
+                    warm_l2(padded);
+                }
                 let dy_from = &dy[(first_image + i) * image_out..];
                 if transposed {
                     weight_grad_image_transposed(isa, im, padded, dy_from, cout, dw_part, i > 0);
@@ -1158,6 +1161,8 @@ mod tests {
             // Stride 2 with a 7+ wide output: the sub-pixel data gradient, odd and even sides.
             (2, 15, 14, 5, 9, 2),
             (33, 2, 2, 3, 2, 2),
+            // The column path, its weight gradient in several row blocks and a shorter last one.
+            (37, 4, 4, 6, 7, 1),
             // The small-image dense product (2x2, 1x2 and 2x1 at stride 1).
             (13, 2, 2, 5, 7, 1),
             (9, 1, 2, 3, 11, 1),
@@ -1212,9 +1217,10 @@ mod tests {
         let _lock = crate::simd::ISA_TEST_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // 37 images: tasks of whole images that the thread count splits unevenly.
-        for batch in [64, 37] {
-            let g = ConvGeometry::same(batch, 14, 14, 8, 12, 1);
+        // 37 images: tasks of whole images that the thread count splits unevenly; the 4x4 layer
+        // takes the column path, whose weight gradient is cut into row blocks.
+        for (batch, size) in [(64, 14), (37, 14), (37, 4)] {
+            let g = ConvGeometry::same(batch, size, size, 8, 12, 1);
             let x = pseudo(g.input_len(), 7);
             let wt = pseudo(g.weight_len(), 8);
             let dy = pseudo(g.output_len(), 9);

@@ -8,6 +8,9 @@
 //! 1024 x 44, one thread, A evicted first): 0.94-1.06 ms before, 0.47-0.48 ms with the prefetch
 //! (and blocks outermost). The implicit path's bordered images are a few KiB each; prefetching
 //! the next image there did not help, so it does not.
+//!
+//! On Zen 3 the hints did little (a burst of them can outrun the miss buffers); [`warm_l2`]
+//! streams a block in with real loads before the product that reads it.
 
 /// Floats per 64-byte cache line.
 const LINE_FLOATS: usize = 16;
@@ -38,4 +41,20 @@ pub(crate) fn prefetch_rows_l2(a: &[f32], ld: usize, cols: usize, rows: std::ops
             prefetch_l2(row);
         }
     }
+}
+
+/// Reads `data` in order, one float per cache line, so that it is in L2 (or at worst L3) when the
+/// caller's product reads it. Unlike [`prefetch_l2`]'s hints, which a burst of misses can
+/// outrun, these are real loads: in address order, they also engage the hardware stream
+/// prefetchers and keep many misses in flight. Measured on half of conv10's weight gradient (512
+/// x 324 by 512 x 40, one thread, Zen 3, operands evicted first; minimum and mean of 100 runs):
+/// 0.53 and 0.98 ms in column strips as before, 0.39 and 0.65 ms in 128-row blocks each warmed
+/// first, 0.55 and 1.15 ms in the same blocks not warmed.
+#[inline]
+pub(crate) fn warm_l2(data: &[f32]) {
+    let mut sum = 0.0f32;
+    for line in data.chunks(LINE_FLOATS) {
+        sum += line[0];
+    }
+    std::hint::black_box(sum);
 }
