@@ -32,7 +32,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .context("could not start the thread pool")?;
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
-    println!(
+    outln!(
         "bnconv eval: {} ({}, {} training steps); {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
         args.checkpoint.display(),
         info.variant,
@@ -52,7 +52,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (validation, test, single)
     });
     for (set, e) in [("Validation", &validation), ("Test", &test)] {
-        println!(
+        outln!(
             "{set} loss: {:.5}, {set} accuracy: {:.5}  ({} images, {:.0} img/s)",
             e.loss,
             e.accuracy,
@@ -60,9 +60,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             e.images as f64 / e.seconds
         );
     }
-    println!("Accuracy on 100 samples: {single}");
+    outln!("Accuracy on 100 samples: {single}");
     let eval_images_per_second = test.images as f64 / test.seconds;
-    println!(
+    outln!(
         "eval img/s: {eval_images_per_second:.0} (test set, batches of {eval_batch}, {threads} thread(s))"
     );
     if let Some(path) = &args.json {
@@ -86,7 +86,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             w.write_all(b"\n")
         })
         .with_context(|| format!("could not write {}", path.display()))?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

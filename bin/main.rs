@@ -4,6 +4,9 @@
 //! the protocol of PROTOCOL.md; `bnconv train --variant bn` runs one variant; `bnconv eval
 //! --checkpoint FILE` evaluates a saved checkpoint.
 
+#[macro_use]
+mod stdout;
+
 mod checkpoints;
 mod cli;
 mod eval;
@@ -90,7 +93,7 @@ fn run(cli: Cli) -> Result<()> {
             .validate(data.train.len())
             .with_context(|| format!("variant {variant}"))?;
     }
-    println!(
+    outln!(
         "bnconv: {} training / {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
         data.train.len(),
         data.validation.len(),
@@ -109,12 +112,13 @@ fn run(cli: Cli) -> Result<()> {
             None => plan.config(variant),
         };
         if !plan.quiet {
-            println!(
+            outln!(
                 "\n== {variant}: {} batches of {} ==",
-                cfg.batches, cfg.batch_size
+                cfg.batches,
+                cfg.batch_size
             );
             if let Some((trainer, _)) = &resumed {
-                println!("(resumed at batch {})", trainer.steps());
+                outln!("(resumed at batch {})", trainer.steps());
             }
         }
         let progress = progress::Progress::new(cfg.batches, variant.name(), plan.quiet);
@@ -134,7 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         let report = report?;
         report::print_final(&report);
         if let Some(path) = &save {
-            println!(
+            outln!(
                 "saved checkpoint {} (batch {})",
                 path.display(),
                 cfg.batches
@@ -145,11 +149,11 @@ fn run(cli: Cli) -> Result<()> {
     report::print_summary(&reports);
     if let Some(path) = &plan.json {
         report::write_json(path, &reports)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if let Some((path, format)) = &plan.plot {
         plot::curves(path, *format, &reports)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -429,18 +429,18 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         .map(|l| l.name().to_string())
         .collect();
     let isa = bnconv_kernels::simd::active_isa().name();
-    println!(
+    outln!(
         "bnconv profile: {} network, batch {}, {steps} timed steps after {warmup} warm-up per path and thread count, seed {}, GEMM {}, SIMD {isa}, {cores} core(s)",
         args.variant, cfg.batch_size, cfg.seed, args.gemm,
     );
     if !args.variant.uses_batch_norm() {
-        println!(
+        outln!(
             "note: the {} network has no batch norm, so both paths run the same kernels",
             args.variant
         );
     }
     for &t in threads.iter().filter(|&&t| t > cores) {
-        println!("note: {t} threads exceed the {cores} core(s) of this machine: they share cores, so expect no speed-up there");
+        outln!("note: {t} threads exceed the {cores} core(s) of this machine: they share cores, so expect no speed-up there");
     }
 
     let pool = |t: usize| {
@@ -540,11 +540,11 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     print_doc(&doc);
     if let Some(path) = &args.json {
         report::write_json_value(path, &doc)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     if let (Some(path), Some(format)) = (&args.plot, plot_format) {
         crate::plot::profile_bars(path, format, &doc)?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     let a = &doc.agreement;
     let worst = [
@@ -589,7 +589,7 @@ fn print_doc(d: &ProfileDoc) {
         .iter()
         .map(|e| e.parameters_max_abs_diff_after_run)
         .fold(0.0, f64::max);
-    println!(
+    outln!(
         "\nagreement, fused vs unfused, one step from the same weights on the same batch ({} thread(s)): max |difference|: loss {}, logits {}, gradients {} ({} tensors), parameters after Adam {}; after every timed step: parameters {}; tolerance {} (bitwise): {}",
         d.profile_threads,
         diff(a.loss_abs_diff),
@@ -601,13 +601,13 @@ fn print_doc(d: &ProfileDoc) {
         a.tolerance,
         if a.passed && after_run <= a.tolerance { "OK" } else { "FAILED" },
     );
-    println!(
+    outln!(
         "\nphase profile at {} thread(s): median wall ms per step over the profiled steps, share of the median step, speed-up = unfused time / fused time",
         d.profile_threads
     );
     pr::print_breakdown(&d.breakdown);
     let (f, u) = (&d.total.fused, &d.total.unfused);
-    println!(
+    outln!(
         "{:<31} {:>10.3} {:>6.1}% {:>11.3} {:>6.1}% {:>8.2}x",
         "step, profiled",
         f.profiled_ms_per_step,
@@ -616,7 +616,7 @@ fn print_doc(d: &ProfileDoc) {
         100.0,
         d.total.speedup_profiled
     );
-    println!(
+    outln!(
         "{:<31} {:>10.3} {:>7} {:>11.3} {:>7} {:>8.2}x",
         "step, profiler off",
         f.unprofiled_ms_per_step,
@@ -626,7 +626,7 @@ fn print_doc(d: &ProfileDoc) {
         d.total.speedup_unprofiled
     );
     let o = &d.overhead;
-    println!(
+    outln!(
         "profiler overhead: measured {} fused, {} unfused (profiled vs unprofiled steps; noisy on a shared machine); estimated {} and {} ({:.0} and {:.0} scopes per step x {:.0} ns per enabled scope; {:.1} ns when disabled)",
         pct(o.fused_measured),
         pct(o.unfused_measured),
@@ -637,11 +637,11 @@ fn print_doc(d: &ProfileDoc) {
         o.scope_enabled_ns,
         o.scope_disabled_ns,
     );
-    println!(
+    outln!(
         "\nthread sweep, profiler off ({} steps per path after {} warm-up; speed-up and efficiency relative to {} thread(s)):",
         d.steps, d.warmup, d.sweep[0].threads
     );
-    println!(
+    outln!(
         "{:>7} {:>12} {:>9} {:>8} {:>10} {:>14} {:>9} {:>8} {:>10} {:>13}",
         "threads",
         "fused img/s",
@@ -655,7 +655,7 @@ fn print_doc(d: &ProfileDoc) {
         "unfused/fused"
     );
     for e in &d.sweep {
-        println!(
+        outln!(
             "{:>7} {:>12.0} {:>9.2} {:>7.2}x {:>9.0}% {:>14.0} {:>9.2} {:>7.2}x {:>9.0}% {:>12.2}x{}",
             e.threads,
             e.fused.images_per_second,

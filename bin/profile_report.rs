@@ -311,9 +311,15 @@ pub const PRINT_MIN_MS: f64 = 0.005;
 
 /// The per-layer, per-phase table, then totals per phase.
 pub fn print_breakdown(b: &Breakdown) {
-    println!(
+    outln!(
         "{:<8} {:<22} {:>10} {:>7} {:>11} {:>7} {:>9}",
-        "layer", "phase", "fused ms", "share", "unfused ms", "share", "speed-up"
+        "layer",
+        "phase",
+        "fused ms",
+        "share",
+        "unfused ms",
+        "share",
+        "speed-up"
     );
     let mut last = String::new();
     let mut hidden = 0;
@@ -323,7 +329,7 @@ pub fn print_breakdown(b: &Breakdown) {
             continue;
         }
         let layer = if r.layer == last { "" } else { &r.layer };
-        println!(
+        outln!(
             "{:<8} {:<22} {:>10.3} {:>6.1}% {:>11.3} {:>6.1}% {:>9}",
             layer,
             r.phase,
@@ -336,14 +342,20 @@ pub fn print_breakdown(b: &Breakdown) {
         last.clone_from(&r.layer);
     }
     if hidden > 0 {
-        println!("({hidden} rows under {PRINT_MIN_MS} ms/step in both paths are only in the JSON)");
+        outln!("({hidden} rows under {PRINT_MIN_MS} ms/step in both paths are only in the JSON)");
     }
-    println!(
+    outln!(
         "{:-<8} {:-<22} {:->10} {:->7} {:->11} {:->7} {:->9}",
-        "", "", "", "", "", "", ""
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        ""
     );
     for p in &b.phases {
-        println!(
+        outln!(
             "{:<8} {:<22} {:>10.3} {:>6.1}% {:>11.3} {:>6.1}% {:>9}",
             "all",
             p.phase,

@@ -38,7 +38,7 @@ impl Progress {
     pub fn log(&self, line: &LogLine) {
         match &self.bar {
             Some(pb) => pb.println(line.to_string()),
-            None if !self.quiet => println!("{line}"),
+            None if !self.quiet => outln!("{line}"),
             None => {}
         }
     }

@@ -7,36 +7,44 @@ use std::path::Path;
 
 /// The seed notebook's closing lines for one run.
 pub fn print_final(r: &RunReport) {
-    println!(
+    outln!(
         "Final validation accuracy: {:>3.5}",
         r.final_validation.accuracy
     );
-    println!("Final test accuracy: {:>3.5}", r.test.accuracy);
-    println!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
+    outln!("Final test accuracy: {:>3.5}", r.test.accuracy);
+    outln!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
 }
 
-/// fp32 FMA peak of one core of the reference machine (AMD Zen 4 at 3.66 GHz: two 256-bit FMA
-/// pipes, FACTS.md). `BNCONV_PEAK_GFLOPS_PER_CORE` overrides it for other machines.
-const REFERENCE_PEAK_GFLOPS_PER_CORE: f64 = 117.0;
+/// How long the FMA probe runs (once per process, after training, on one thread).
+const PEAK_PROBE: std::time::Duration = std::time::Duration::from_millis(60);
 
-/// The per-core peak the share of peak is computed against.
-pub fn peak_gflops_per_core() -> f64 {
-    std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
+/// The per-core fp32 FMA peak the share of peak is computed against, and where it came from:
+/// `BNCONV_PEAK_GFLOPS_PER_CORE` when set to a positive number, else measured on this CPU
+/// ([`bnconv_kernels::peak`]) the first time it is asked for.
+pub fn peak_gflops_per_core() -> (f64, &'static str) {
+    static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    match std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v > 0.0)
-        .unwrap_or(REFERENCE_PEAK_GFLOPS_PER_CORE)
+    {
+        Some(v) => (v, "BNCONV_PEAK_GFLOPS_PER_CORE"),
+        None => (
+            *MEASURED.get_or_init(|| bnconv_kernels::peak::fma_peak_gflops(PEAK_PROBE)),
+            "measured",
+        ),
+    }
 }
 
 /// Achieved training GFLOP/s as a share of the peak of the threads used.
 fn peak_share(r: &RunReport) -> f64 {
-    r.timing.achieved_gflops / (peak_gflops_per_core() * r.timing.threads as f64)
+    r.timing.achieved_gflops / (peak_gflops_per_core().0 * r.timing.threads as f64)
 }
 
 /// One row per variant: accuracy and throughput.
 pub fn print_summary(reports: &[RunReport]) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<12} {:>7} {:>8} {:>8} {:>12} {:>8} {:>9} {:>7} {:>9} {:>12} {:>8}",
         "variant",
         "bn",
@@ -52,7 +60,7 @@ pub fn print_summary(reports: &[RunReport]) {
     );
     for r in reports {
         let t = &r.timing;
-        println!(
+        outln!(
             "{:<12} {:>7} {:>8.4} {:>8.4} {:>12.0} {:>8.2} {:>9.1} {:>6.1}% {:>9.2} {:>12.0} {:>8}",
             r.variant.name(),
             r.bn_path.name(),
@@ -68,14 +76,16 @@ pub fn print_summary(reports: &[RunReport]) {
         );
     }
     if let Some(r) = reports.first() {
-        println!(
+        outln!(
             "(training throughput over the {} steps alone; GFLOP/s counts the nominal {:.3} GFLOP of \
              convolution and dense GEMM per step, padding taps included, even where bnconv skips them; \
-             % peak = that over {} GFLOP/s per thread (BNCONV_PEAK_GFLOPS_PER_CORE); wall = whole \
-             protocol incl. evaluations; eval = test set in batches)",
+             % peak = that over {:.1} GFLOP/s per thread ({}: an FMA loop on one core, \
+             BNCONV_PEAK_GFLOPS_PER_CORE overrides); wall = whole protocol incl. evaluations; eval = \
+             test set in batches)",
             r.timing.train_steps,
             r.timing.gflop_per_step,
-            peak_gflops_per_core()
+            peak_gflops_per_core().0,
+            peak_gflops_per_core().1,
         );
     }
 }
@@ -84,7 +94,8 @@ pub fn print_summary(reports: &[RunReport]) {
 pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
     let doc = serde_json::json!({
         "bnconv_version": env!("CARGO_PKG_VERSION"),
-        "peak_gflops_per_core": peak_gflops_per_core(),
+        "peak_gflops_per_core": peak_gflops_per_core().0,
+        "peak_gflops_per_core_source": peak_gflops_per_core().1,
         "peak_share": reports.iter().map(peak_share).collect::<Vec<_>>(),
         "runs": reports,
     });

@@ -239,7 +239,8 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
 
 #[test]
 fn train_plot_writes_a_png_with_the_curves() {
-    let png = scratch("profile", "png").join("curves.png");
+    let dir = scratch("profile", "png");
+    let png = dir.join("curves.png");
     let out = bnconv(&[
         "train",
         "--batches",
@@ -305,5 +306,37 @@ fn bad_profile_and_plot_options_are_rejected_before_any_work() {
     assert_rejected(
         &["profile", "--batch-size", "60000", "--steps", "1"],
         "batch size 60000",
+    );
+}
+
+/// A reader that closes the pipe early (`bnconv profile | head -1`) must not kill the run: the
+/// remaining lines are dropped, the JSON is still written, the exit status is success, and
+/// nothing panics.
+#[test]
+fn a_closed_stdout_pipe_drops_lines_but_not_the_run() {
+    use std::process::{Command, Stdio};
+    let dir = scratch("profile", "closed-pipe");
+    let json = dir.join("profile.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bnconv"))
+        .args(["profile", "--steps", "2", "--warmup", "1", "--threads", "1"])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the bnconv binary runs");
+    // Close the read end before the first line is printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("bnconv finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        doc.get("agreement").is_some(),
+        "JSON written in full: {doc}"
     );
 }

@@ -22,6 +22,7 @@ pub mod implicit;
 pub mod matmul;
 mod microkernel;
 pub mod partition;
+pub mod peak;
 mod prefetch;
 pub mod profile;
 pub mod relu;
