@@ -197,7 +197,8 @@ fn assert_resume_matches(
     let mut straight = Trainer::new(&cfg, data.len());
     let straight_losses = steps(&mut straight, data, total);
 
-    let path = scratch("ckpt", "resume").join(format!("{variant}-{batch}-{split}.safetensors"));
+    let dir = scratch("ckpt", "resume");
+    let path = dir.join(format!("{variant}-{batch}-{split}.safetensors"));
     let mut first = Trainer::new(&cfg, data.len());
     let mut losses = steps(&mut first, data, split);
     save_trainer(&path, &mut first, &cfg).unwrap();
@@ -241,7 +242,8 @@ fn resumed_protocol_logs_on_the_same_schedule_and_ends_identically() {
     let mut straight = Trainer::new(&cfg, data.train.len());
     let full = continue_protocol(&cfg, &data, &mut straight, &mut |_| {}).unwrap();
 
-    let path = scratch("ckpt", "protocol").join("half.safetensors");
+    let dir = scratch("ckpt", "protocol");
+    let path = dir.join("half.safetensors");
     let mut first = Trainer::new(&cfg, data.train.len());
     let half_cfg = TrainConfig {
         batches: 30,

@@ -5,7 +5,7 @@
 use bnconv_nn::mnist::{Dataset, Mnist};
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 #[path = "support/binary.rs"]
 mod binary;
@@ -28,9 +28,11 @@ fn s(p: &Path) -> &str {
 }
 
 /// A small MNIST directory (raw IDX files cut from the real ones): the 5000 validation images,
-/// 64 training images and 500 test images, so that each run's evaluations stay short.
+/// 64 training images and 500 test images, so that each run's evaluations stay short. (Shared by
+/// the file's tests for the whole process: a static is never dropped, so this one directory is
+/// left behind in the temp dir.)
 fn small_data() -> &'static str {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    static DIR: OnceLock<binary::Scratch> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let real = Mnist::load(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),

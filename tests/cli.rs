@@ -7,7 +7,8 @@ use binary::{bnconv, scratch};
 
 #[test]
 fn short_bn_run_writes_complete_json_and_the_loss_falls() {
-    let json = scratch("cli", "run").join("report.json");
+    let dir = scratch("cli", "run");
+    let json = dir.join("report.json");
     let out = bnconv(&[
         "train",
         "--variant",

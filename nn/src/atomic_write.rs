@@ -90,10 +90,12 @@ fn is_a_directory(path: &Path) -> io::Error {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("bnconv-atomic-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh directory, removed when the guard drops.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("bnconv-atomic-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -107,17 +109,19 @@ mod tests {
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporary() {
-        let dir = scratch("replace");
+        let tmp = scratch("replace");
+        let dir = tmp.path();
         let path = dir.join("out.bin");
         write_atomic(&path, |w| w.write_all(b"first")).unwrap();
         write_atomic(&path, |w| w.write_all(b"second")).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(entries(&dir), ["out.bin"]);
+        assert_eq!(entries(dir), ["out.bin"]);
     }
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_removes_the_temporary() {
-        let dir = scratch("fail");
+        let tmp = scratch("fail");
+        let dir = tmp.path();
         let path = dir.join("out.bin");
         write_atomic(&path, |w| w.write_all(b"good")).unwrap();
         let err = write_atomic(&path, |w| {
@@ -127,19 +131,20 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "simulated crash");
         assert_eq!(std::fs::read(&path).unwrap(), b"good");
-        assert_eq!(entries(&dir), ["out.bin"]);
+        assert_eq!(entries(dir), ["out.bin"]);
     }
 
     #[test]
     fn unwritable_destinations_are_reported() {
-        let dir = scratch("check");
+        let tmp = scratch("check");
+        let dir = tmp.path();
         check_writable(&dir.join("ok.bin")).unwrap();
-        assert_eq!(entries(&dir), Vec::<String>::new(), "the probe is removed");
+        assert_eq!(entries(dir), Vec::<String>::new(), "the probe is removed");
         let missing = check_writable(&dir.join("absent/x.bin")).unwrap_err();
         assert!(missing.to_string().contains("does not exist"), "{missing}");
-        let is_dir = check_writable(&dir).unwrap_err();
+        let is_dir = check_writable(dir).unwrap_err();
         assert!(is_dir.to_string().contains("is a directory"), "{is_dir}");
-        assert!(write_atomic(&dir, |_| Ok(())).is_err());
+        assert!(write_atomic(dir, |_| Ok(())).is_err());
         let file = dir.join("plain-file");
         std::fs::write(&file, b"x").unwrap();
         let not_dir = check_writable(&file.join("x.bin")).unwrap_err();

@@ -2,7 +2,7 @@
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs the built `bnconv` with `args` and returns its exit status and output.
@@ -19,10 +19,29 @@ pub fn bnconv_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .expect("the bnconv binary runs")
 }
 
-/// A fresh-enough directory under the system temp dir, unique per test file (`suite`), process
-/// and test (`name`), so test binaries running side by side never share one.
-pub fn scratch(suite: &str, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bnconv-{suite}-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system temp dir, named for the test file (`suite`) and test
+/// (`name`) and unique to this run, removed when the returned guard drops (a failing test's
+/// panic drops it too). It derefs to its [`Path`].
+pub fn scratch(suite: &str, name: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("bnconv-{suite}-{name}-"))
+        .tempdir()
+        .expect("a scratch directory under the temp dir");
+    Scratch(dir)
+}
+
+/// A scratch directory, deleted on drop.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
 }
