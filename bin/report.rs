@@ -18,6 +18,9 @@ pub fn print_final(r: &RunReport) {
 /// How long the FMA probe runs (once per process, after training, on one thread).
 const PEAK_PROBE: std::time::Duration = std::time::Duration::from_millis(60);
 
+/// [`peak_gflops_per_core`]'s source when no override is set.
+const PEAK_MEASURED: &str = "measured";
+
 /// The per-core fp32 FMA peak the share of peak is computed against, and where it came from:
 /// `BNCONV_PEAK_GFLOPS_PER_CORE` when set to a positive number, else measured on this CPU
 /// ([`bnconv_kernels::peak`]) the first time it is asked for.
@@ -31,7 +34,7 @@ pub fn peak_gflops_per_core() -> (f64, &'static str) {
         Some(v) => (v, "BNCONV_PEAK_GFLOPS_PER_CORE"),
         None => (
             *MEASURED.get_or_init(|| bnconv_kernels::peak::fma_peak_gflops(PEAK_PROBE)),
-            "measured",
+            PEAK_MEASURED,
         ),
     }
 }
@@ -76,26 +79,30 @@ pub fn print_summary(reports: &[RunReport]) {
         );
     }
     if let Some(r) = reports.first() {
+        let (peak, source) = peak_gflops_per_core();
+        let origin = if source == PEAK_MEASURED {
+            "measured by an FMA loop on one core; BNCONV_PEAK_GFLOPS_PER_CORE overrides"
+        } else {
+            "from BNCONV_PEAK_GFLOPS_PER_CORE"
+        };
         outln!(
             "(training throughput over the {} steps alone; GFLOP/s counts the nominal {:.3} GFLOP of \
              convolution and dense GEMM per step, padding taps included, even where bnconv skips them; \
-             % peak = that over {:.1} GFLOP/s per thread ({}: an FMA loop on one core, \
-             BNCONV_PEAK_GFLOPS_PER_CORE overrides); wall = whole protocol incl. evaluations; eval = \
-             test set in batches)",
+             % peak = that over {peak:.1} GFLOP/s per thread ({origin}); wall = whole protocol incl. \
+             evaluations; eval = test set in batches)",
             r.timing.train_steps,
             r.timing.gflop_per_step,
-            peak_gflops_per_core().0,
-            peak_gflops_per_core().1,
         );
     }
 }
 
 /// Writes the reports as JSON next to `path`, then renames into place: never a half-written file.
 pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
+    let (peak, peak_source) = peak_gflops_per_core();
     let doc = serde_json::json!({
         "bnconv_version": env!("CARGO_PKG_VERSION"),
-        "peak_gflops_per_core": peak_gflops_per_core().0,
-        "peak_gflops_per_core_source": peak_gflops_per_core().1,
+        "peak_gflops_per_core": peak,
+        "peak_gflops_per_core_source": peak_source,
         "peak_share": reports.iter().map(peak_share).collect::<Vec<_>>(),
         "runs": reports,
     });
