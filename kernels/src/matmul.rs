@@ -22,9 +22,10 @@ use crate::simd::{active_isa, Isa};
 /// over it.
 const L1_BUDGET: usize = 16 * 1024;
 
-/// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`], a multiple of
-/// every tile height of the path (6 and 3; 24 for AVX-512's 8- and 12-row tiles, whose cores
-/// have a 48 KiB L1, so twice the budget), at most [`STRIP_MAX`].
+/// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`], a multiple of 6
+/// (the 6- and 3-row tiles; 3-vector panels pick 4 or 3 rows per strip, [`tile_height`]); 24
+/// for AVX-512's 8- and 12-row tiles, whose cores have a 48 KiB L1, so twice the budget; at
+/// most [`STRIP_MAX`].
 fn strip_rows(isa: Isa, depth: usize) -> usize {
     let (budget, unit) = match isa {
         Isa::Avx512 => (2 * L1_BUDGET, 24),
@@ -182,11 +183,11 @@ pub(crate) unsafe fn dispatch_b(isa: Isa, nv: usize, masked: bool, t: &Tile) {
     }
 }
 
-/// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors, 3 rows of 3
-/// (accumulators, B vectors and a broadcast must fit the 16 `ymm` registers without spilling:
-/// 4 x 3 did not, and ran 3x slower); with AVX-512, panels of 2 and 3 vectors run 16- and
-/// 24-column tiles of 12, 8 or 6 and 8, 6 or 4 rows ([`tile_height`]), 1-vector panels the AVX2
-/// tile.
+/// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors; 4 or 3 rows
+/// of 3 ([`tile_height`]; the 4 x 3 tile's 12 accumulators, 3 B vectors and a broadcast fill
+/// the 16 `ymm` registers, so its loop is written in assembly; a masked B, which needs a mask
+/// register too, takes the 3 x 3 tile). With AVX-512, panels of 2 and 3 vectors run 16- and
+/// 24-column tiles of 12, 8 or 6 and 8, 6 or 4 rows, 1-vector panels the AVX2 tile.
 ///
 /// # Safety
 /// The contract of [`run_tile`] for `isa` and `t`.
@@ -219,6 +220,10 @@ pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile)
             },
             (_, 1) => run_tile::<6, 1, MASK_B>(isa, t),
             (_, 2) => run_tile::<6, 2, MASK_B>(isa, t),
+            (_, 3) if !MASK_B => match tile_height(t.rows, &[4, 3]) {
+                4 => run_tile::<4, 3, MASK_B>(isa, t),
+                _ => run_tile::<3, 3, MASK_B>(isa, t),
+            },
             _ => run_tile::<3, 3, MASK_B>(isa, t),
         }
     }
@@ -227,7 +232,6 @@ pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile)
 /// The tile height, of `heights` (tallest first), that computes `rows` rows fastest: a group of
 /// `h` rows costs about `h + 2` rows' time (the B loads and the loop are paid per group), and a
 /// last, partial group costs a whole one (conv03's 12-row strips ran 8 + 8 rows in 8-row tiles).
-#[cfg(target_arch = "x86_64")]
 fn tile_height(rows: usize, heights: &[usize]) -> usize {
     let cost = |h: usize| rows.div_ceil(h) * (h + 2);
     heights
@@ -693,6 +697,8 @@ mod tests {
         assert_eq!(tile_height(4, &[8, 6, 4]), 4);
         assert_eq!(tile_height(48, &[12, 8, 6]), 12);
         assert_eq!(tile_height(8, &[12, 8, 6]), 8);
+        assert_eq!(tile_height(20, &[4, 3]), 4);
+        assert_eq!(tile_height(9, &[4, 3]), 3);
     }
 
     /// The ReLU post-op equals a ReLU pass after the product, bitwise, NaN included.
