@@ -546,13 +546,13 @@ pub fn conv_backward(
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             match gemm {
-                GemmBackend::Native if transposed => {
-                    warm_l2(cols_c);
-                    matmul_at_b(cout, k, rows, dy_c, cout, cols_c, k, dw_part, k, false);
-                }
                 GemmBackend::Native => {
                     warm_l2(cols_c);
-                    matmul_at_b(k, cout, rows, cols_c, k, dy_c, cout, dw_part, cout, false);
+                    if transposed {
+                        matmul_at_b(cout, k, rows, dy_c, cout, cols_c, k, dw_part, k, false);
+                    } else {
+                        matmul_at_b(k, cout, rows, cols_c, k, dy_c, cout, dw_part, cout, false);
+                    }
                 }
                 _ => sgemm(
                     gemm, true, false, k, cout, rows, 1.0, cols_c, k, dy_c, cout, 0.0, dw_part,

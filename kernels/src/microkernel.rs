@@ -544,7 +544,7 @@ mod tests {
                             c: &c_rows,
                             c_col: 1,
                             rows,
-                            cols: cols.min(ldc - 1),
+                            cols,
                             accumulate,
                             bias: if with_bias {
                                 bias.as_ptr()
