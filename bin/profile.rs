@@ -13,6 +13,7 @@ use crate::outpath;
 use crate::profile_report::{self as pr, Breakdown, Samples};
 use crate::report;
 use anyhow::{bail, Context, Result};
+use bnconv_kernels::keep_awake::KeepAwake;
 use bnconv_kernels::profile::{self, Phase};
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::mnist::{Dataset, Mnist};
@@ -226,6 +227,8 @@ fn measure(
         t.on_ns.reserve(steps);
     }
     profile::set_enabled(false);
+    // As in training runs: the other workers spin for work between the step's parallel loops.
+    let _awake = KeepAwake::start();
     for t in &mut trainers {
         for _ in 0..warmup {
             t.step(train).context("warm-up step")?;

@@ -19,6 +19,7 @@ mod gemm_blas;
 pub mod geometry;
 pub mod im2col;
 pub mod implicit;
+pub mod keep_awake;
 pub mod matmul;
 mod microkernel;
 pub mod partition;

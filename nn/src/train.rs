@@ -335,6 +335,8 @@ pub fn continue_protocol_with_progress(
     cfg.validate(data.train.len())?;
     check_resumable(cfg, trainer, data.train.len())?;
     let wall = Instant::now();
+    // The other workers spin for work between a step's ~150 parallel loops instead of sleeping.
+    let awake = bnconv_kernels::keep_awake::KeepAwake::start();
     let first_step = trainer.steps;
     let steps_run = cfg.batches - first_step;
     let mut log = Vec::new();
@@ -378,6 +380,7 @@ pub fn continue_protocol_with_progress(
     let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
     let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
+    drop(awake);
     let parameters_sha256 = crate::digest::parameters_sha256(&mut trainer.net);
     let secs = train_time.as_secs_f64();
     let gflop = trainer.net.train_flops(cfg.batch_size) as f64 / 1e9;
