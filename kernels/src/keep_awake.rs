@@ -49,6 +49,11 @@ impl KeepAwake {
         }
         KeepAwake { shared }
     }
+
+    /// Spinners started by this guard (0 when it chose not to spin).
+    pub fn spinners(&self) -> usize {
+        self.shared.spinners
+    }
 }
 
 fn spawn_spinner(shared: Arc<Shared>) {
@@ -81,13 +86,6 @@ impl Drop for KeepAwake {
             }
             std::hint::spin_loop();
         }
-    }
-}
-
-impl KeepAwake {
-    /// Spinners started by this guard (0 when it chose not to spin).
-    pub fn spinners(&self) -> usize {
-        self.shared.spinners
     }
 }
 
