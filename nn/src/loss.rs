@@ -8,7 +8,7 @@ fn element_loss(x: f32, z: f32) -> f64 {
 }
 
 /// `1 / (1 + exp(-x))` without overflow for large |x|.
-fn sigmoid(x: f32) -> f32 {
+pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {

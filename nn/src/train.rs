@@ -245,6 +245,18 @@ impl Trainer {
 
 /// Eval-mode loss and accuracy over a whole set, `batch` images per forward pass.
 pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Evaluation {
+    evaluate_with(net, data, batch, |_, _| {})
+}
+
+/// [`evaluate`], also handing `on_logits(first, logits)` the logits of each forward pass: images
+/// `first..` of `data`, `CLASSES` values per image, as the network computed them. A no-op
+/// callback compiles to exactly [`evaluate`].
+pub fn evaluate_with(
+    net: &mut Network,
+    data: &Dataset,
+    batch: usize,
+    mut on_logits: impl FnMut(usize, &[f32]),
+) -> Evaluation {
     let start = Instant::now();
     let batch = batch.max(1);
     let mut x = vec![0.0; batch * Dataset::PIXELS];
@@ -258,6 +270,7 @@ pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Evaluation {
         let logits = net.forward(x, n, Mode::Eval);
         loss_sum += sigmoid_cross_entropy_sum(logits.data(), y);
         correct += correct_predictions(logits.data(), y, CLASSES);
+        on_logits(first, logits.data());
         first += n;
     }
     let images = data.len().max(1);
