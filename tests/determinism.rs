@@ -8,6 +8,9 @@
 //! cut to 500 images each so the evaluations stay cheap. Weights are compared in full for
 //! `Trainer` runs and through `RunReport::parameters_sha256` for `run_protocol` runs.
 
+#[path = "support/report_bits.rs"]
+mod report_bits;
+
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::{run_protocol, RunReport, TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Variant};
@@ -53,39 +56,9 @@ fn protocol(variant: Variant, bn_path: BnPath, threads: usize) -> RunReport {
     with_threads(threads, || run_protocol(&cfg, data(), &mut |_| {})).expect("a healthy run")
 }
 
-/// Every result of a report as bits: per-step losses, log lines, final evaluations, the
-/// single-image accuracy and the weights' digest. Timing is left out.
-fn results(r: &RunReport) -> Vec<(String, Vec<u32>)> {
-    let mut out = vec![(
-        "step_losses".to_string(),
-        r.step_losses.iter().map(|v| v.to_bits()).collect(),
-    )];
-    for line in &r.log {
-        out.push((
-            format!("log batch {} {}", line.batch, line.set),
-            vec![line.loss.to_bits(), line.accuracy.to_bits()],
-        ));
-    }
-    for (name, e) in [("final_validation", &r.final_validation), ("test", &r.test)] {
-        out.push((name.into(), vec![e.loss.to_bits(), e.accuracy.to_bits()]));
-    }
-    out.push((
-        "single_sample_accuracy".into(),
-        vec![r.single_sample_accuracy.to_bits()],
-    ));
-    out.push((
-        format!("parameters_sha256 {}", r.parameters_sha256),
-        Vec::new(),
-    ));
-    out
-}
-
 fn assert_same_results(a: &RunReport, b: &RunReport, what: &str) {
     assert_eq!(a.step_losses.len(), BATCHES);
-    for ((name_a, bits_a), (name_b, bits_b)) in results(a).iter().zip(&results(b)) {
-        assert_eq!(name_a, name_b, "{what}");
-        assert_eq!(bits_a, bits_b, "{what}: {name_a} differs");
-    }
+    report_bits::assert_same_results(a, b, what);
 }
 
 /// Trains `BATCHES` steps with `Trainer` and returns every loss and every final parameter and
