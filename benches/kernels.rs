@@ -11,14 +11,14 @@
 //!
 //! Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
 
-use bnconv_kernels::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
-};
-use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::conv::im2col::im2col_image;
 use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
 use bnconv_kernels::gemm::sgemm;
-use bnconv_kernels::im2col::im2col_image;
-use bnconv_kernels::relu::{relu_backward, relu_forward};
+use bnconv_kernels::norm::batchnorm::{
+    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
+};
+use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{Adam, AdamConfig};
 use bnconv_nn::loss::sigmoid_cross_entropy;

@@ -46,7 +46,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         bnconv_kernels::simd::active_isa().name(),
     );
     let (validation, test, single) = pool.install(|| {
-        let _awake = bnconv_kernels::keep_awake::KeepAwake::start();
+        let _awake = bnconv_kernels::runtime::keep_awake::KeepAwake::start();
         let validation = evaluate(&mut net, &data.validation, eval_batch);
         let test = evaluate(&mut net, &data.test, eval_batch);
         let single = single_sample_accuracy(&mut net, &data.test, 100);

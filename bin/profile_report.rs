@@ -13,7 +13,7 @@
 //! Over the profiled steps each row reports its median (printed; robust to a step that another
 //! process preempted) and its mean (in the JSON; the means of the rows add up to the mean step).
 
-use bnconv_kernels::profile::{Pass, Phase, RowTotals, Snapshot, STEP_ROW};
+use bnconv_kernels::runtime::profile::{Pass, Phase, RowTotals, Snapshot, STEP_ROW};
 use serde::Serialize;
 
 /// Attributed wall time of one training step per (layer, phase), in nanoseconds.

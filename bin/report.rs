@@ -23,7 +23,7 @@ const PEAK_MEASURED: &str = "measured";
 
 /// The per-core fp32 FMA peak the share of peak is computed against, and where it came from:
 /// `BNCONV_PEAK_GFLOPS_PER_CORE` when set to a positive number, else measured on this CPU
-/// ([`bnconv_kernels::peak`]) the first time it is asked for.
+/// ([`bnconv_kernels::runtime::peak`]) the first time it is asked for.
 pub fn peak_gflops_per_core() -> (f64, &'static str) {
     static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     match std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
@@ -33,7 +33,7 @@ pub fn peak_gflops_per_core() -> (f64, &'static str) {
     {
         Some(v) => (v, "BNCONV_PEAK_GFLOPS_PER_CORE"),
         None => (
-            *MEASURED.get_or_init(|| bnconv_kernels::peak::fma_peak_gflops(PEAK_PROBE)),
+            *MEASURED.get_or_init(|| bnconv_kernels::runtime::peak::fma_peak_gflops(PEAK_PROBE)),
             PEAK_MEASURED,
         ),
     }

@@ -6,32 +6,27 @@
 //! `ymm` registers, chosen at run time, see [`simd`]); each has a plain scalar reference beside it
 //! that the tests compare it with.
 //!
+//! The modules are layered, each using only those listed before it:
+//! - [`simd`]: the instruction set chosen at run time and the 8-lane vector trait;
+//! - [`runtime`]: how work is cut into chunks ([`runtime::partition`]), cache warming, keeping the
+//!   pool's workers awake, the FMA peak probe and the phase profiler;
+//! - [`gemm`]: the GEMM backend switch, bnconv's own GEMM (packing, loop nests, register tiles)
+//!   and the optional BLAS backend;
+//! - [`norm`]: batch norm, ReLU and the fused BN+ReLU kernels;
+//! - [`conv`]: the 3x3 convolution (geometry, path choice, workspace, forward, gradients and the
+//!   im2col, implicit, sub-pixel and small-image algorithms).
+//!
 //! Parallel kernels split their work into chunks whose size depends only on the problem shape
-//! ([`partition`]), never on the thread count, and reduce partial sums in chunk order: results are
-//! bitwise identical whatever the size of the rayon pool.
+//! ([`runtime::partition`]), never on the thread count, and reduce partial sums in chunk order:
+//! results are bitwise identical whatever the size of the rayon pool.
 
-pub mod batchnorm;
-pub mod bn_relu;
 pub mod conv;
 pub mod gemm;
-#[cfg(feature = "blas")]
-mod gemm_blas;
-pub mod geometry;
-pub mod im2col;
-pub mod implicit;
-pub mod keep_awake;
-pub mod matmul;
-mod microkernel;
-pub mod partition;
-pub mod peak;
-mod prefetch;
-pub mod profile;
-pub mod relu;
+pub mod norm;
+pub mod runtime;
 pub mod simd;
-pub mod small_image;
-pub mod subpixel;
 #[cfg(test)]
 mod testing;
 
+pub use conv::ConvGeometry;
 pub use gemm::GemmBackend;
-pub use geometry::ConvGeometry;

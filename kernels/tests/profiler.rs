@@ -2,7 +2,7 @@
 //! its own test binary because the profiler's tables are process-wide: kernel tests running in
 //! parallel threads of the same process would add to them while it is on.
 
-use bnconv_kernels::profile::{
+use bnconv_kernels::runtime::profile::{
     layer, reset, scope, set_enabled, snapshot, thread_scope, Pass, Phase, RowTotals, MAX_LAYERS,
 };
 

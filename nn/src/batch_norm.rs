@@ -9,12 +9,12 @@ use crate::layer::{
     BnPath, EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
 };
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::batchnorm::{
+use bnconv_kernels::norm::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
 };
-use bnconv_kernels::bn_relu::{bn_relu_backward, bn_relu_forward};
-use bnconv_kernels::profile::{self, Phase};
-use bnconv_kernels::relu::{relu_backward, relu_forward};
+use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
+use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
+use bnconv_kernels::runtime::profile::{self, Phase};
 
 pub const DEFAULT_EPS: f32 = 1e-3;
 pub const DEFAULT_DECAY: f32 = 0.99;

@@ -3,7 +3,7 @@
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::gemm::sgemm;
-use bnconv_kernels::profile::{self, Phase};
+use bnconv_kernels::runtime::profile::{self, Phase};
 
 pub struct Dense {
     name: String,

@@ -1,7 +1,7 @@
 //! The layer contract: forward in train or eval mode, backward, and a visit of the parameters.
 
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::batchnorm::BnApply;
+use bnconv_kernels::norm::batchnorm::BnApply;
 use bnconv_kernels::GemmBackend;
 use std::fmt;
 

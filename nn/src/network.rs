@@ -2,7 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::profile::{self, Pass};
+use bnconv_kernels::runtime::profile::{self, Pass};
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,

@@ -2,8 +2,8 @@
 
 use crate::layer::{EvalAffine, Exec, InputMap, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::profile::{self, Phase};
-use bnconv_kernels::relu::{relu_backward, relu_forward};
+use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
+use bnconv_kernels::runtime::profile::{self, Phase};
 
 pub struct Relu {
     name: String,

@@ -10,7 +10,7 @@ use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entr
 use crate::mnist::{Dataset, Mnist};
 use crate::network::Network;
 use crate::seed::{seed_network, Variant, CLASSES};
-use bnconv_kernels::profile::{self, Phase};
+use bnconv_kernels::runtime::profile::{self, Phase};
 use std::time::{Duration, Instant};
 
 /// Everything that defines one training run.
@@ -349,7 +349,7 @@ pub fn continue_protocol_with_progress(
     check_resumable(cfg, trainer, data.train.len())?;
     let wall = Instant::now();
     // The other workers spin for work between a step's ~150 parallel loops instead of sleeping.
-    let awake = bnconv_kernels::keep_awake::KeepAwake::start();
+    let awake = bnconv_kernels::runtime::keep_awake::KeepAwake::start();
     let first_step = trainer.steps;
     let steps_run = cfg.batches - first_step;
     let mut log = Vec::new();

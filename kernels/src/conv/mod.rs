@@ -10,22 +10,29 @@
 //! in the same order), and the weight and bias gradients are partial sums over fixed chunks (or
 //! row blocks) added in order: results are bitwise the same for any thread count.
 
-use crate::batchnorm::{BnApply, WideApply};
-use crate::gemm::{sgemm, GemmBackend};
-use crate::geometry::ConvGeometry;
-use crate::im2col::{col2im_image, copy_run, im2col_image};
-use crate::implicit::{
+pub mod geometry;
+pub mod im2col;
+pub mod implicit;
+pub mod small_image;
+pub mod subpixel;
+
+pub use geometry::ConvGeometry;
+
+use crate::conv::im2col::{col2im_image, copy_run, im2col_image};
+use crate::conv::implicit::{
     forward_image, pad_image, pad_image_with, weight_grad_image, weight_grad_image_transposed,
     weight_grad_transposed, Implicit,
 };
-use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
-use crate::partition::{chunk_count, images_per_chunk};
-use crate::prefetch::warm_l2;
-use crate::profile::{self, Phase};
-use crate::relu::relu_block;
+
+use crate::conv::subpixel::SubPixel;
+use crate::gemm::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
+use crate::gemm::{sgemm, GemmBackend};
+use crate::norm::batchnorm::{BnApply, WideApply};
+use crate::norm::relu::relu_block;
+use crate::runtime::partition::{chunk_count, images_per_chunk};
+use crate::runtime::prefetch::warm_l2;
+use crate::runtime::profile::{self, Phase};
 use crate::simd::active_isa;
-use crate::small_image;
-use crate::subpixel::{self, SubPixel};
 use rayon::prelude::*;
 
 /// GEMM work (flops) worth one rayon task: small enough to share a 64-row layer between two
@@ -299,7 +306,7 @@ pub fn conv_forward_fused(
 
 /// A batch norm and/or ReLU that the convolution applies to its input while zero-bordering it:
 /// `input = relu?((x - mean) * scale + beta)` (no `apply`: `relu?(x)`), with exactly the
-/// arithmetic of [`crate::bn_relu::bn_relu_forward`] and [`crate::relu::relu_forward`], so the
+/// arithmetic of [`crate::norm::bn_relu::bn_relu_forward`] and [`crate::norm::relu::relu_forward`], so the
 /// activation never takes a pass (and a buffer) of its own. Training: the fused BN+ReLU path,
 /// and the plain network's ReLU.
 #[derive(Clone, Copy, Debug)]
@@ -572,7 +579,7 @@ pub fn conv_backward(
 }
 
 /// The data gradient of a layer without a stride-1 implicit plan: by parity classes
-/// ([`crate::subpixel`]) for a stride-2 layer with every tap live and an output at least
+/// ([`crate::conv::subpixel`]) for a stride-2 layer with every tap live and an output at least
 /// [`IMPLICIT_MIN_WIDTH`] wide on bnconv's GEMM, through columns and col2im otherwise. (Measured,
 /// 2 threads: conv06 0.61 -> 0.35 ms, conv03 0.50 -> 0.46 ms; conv12's 2x2 output lost, 0.13 ->
 /// 0.16 ms, as one wide column GEMM suits its tiny parity classes better.)
@@ -1106,8 +1113,8 @@ mod tests {
     /// the convolution: bitwise, output and the workspace the backward pass reads.
     #[test]
     fn prologue_equals_a_separate_batch_norm_pass() {
-        use crate::batchnorm::bn_forward;
-        use crate::bn_relu::bn_relu_forward;
+        use crate::norm::batchnorm::bn_forward;
+        use crate::norm::bn_relu::bn_relu_forward;
         for &(n, h, w, cin, cout, stride) in &[
             (2, 28, 28, 4, 8, 1),
             (3, 14, 14, 12, 16, 1),
@@ -1133,7 +1140,7 @@ mod tests {
                 match (with_bn, relu) {
                     (true, true) => bn_relu_forward(&x, apply, &mut normalized),
                     (true, false) => bn_forward(&x, apply, &mut normalized),
-                    _ => crate::relu::relu_forward(&x, &mut normalized),
+                    _ => crate::norm::relu::relu_forward(&x, &mut normalized),
                 }
                 let run = |with_prologue: bool| {
                     let mut ws = ConvWorkspace::default();

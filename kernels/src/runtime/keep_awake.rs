@@ -5,7 +5,7 @@
 //! microseconds on a virtual machine, about 36 times per step. [`KeepAwake`] occupies every other
 //! worker with a job that keeps asking rayon for work ([`rayon::yield_now`]) and spins between
 //! asks, so stolen tasks start at once. Scheduling never changes results: every parallel kernel
-//! cuts its work by shape alone ([`crate::partition`]).
+//! cuts its work by shape alone ([`crate::runtime::partition`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -7,11 +7,11 @@
 //! per-channel sums `dbeta = sum(dz)`, `dgamma = sum(dz * xhat)`, then
 //! `dx = gamma * invstd * (dz - dbeta / M - xhat * dgamma / M)`).
 //!
-//! These are the *unfused* kernels; [`crate::bn_relu`] has the fused BN+ReLU versions, sharing the
+//! These are the *unfused* kernels; [`crate::norm::bn_relu`] has the fused BN+ReLU versions, sharing the
 //! same block kernels here with the ReLU mask applied inline, so both paths give bitwise equal
 //! results.
 
-use crate::partition::{chunk_count, REDUCTION_ROWS};
+use crate::runtime::partition::{chunk_count, REDUCTION_ROWS};
 use crate::simd::{
     accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Simd8, LANES,
 };

@@ -1,5 +1,5 @@
 //! bnconv's own GEMM for the convolution's skinny shapes: the loop nests and the packing around
-//! the register tiles of [`crate::microkernel`].
+//! the register tiles of [`crate::gemm::tile`].
 //!
 //! The seed network's GEMMs have a small output width (`Cout` = 4..76, or `9*Cin` for the data
 //! gradient) and a long other side. Two products cover every convolution GEMM:
@@ -13,9 +13,9 @@
 //! the same order whatever the split).
 
 #[cfg(target_arch = "x86_64")]
-use crate::microkernel::run_tile_avx512;
-use crate::microkernel::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
-use crate::prefetch::prefetch_rows_l2;
+use crate::gemm::tile::run_tile_avx512;
+use crate::gemm::tile::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
+use crate::runtime::prefetch::prefetch_rows_l2;
 use crate::simd::{active_isa, Isa};
 
 /// Bytes of A a strip (or block) should occupy so that it stays in L1 while every panel passes

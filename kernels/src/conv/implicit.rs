@@ -11,9 +11,11 @@
 //!   layer: the convolution of the padded `dy` with the flipped, transposed kernel).
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
-use crate::im2col::{copy_run, zero_run};
-use crate::matmul::{dispatch, dispatch_b, pack_panels, pack_panels_gather, packed_len, panels};
-use crate::microkernel::{strided, strided_mut, Tile, LANES, STRIP_MAX};
+use crate::conv::im2col::{copy_run, zero_run};
+use crate::gemm::matmul::{
+    dispatch, dispatch_b, pack_panels, pack_panels_gather, packed_len, panels,
+};
+use crate::gemm::tile::{strided, strided_mut, Tile, LANES, STRIP_MAX};
 use crate::simd::Isa;
 
 /// The geometry of one implicit convolution over one padded image.
@@ -470,8 +472,8 @@ pub(crate) fn weight_grad_image_transposed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::ConvGeometry;
-    use crate::im2col::reference::im2col_image;
+    use crate::conv::geometry::ConvGeometry;
+    use crate::conv::im2col::reference::im2col_image;
     use crate::testing::pseudo;
 
     /// Both products against the explicit im2col matrix and f64 sums, for both ISAs, on odd

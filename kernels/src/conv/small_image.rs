@@ -11,8 +11,8 @@
 //! (both non-negative for coordinates 0 and 1), `D` and `D^T` are packed by the strided gather
 //! [`pack_panels_gather`].
 
-use crate::geometry::ConvGeometry;
-use crate::matmul::pack_panels_gather;
+use crate::conv::geometry::ConvGeometry;
+use crate::gemm::matmul::pack_panels_gather;
 
 /// Whether [`ConvGeometry`] `g` is a layer this module handles: stride 1, at most 2x2, and more
 /// than one pixel (a 1x1 image is already a plain product of its single live tap).

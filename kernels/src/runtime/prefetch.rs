@@ -1,6 +1,6 @@
 //! Software prefetch for the operand a weight gradient reads cold.
 //!
-//! [`crate::matmul::matmul_at_b`] reads what the forward pass saved (the im2col rows) long after
+//! [`crate::gemm::matmul::matmul_at_b`] reads what the forward pass saved (the im2col rows) long after
 //! it was written: by then it has left L2, and the product's strided reads (a few floats of each
 //! long row at a time) bring it back one missed line after another, faster than the hardware
 //! prefetchers follow. Asking for the next block of rows while computing this one overlaps the

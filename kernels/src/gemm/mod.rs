@@ -1,10 +1,15 @@
 //! Single-precision GEMM, row-major, BLAS-style arguments, behind a run-time backend switch.
 //!
-//! The default backend is bnconv's own GEMM ([`crate::matmul`]), tiled for the convolution's
+//! The default backend is bnconv's own GEMM ([`crate::gemm::matmul`]), tiled for the convolution's
 //! skinny shapes. `matrixmultiply` (built without its AVX-512 kernel, slower than its AVX2 kernel
 //! on these shapes, see FACTS.md) and, with the cargo feature `blas`, the system OpenBLAS are
 //! alternatives selectable at run time, to compare against. All run single-threaded here: callers
 //! split the work across the rayon pool.
+
+#[cfg(feature = "blas")]
+mod blas;
+pub mod matmul;
+pub(crate) mod tile;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,8 +187,8 @@ pub fn sgemm(
         }
         #[cfg(feature = "blas")]
         GemmBackend::Blas => {
-            crate::gemm_blas::init();
-            crate::gemm_blas::sgemm(
+            crate::gemm::blas::init();
+            crate::gemm::blas::sgemm(
                 trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
             );
         }
@@ -212,7 +217,7 @@ fn native_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    use crate::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
+    use crate::gemm::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
     if trans_a {
         matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
         return;

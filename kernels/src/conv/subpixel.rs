@@ -7,11 +7,11 @@
 //! stride-1 convolution of `dy` (bordered by one zero pixel all round) with a 2x2, 2x1, 1x2 or
 //! 1x1 piece of the kernel, whose window starts at bordered pixel `(ceil(u / 2), ceil(v / 2))`.
 //! In NHWC a window row is one contiguous run, so the register tiles read it in place, as in
-//! [`crate::implicit`]. Every input pixel belongs to exactly one class and is written once.
+//! [`crate::conv::implicit`]. Every input pixel belongs to exactly one class and is written once.
 
-use crate::implicit::Implicit;
-use crate::matmul::{dispatch, pack_panels, packed_len, panels};
-use crate::microkernel::{Tile, LANES};
+use crate::conv::implicit::Implicit;
+use crate::gemm::matmul::{dispatch, pack_panels, packed_len, panels};
+use crate::gemm::tile::{Tile, LANES};
 use crate::simd::Isa;
 
 /// Kernel taps (rows or columns) feeding an input coordinate of parity `r` (of `u`), in the order
@@ -319,9 +319,9 @@ pub(crate) fn data_grad_images(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::ConvGeometry;
-    use crate::im2col::reference::col2im_image;
-    use crate::implicit::pad_image;
+    use crate::conv::geometry::ConvGeometry;
+    use crate::conv::im2col::reference::col2im_image;
+    use crate::conv::implicit::pad_image;
     use crate::testing::pseudo;
 
     /// Against col2im of `dy @ W^T` in f64, for both ISAs, on two images at once, even and odd

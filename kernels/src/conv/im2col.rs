@@ -5,7 +5,7 @@
 //! is the convolution. Only the geometry's live taps get columns (dead taps only ever see
 //! padding). Each tap is one contiguous run of `Cin` floats in NHWC, copied or zeroed.
 
-use crate::geometry::{ConvGeometry, KERNEL};
+use crate::conv::geometry::{ConvGeometry, KERNEL};
 use crate::simd::{accumulate, head, head_mut, Simd8, LANES};
 use wide::f32x8;
 
@@ -142,7 +142,7 @@ pub fn col2im_image(g: &ConvGeometry, dcols: &[f32], dx: &mut [f32]) {
 /// Plain references for the tests: one tap at a time, element by element.
 pub mod reference {
     use super::source;
-    use crate::geometry::{ConvGeometry, KERNEL};
+    use crate::conv::geometry::{ConvGeometry, KERNEL};
 
     /// [`super::im2col_image`], one element at a time.
     pub fn im2col_image(g: &ConvGeometry, x: &[f32], cols: &mut [f32]) {

@@ -3,14 +3,14 @@
 //! operations) instead of reading `y` or writing a masked gradient: per element, 2 memory streams
 //! forward instead of 4 and 5 backward instead of 8.
 //!
-//! The unfused path ([`crate::batchnorm::bn_forward`] then [`crate::relu::relu_forward`];
-//! [`crate::relu::relu_backward`] then [`crate::batchnorm::bn_backward`]) performs the same f32
+//! The unfused path ([`crate::norm::batchnorm::bn_forward`] then [`crate::norm::relu::relu_forward`];
+//! [`crate::norm::relu::relu_backward`] then [`crate::norm::batchnorm::bn_backward`]) performs the same f32
 //! operations in the same order, so the two paths agree bitwise; the tests hold them to that.
 
-use crate::batchnorm::{backward, normalize, BnApply, BnSaved, BnScratch};
+use crate::norm::batchnorm::{backward, normalize, BnApply, BnSaved, BnScratch};
 
 /// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
-/// [`crate::batchnorm::bn_forward`], then ReLU).
+/// [`crate::norm::batchnorm::bn_forward`], then ReLU).
 pub fn bn_relu_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
     normalize(x, k, y, true);
 }
@@ -33,9 +33,9 @@ pub fn bn_relu_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batchnorm::tests::{assert_close, sample, SHAPES};
-    use crate::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
-    use crate::relu::{relu_backward, relu_forward};
+    use crate::norm::batchnorm::tests::{assert_close, sample, SHAPES};
+    use crate::norm::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
+    use crate::norm::relu::{relu_backward, relu_forward};
     use crate::simd::{active_isa, force_isa, Isa};
 
     fn bits(v: &[f32]) -> Vec<u32> {

@@ -1,0 +1,10 @@
+//! What the kernels need from the machine around them: how work is cut into chunks
+//! ([`partition`]), cache warming ([`prefetch`]), keeping the pool's workers awake between a
+//! step's parallel loops ([`keep_awake`]), the FMA peak probe ([`peak`]) and the phase profiler
+//! ([`profile`]).
+
+pub mod keep_awake;
+pub mod partition;
+pub mod peak;
+pub(crate) mod prefetch;
+pub mod profile;
