@@ -11,8 +11,16 @@
 //! (both non-negative for coordinates 0 and 1), `D` and `D^T` are packed by the strided gather
 //! [`pack_panels_gather`].
 
+use crate::conv::forward::ConvEpilogue;
+use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
-use crate::gemm::matmul::pack_panels_gather;
+use crate::conv::plan::rows_per_task;
+use crate::conv::weight_grad::bias_grad;
+use crate::conv::workspace::ConvWorkspace;
+use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
+use crate::gemm::GemmBackend;
+use crate::runtime::profile::{self, Phase};
+use rayon::prelude::*;
 
 /// Whether [`ConvGeometry`] `g` is a layer this module handles: stride 1, at most 2x2, and more
 /// than one pixel (a 1x1 image is already a plain product of its single live tap).
@@ -118,4 +126,119 @@ pub fn fold_weight_grad(g: &ConvGeometry, dd: &[f32], dw: &mut [f32]) {
             }
         }
     }
+}
+
+/// Most output channels of a small-image layer with a bias (a row of `y`, up to 4 pixels of
+/// them, is filled from a stack buffer).
+const MAX_SMALL_IMAGE_CHANNELS: usize = 1024;
+
+/// [`conv_forward`](super::conv_forward) of a small image: `y[b] = x[b] @ D` for every image, with
+/// `x` kept (in the column buffer) for the weight gradient.
+pub(super) fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: ConvEpilogue<'_>,
+    ws: &mut ConvWorkspace,
+    y: &mut [f32],
+) {
+    let _p = profile::scope(Phase::ConvGemmForward);
+    let (k, n) = dense_shape(g);
+    ws.weights.resize(packed_len(k, n), 0.0);
+    pack_forward(g, w, epilogue.scale, &mut ws.weights);
+    ws.cols.resize(x.len(), 0.0);
+    ws.cols.copy_from_slice(x);
+    // The bias per output channel, repeated for each of the `Q` output pixels of a row of `y`.
+    let mut row_bias = [0.0f32; 4 * MAX_SMALL_IMAGE_CHANNELS];
+    let bias = bias.map(|b| {
+        assert!(
+            b.len() <= MAX_SMALL_IMAGE_CHANNELS,
+            "conv_forward: {} output channels on a 2x2 image exceed {MAX_SMALL_IMAGE_CHANNELS}",
+            b.len()
+        );
+        for (j, v) in row_bias[..n].iter_mut().enumerate() {
+            *v = b[j % b.len()];
+        }
+        &row_bias[..n]
+    });
+    gemm_rows(
+        GemmBackend::Native,
+        g.batch,
+        n,
+        k,
+        x,
+        &ws.weights,
+        false,
+        y,
+        bias,
+        epilogue.relu,
+    );
+}
+
+/// [`conv_backward`](super::conv_backward) of a small image: `dD = x^T @ dy` folded onto the taps, `dx = dy @ D^T`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    let (k, n) = dense_shape(g);
+    assert_eq!(
+        ws.cols.len(),
+        g.input_len(),
+        "conv_backward: needs the forward pass's input"
+    );
+    let weights_scope = profile::scope(Phase::ConvGemmBackwardWeights);
+    ws.partials.resize(k * n, 0.0);
+    let x = &ws.cols;
+    let block = rows_per_task(2 * n * g.batch);
+    ws.partials
+        .par_chunks_mut(block * n)
+        .enumerate()
+        .for_each(|(i, out)| {
+            matmul_at_b(
+                out.len() / n,
+                n,
+                g.batch,
+                &x[i * block..],
+                k,
+                dy,
+                n,
+                out,
+                n,
+                false,
+            )
+        });
+    fold_weight_grad(g, &ws.partials, dw);
+    if let Some(db) = db {
+        assert_eq!(db.len(), g.out_c, "conv_backward: bias gradient size");
+        bias_grad(dy, db);
+    }
+    drop(weights_scope);
+    let Some(dx) = dx else { return };
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
+    let _p = profile::scope(Phase::ConvGemmBackwardData);
+    ws.weights.resize(packed_len(n, k), 0.0);
+    pack_data_grad(g, w, &mut ws.weights);
+    gemm_rows(
+        GemmBackend::Native,
+        g.batch,
+        k,
+        n,
+        dy,
+        &ws.weights,
+        false,
+        dx,
+        None,
+        false,
+    );
 }

@@ -1,0 +1,195 @@
+//! The input (data) gradient: flipped-kernel implicit convolution, sub-pixel parity classes, or
+//! columns and col2im.
+
+use crate::conv::forward::prepare_forward_weights;
+use crate::conv::gemm_rows::gemm_rows;
+use crate::conv::geometry::ConvGeometry;
+use crate::conv::im2col::col2im_image;
+use crate::conv::implicit::{forward_image, pad_image};
+use crate::conv::plan::{
+    chunking, implicit_data_grad_plan, scratch_tasks, sub_pixel_data_grad, weight_row, TASK_FLOPS,
+};
+use crate::conv::subpixel::{self, SubPixel};
+use crate::conv::workspace::ConvWorkspace;
+use crate::gemm::matmul::{pack_panels_gather, packed_len};
+use crate::gemm::GemmBackend;
+use crate::runtime::profile::{self, Phase};
+use crate::simd::active_isa;
+use rayon::prelude::*;
+
+/// The data gradient of a layer on the implicit path: for stride 1 a forward convolution of the
+/// padded `dy` with the flipped, transposed kernel; otherwise [`data_grad_by_columns_or_parity`].
+pub(super) fn data_grad_implicit(
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let Some(dim) = implicit_data_grad_plan(g) else {
+        data_grad_by_columns_or_parity(GemmBackend::Native, g, ws, w, dy, dx);
+        return;
+    };
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
+    let isa = active_isa();
+    let (cin, cout) = (g.in_c, g.out_c);
+    let image_out = g.out_pixels() * cout;
+    // W'[tap', n, c] = W[8 - tap', c, n]: the flipped kernel with in and out channels swapped.
+    ws.weights.resize(dim.packed_len(cin), 0.0);
+    dim.pack_weights(
+        cin,
+        w,
+        |p| (8 - p / cout) * cin * cout + p % cout,
+        |j| j * cout,
+        None,
+        &mut ws.weights,
+    );
+    // One bordered image per task, reused for each of its images: written, then read at once
+    // by the product, it stays in L1 (a whole batch of them was fetched from memory just to be
+    // overwritten). Images are independent here, so the split, which depends on the thread
+    // count, changes no result.
+    let (tasks, task_images) = scratch_tasks(g.batch);
+    ws.padded_dy.resize(tasks * dim.padded_len(), 0.0);
+    let weights = &ws.weights;
+    dy.par_chunks(task_images * image_out)
+        .zip(ws.padded_dy.par_chunks_mut(dim.padded_len()))
+        .zip(dx.par_chunks_mut(task_images * g.in_pixels() * cin))
+        .for_each(|((dy_c, padded), dx_c)| {
+            for (dy_img, dx_img) in dy_c
+                .chunks_exact(image_out)
+                .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
+            {
+                // Zero-bordering `dy` is the implicit path's counterpart of col2im.
+                let p = profile::thread_scope(Phase::Col2im);
+                pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
+                drop(p);
+                let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
+                forward_image(isa, &dim, padded, weights, cin, dx_img, None, false);
+            }
+        });
+}
+
+/// The data gradient of a layer without a stride-1 implicit plan: by parity classes
+/// ([`crate::conv::subpixel`]) where [`sub_pixel_data_grad`] chooses them, through columns and
+/// col2im otherwise.
+pub(super) fn data_grad_by_columns_or_parity(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    assert_eq!(
+        dx.len(),
+        g.input_len(),
+        "conv_backward: input gradient size"
+    );
+    if sub_pixel_data_grad(gemm, g) {
+        data_grad_sub_pixel(g, ws, w, dy, dx);
+    } else {
+        data_grad_explicit(gemm, g, ws, w, dy, dx);
+    }
+}
+
+/// Input gradient of a stride-2 layer as four parity-class convolutions of the bordered `dy`.
+fn data_grad_sub_pixel(
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let isa = active_isa();
+    let sp = SubPixel::new(
+        g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.pad_top, g.pad_left,
+    );
+    let border = sp.bordered();
+    ws.weights.resize(sp.packed_len(), 0.0);
+    sp.pack_weights(w, &mut ws.weights);
+    ws.padded_dy.resize(g.batch * border.padded_len(), 0.0);
+    // No partial sums here, so tasks are cut by work alone: small layers still use every thread.
+    let image_flops = 2 * g.out_pixels() * 9 * g.in_c * g.out_c;
+    let images = (TASK_FLOPS / image_flops.max(1)).max(1);
+    let image_out = g.out_pixels() * g.out_c;
+    let weights = &ws.weights;
+    dy.par_chunks(images * image_out)
+        .zip(ws.padded_dy.par_chunks_mut(images * border.padded_len()))
+        .zip(dx.par_chunks_mut(images * g.in_pixels() * g.in_c))
+        .for_each(|((dy_c, bordered_c), dx_c)| {
+            // Zero-bordering `dy` is this path's counterpart of col2im.
+            let p = profile::thread_scope(Phase::Col2im);
+            for (dy_img, bordered) in dy_c
+                .chunks_exact(image_out)
+                .zip(bordered_c.chunks_exact_mut(border.padded_len()))
+            {
+                pad_image(
+                    dy_img,
+                    g.out_h,
+                    g.out_w,
+                    g.out_c,
+                    1,
+                    1,
+                    border.padded_w,
+                    bordered,
+                );
+            }
+            drop(p);
+            let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
+            subpixel::data_grad_images(isa, &sp, bordered_c, weights, dx_c);
+        });
+}
+
+/// Input gradient through columns: `dcols = dy @ W_live^T` (into the column buffer, whose
+/// contents are spent), then col2im.
+fn data_grad_explicit(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let ch = chunking(g);
+    let (k, cout) = (g.k(), g.out_c);
+    ws.cols.resize(g.cols_len(), 0.0);
+    match gemm {
+        GemmBackend::Native => {
+            ws.weights.resize(packed_len(cout, k), 0.0);
+            pack_panels_gather(
+                cout,
+                k,
+                w,
+                |p| p,
+                |j| weight_row(g, j) * cout,
+                None,
+                &mut ws.weights,
+            );
+        }
+        _ => prepare_forward_weights(gemm, g, w, None, None, &mut ws.weights),
+    }
+    let weights = &ws.weights;
+    ws.cols
+        .par_chunks_mut(ch.cols.max(1))
+        .zip(dy.par_chunks(ch.output.max(1)))
+        .zip(dx.par_chunks_mut(ch.input.max(1)))
+        .for_each(|((cols_c, dy_c), dx_c)| {
+            let p = profile::thread_scope(Phase::ConvGemmBackwardData);
+            let rows = dy_c.len() / cout;
+            gemm_rows(
+                gemm, rows, k, cout, dy_c, weights, true, cols_c, None, false,
+            );
+            drop(p);
+            cols_c
+                .par_chunks(g.out_pixels() * k)
+                .zip(dx_c.par_chunks_mut(g.in_pixels() * g.in_c))
+                .for_each(|(dcol, dimg)| {
+                    let _p = profile::thread_scope(Phase::Col2im);
+                    col2im_image(g, dcol, dimg);
+                });
+        });
+}

@@ -1,0 +1,118 @@
+//! Which algorithm a layer runs, and how its work is cut into tasks.
+
+use crate::conv::geometry::ConvGeometry;
+use crate::conv::implicit::Implicit;
+use crate::gemm::GemmBackend;
+use crate::runtime::partition::{chunk_count, images_per_chunk};
+
+/// GEMM work (flops) worth one rayon task: small enough to share a 64-row layer between two
+/// threads, big enough that task overhead (a few microseconds) stays small.
+pub(super) const TASK_FLOPS: usize = 1 << 19;
+
+/// Output widths from which the implicit path (no im2col matrix) is used: there the matrix is
+/// large and copying it costs more than the tiles lose to the windows' short rows.
+pub(super) const IMPLICIT_MIN_WIDTH: usize = 7;
+
+/// The implicit-GEMM geometry of this layer's forward pass, when that path applies: bnconv's
+/// GEMM, every tap live, output wide enough.
+pub(super) fn implicit_plan(gemm: GemmBackend, g: &ConvGeometry) -> Option<Implicit> {
+    (gemm == GemmBackend::Native && g.live_taps().len() == 9 && g.out_w >= IMPLICIT_MIN_WIDTH).then(
+        || {
+            Implicit::new(
+                g.out_h,
+                g.out_w,
+                g.stride,
+                g.pad_top + g.in_h + g.pad_bottom,
+                g.pad_left + g.in_w + g.pad_right,
+                g.in_c,
+            )
+        },
+    )
+}
+
+/// The data gradient of a stride-1 layer as a forward convolution of the padded `dy` (one pixel
+/// of zeros all round) with the flipped, transposed kernel.
+pub(super) fn implicit_data_grad_plan(g: &ConvGeometry) -> Option<Implicit> {
+    (g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 && g.pad_bottom == 1 && g.pad_right == 1)
+        .then(|| Implicit::new(g.in_h, g.in_w, 1, g.out_h + 2, g.out_w + 2, g.out_c))
+}
+
+/// Chunk sizes of one layer, in floats of each buffer.
+pub(super) struct Chunking {
+    pub(super) count: usize,
+    pub(super) input: usize,
+    pub(super) cols: usize,
+    pub(super) output: usize,
+}
+
+/// How a layer's batch is cut into chunks of whole images ([`images_per_chunk`]).
+pub(super) fn chunking(g: &ConvGeometry) -> Chunking {
+    let images = images_per_chunk(g.out_pixels());
+    Chunking {
+        count: chunk_count(g.batch, images),
+        input: images * g.in_pixels() * g.in_c,
+        cols: images * g.out_pixels() * g.k(),
+        output: images * g.out_pixels() * g.out_c,
+    }
+}
+
+/// The HWIO weight row of live GEMM row `r`.
+pub(super) fn weight_row(g: &ConvGeometry, r: usize) -> usize {
+    g.live_taps()[r / g.in_c] as usize * g.in_c + r % g.in_c
+}
+
+/// Rows per task for a GEMM whose rows cost `row_flops` each: a multiple of 24 (every tile
+/// height, 3, 6, 8 and 12, divides it).
+pub(super) fn rows_per_task(row_flops: usize) -> usize {
+    (TASK_FLOPS / row_flops.max(1)).div_ceil(24).max(1) * 24
+}
+
+/// Tasks per thread where images are independent and a task reuses one scratch image: enough to
+/// even out uneven threads, few enough that the scratch images stay small.
+pub(super) const TASKS_PER_THREAD: usize = 8;
+
+/// Tasks, and images per task, for a pass over `batch` independent images where each task
+/// reuses one scratch image ([`TASKS_PER_THREAD`] per thread of the current pool).
+pub(super) fn scratch_tasks(batch: usize) -> (usize, usize) {
+    let tasks = batch
+        .min(TASKS_PER_THREAD * rayon::current_num_threads())
+        .max(1);
+    (tasks, batch.div_ceil(tasks).max(1))
+}
+
+/// Rows of `cols` (and of `dy`) per weight-gradient task on bnconv's GEMM: each task reduces
+/// its rows over every column into a partial sum of its own. The rows were written by the
+/// forward pass long before and are read cold; a task first streams its rows in order
+/// ([`crate::runtime::prefetch::warm_l2`]), which memory serves quickly, so that its product finds them in L2 instead of
+/// missing line after line on strided reads. 128 rows of conv11 (360 columns) take 184 KB, well
+/// inside a 512 KiB L2 with their `dy` rows and partial sum. The blocks depend only on the
+/// layer, so results are bitwise the same on any number of threads. (It replaced tasks of 96+
+/// columns of whole-image chunks, which read every row strided.)
+pub(super) const WEIGHT_GRAD_TASK_ROWS: usize = 128;
+
+/// Whether a column-path weight gradient is computed transposed, `dW^T = dy^T @ cols` (tile
+/// rows are output channels, broadcast from `dy`; vectors run along each `cols` row, read in
+/// contiguous strips once per task) rather than `cols^T @ dy` (which reads `cols` in narrow
+/// column strips, once per panel of `dy`). Measured better on the 4x4 layers, whose 1024 rows
+/// make the largest cold operand, and worse on the 2x2 and 1x1 layers (256 and 64 rows), which
+/// keep the other orientation (figures in docs/performance/).
+pub(super) fn column_weight_grad_transposed(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+    gemm == GemmBackend::Native && g.rows() >= 4 * WEIGHT_GRAD_TASK_ROWS
+}
+
+/// Whether [`conv_forward_with_prologue`](super::conv_forward_with_prologue) applies: layers on the implicit path (which borders
+/// its input anyway).
+pub fn accepts_prologue(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+    implicit_plan(gemm, g).is_some()
+}
+
+/// Whether the data gradient of a layer without a stride-1 implicit plan runs by parity classes
+/// ([`crate::conv::subpixel`]): a stride-2 layer with every tap live and an output at least
+/// [`IMPLICIT_MIN_WIDTH`] wide on bnconv's GEMM. Otherwise it goes through columns and col2im
+/// (one wide column GEMM suits a 2x2 output's tiny parity classes better).
+pub(super) fn sub_pixel_data_grad(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+    gemm == GemmBackend::Native
+        && g.stride == 2
+        && g.live_taps().len() == 9
+        && g.out_w >= IMPLICIT_MIN_WIDTH
+}

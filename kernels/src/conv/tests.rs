@@ -1,0 +1,326 @@
+use super::plan::implicit_plan;
+use super::*;
+use crate::gemm::GemmBackend;
+use crate::norm::batchnorm::BnApply;
+use crate::testing::{on_threads, pseudo};
+
+#[test]
+fn forward_matches_direct_convolution() {
+    for &(n, h, w, cin, cout, stride) in &[
+        (2, 7, 7, 3, 5, 1),
+        (3, 8, 8, 4, 6, 2),
+        (2, 14, 13, 3, 5, 2),
+        (2, 9, 8, 1, 4, 1),
+        (2, 8, 8, 3, 8, 1),
+        (2, 5, 6, 1, 4, 2),
+        (40, 2, 2, 3, 2, 2),
+        (600, 1, 1, 5, 3, 1),
+        // At most 2x2 at stride 1: the small-image dense product.
+        (13, 2, 2, 5, 7, 1),
+        (9, 1, 2, 3, 11, 1),
+        (9, 2, 1, 4, 9, 1),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        let x = pseudo(g.input_len(), 1);
+        let wt = pseudo(g.weight_len(), 2);
+        let b = pseudo(cout, 3);
+        let want = conv_forward_reference(&g, &x, &wt, Some(&b));
+        for &gemm in GemmBackend::available() {
+            let mut ws = ConvWorkspace::default();
+            let mut y = vec![f32::NAN; g.output_len()];
+            conv_forward(gemm, &g, &x, &wt, Some(&b), &mut ws, &mut y);
+            for (i, (a, r)) in y.iter().zip(&want).enumerate() {
+                assert!((a - r).abs() < 1e-5, "{gemm} {g:?} at {i}: {a} vs {r}");
+            }
+        }
+    }
+}
+
+/// The epilogue equals scaling, shifting and a ReLU pass after a plain convolution, on every
+/// backend and on both the implicit and the column paths.
+#[test]
+fn epilogue_equals_separate_passes() {
+    for &(n, h, w, cin, cout, stride) in &[
+        (2, 9, 8, 3, 5, 1),
+        (3, 4, 4, 6, 7, 1),
+        (2, 14, 13, 2, 9, 2),
+        (5, 1, 1, 4, 3, 1),
+        (7, 2, 2, 6, 5, 1),
+        (2, 8, 8, 3, 8, 1),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        let x = pseudo(g.input_len(), 11);
+        let wt = pseudo(g.weight_len(), 12);
+        let scale = pseudo(cout, 13);
+        let shift = pseudo(cout, 14);
+        for &gemm in GemmBackend::available() {
+            let mut ws = ConvWorkspace::default();
+            let mut plain = vec![0.0; g.output_len()];
+            conv_forward(gemm, &g, &x, &wt, None, &mut ws, &mut plain);
+            let mut fused = vec![0.0; g.output_len()];
+            let epilogue = ConvEpilogue {
+                scale: Some(&scale),
+                relu: true,
+            };
+            conv_forward_fused(
+                gemm,
+                &g,
+                &x,
+                &wt,
+                Some(&shift),
+                epilogue,
+                &mut ws,
+                &mut fused,
+            );
+            for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                let c = i % cout;
+                let want = (p * scale[c] + shift[c]).max(0.0);
+                assert!(
+                    (f - want).abs() < 1e-5,
+                    "{gemm} {g:?} at {i}: {f} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+/// The input prologue equals batch norm (+ReLU), or ReLU alone, as a pass of its own, then
+/// the convolution: bitwise, output and the workspace the backward pass reads.
+#[test]
+fn prologue_equals_a_separate_batch_norm_pass() {
+    use crate::norm::batchnorm::bn_forward;
+    use crate::norm::bn_relu::bn_relu_forward;
+    for &(n, h, w, cin, cout, stride) in &[
+        (2, 28, 28, 4, 8, 1),
+        (3, 14, 14, 12, 16, 1),
+        (2, 14, 14, 20, 24, 2),
+        (2, 9, 8, 3, 5, 1),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        let gemm = GemmBackend::Native;
+        assert!(accepts_prologue(gemm, &g), "{g:?}");
+        let x = pseudo(g.input_len(), 11);
+        let wt = pseudo(g.weight_len(), 12);
+        let b = pseudo(cout, 13);
+        let dy = pseudo(g.output_len(), 14);
+        let (mean, scale, beta) = (pseudo(cin, 15), pseudo(cin, 16), pseudo(cin, 17));
+        let apply = BnApply {
+            mean: &mean,
+            scale: &scale,
+            beta: &beta,
+        };
+        // (batch norm?, relu): both maps the network defers, and batch norm alone.
+        for (with_bn, relu) in [(true, false), (true, true), (false, true)] {
+            let mut normalized = vec![0.0; x.len()];
+            match (with_bn, relu) {
+                (true, true) => bn_relu_forward(&x, apply, &mut normalized),
+                (true, false) => bn_forward(&x, apply, &mut normalized),
+                _ => crate::norm::relu::relu_forward(&x, &mut normalized),
+            }
+            let run = |with_prologue: bool| {
+                let mut ws = ConvWorkspace::default();
+                let mut y = vec![f32::NAN; g.output_len()];
+                if with_prologue {
+                    let prologue = ConvPrologue {
+                        apply: with_bn.then_some(apply),
+                        relu,
+                    };
+                    conv_forward_with_prologue(
+                        gemm,
+                        &g,
+                        &x,
+                        prologue,
+                        &wt,
+                        Some(&b),
+                        &mut ws,
+                        &mut y,
+                    );
+                } else {
+                    conv_forward(gemm, &g, &normalized, &wt, Some(&b), &mut ws, &mut y);
+                }
+                let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+                conv_backward(gemm, &g, &mut ws, &wt, &dy, Some(&mut dx), &mut dw, None);
+                [y, dx, dw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+            };
+            assert!(
+                run(true) == run(false),
+                "{g:?} batch norm {with_bn} relu {relu}"
+            );
+        }
+    }
+}
+
+/// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
+#[test]
+fn backward_is_the_adjoint_of_forward() {
+    for &(n, h, w, cin, cout, stride) in &[
+        (2, 7, 7, 3, 5, 1),
+        (3, 8, 8, 4, 6, 2),
+        // Stride 2 with a 7+ wide output: the sub-pixel data gradient, odd and even sides.
+        (2, 15, 14, 5, 9, 2),
+        (33, 2, 2, 3, 2, 2),
+        // The column path, its weight gradient in several row blocks and a shorter last one.
+        (37, 4, 4, 6, 7, 1),
+        // The small-image dense product (2x2, 1x2 and 2x1 at stride 1).
+        (13, 2, 2, 5, 7, 1),
+        (9, 1, 2, 3, 11, 1),
+        (9, 2, 1, 4, 9, 1),
+        (70, 1, 1, 7, 9, 1),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        let x = pseudo(g.input_len(), 4);
+        let wt = pseudo(g.weight_len(), 5);
+        let dy = pseudo(g.output_len(), 6);
+        let mut ws = ConvWorkspace::default();
+        let mut y = vec![0.0; g.output_len()];
+        conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; cout]);
+        conv_backward(
+            GemmBackend::default(),
+            &g,
+            &mut ws,
+            &wt,
+            &dy,
+            Some(&mut dx),
+            &mut dw,
+            Some(&mut db),
+        );
+        let dot = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(p, q)| *p as f64 * *q as f64)
+                .sum::<f64>()
+        };
+        let ydy = dot(&y, &dy);
+        assert!(
+            (ydy - dot(&x, &dx)).abs() < 1e-4 * (1.0 + ydy.abs()),
+            "{g:?} dx"
+        );
+        assert!(
+            (ydy - dot(&wt, &dw)).abs() < 1e-4 * (1.0 + ydy.abs()),
+            "{g:?} dw"
+        );
+        let sum_dy: Vec<f64> = (0..cout)
+            .map(|c| dy.iter().skip(c).step_by(cout).map(|v| *v as f64).sum())
+            .collect();
+        for c in 0..cout {
+            assert!((db[c] as f64 - sum_dy[c]).abs() < 1e-4, "{g:?} db");
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let _lock = crate::simd::ISA_TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // 37 images: tasks of whole images that the thread count splits unevenly; the 4x4 layer
+    // takes the column path, whose weight gradient is cut into row blocks.
+    for (batch, size) in [(64, 14), (37, 14), (37, 4)] {
+        let g = ConvGeometry::same(batch, size, size, 8, 12, 1);
+        let x = pseudo(g.input_len(), 7);
+        let wt = pseudo(g.weight_len(), 8);
+        let dy = pseudo(g.output_len(), 9);
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut ws = ConvWorkspace::default();
+                let mut y = vec![0.0; g.output_len()];
+                conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
+                let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+                conv_backward(
+                    GemmBackend::default(),
+                    &g,
+                    &mut ws,
+                    &wt,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    None,
+                );
+                (y, dx, dw)
+            })
+        };
+        assert!(run(1) == run(3), "1 and 3 threads must agree bitwise");
+    }
+}
+
+/// The evaluation forward gives the training forward's output bitwise, for uneven batches
+/// and any thread count: on the implicit path it keeps no bordered images (one scratch image
+/// per task); the column path is the same code in both.
+#[test]
+fn evaluation_forward_equals_training_forward_bitwise() {
+    let mut paths = [0, 0];
+    for &(n, h, w, cin, cout, stride) in &[
+        (1, 9, 8, 3, 5, 1),
+        (5, 8, 8, 4, 6, 1),
+        (37, 14, 14, 8, 12, 1),
+        (5, 4, 4, 6, 7, 1),
+        (3, 8, 8, 4, 6, 2),
+        (37, 4, 4, 8, 12, 1),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        paths[usize::from(implicit_plan(GemmBackend::Native, &g).is_some())] += 1;
+        let x = pseudo(g.input_len(), 21);
+        let wt = pseudo(g.weight_len(), 22);
+        let b = pseudo(cout, 23);
+        let mut train = vec![0.0; g.output_len()];
+        conv_forward(
+            GemmBackend::Native,
+            &g,
+            &x,
+            &wt,
+            Some(&b),
+            &mut ConvWorkspace::default(),
+            &mut train,
+        );
+        for threads in [1, 2, 3] {
+            let eval = on_threads(threads, || {
+                let mut y = vec![f32::NAN; g.output_len()];
+                let mut ws = ConvWorkspace::default();
+                let e = ConvEpilogue::default();
+                conv_forward_fused(
+                    GemmBackend::Native,
+                    &g,
+                    &x,
+                    &wt,
+                    Some(&b),
+                    e,
+                    &mut ws,
+                    &mut y,
+                );
+                y
+            });
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&eval), bits(&train), "{g:?} on {threads} threads");
+        }
+    }
+    assert_eq!(paths, [3, 3], "three geometries per path");
+}
+
+/// A backward pass after the evaluation forward would read bordered images that were never
+/// kept: it refuses instead of computing garbage.
+#[test]
+#[should_panic(expected = "keeps nothing for backward")]
+fn backward_refuses_the_workspace_of_an_evaluation_forward() {
+    let g = ConvGeometry::same(2, 8, 8, 3, 4, 1);
+    let (x, wt, dy) = (
+        pseudo(g.input_len(), 1),
+        pseudo(g.weight_len(), 2),
+        pseudo(g.output_len(), 3),
+    );
+    let mut ws = ConvWorkspace::default();
+    let mut y = vec![0.0; g.output_len()];
+    let e = ConvEpilogue::default();
+    conv_forward_fused(GemmBackend::Native, &g, &x, &wt, None, e, &mut ws, &mut y);
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
+    conv_backward(
+        GemmBackend::Native,
+        &g,
+        &mut ws,
+        &wt,
+        &dy,
+        Some(&mut dx),
+        &mut dw,
+        None,
+    );
+}
