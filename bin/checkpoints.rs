@@ -1,7 +1,8 @@
 //! `--save` and `--resume`: where checkpoints go (checked before any work), and training one
 //! variant from scratch or from a checkpoint, saving its final state.
 
-use crate::cli::{check_output, Plan};
+use crate::cli::Plan;
+use crate::outpath::check_output;
 use anyhow::{bail, Context, Result};
 use bnconv_nn::checkpoint::{load_trainer, save_trainer};
 use bnconv_nn::mnist::Mnist;

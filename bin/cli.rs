@@ -1,12 +1,13 @@
 //! Command-line options, validated before any work starts.
 
-use anyhow::{bail, Result};
+use crate::outpath::{self, ImageFormat};
+use anyhow::Result;
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::adam::AdamConfig;
 use bnconv_nn::train::TrainConfig;
 use bnconv_nn::{BnPath, Exec, Variant};
 use clap::{Args, Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,7 +33,7 @@ pub enum Command {
     /// Evaluate a checkpoint: validation and test accuracy and loss, eval images/s.
     Eval(EvalArgs),
     /// Time each layer and phase of a training step, fused vs unfused BN+ReLU, and sweep threads.
-    Profile(crate::profile::ProfileArgs),
+    Profile(ProfileArgs),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +90,41 @@ pub struct EvalArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// plain, bn or bn-lowlevel.
+    #[arg(long, value_parser = Variant::from_name, default_value = "bn")]
+    pub variant: Variant,
+    /// Timed training steps per path and configuration, after the warm-up (at most 10000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub steps: u64,
+    /// Untimed training steps first (per trainer).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub warmup: u64,
+    /// Thread counts to sweep, comma-separated [default: 1, 2, 4, ... up to the cores, and the
+    /// core count]. The phase table is taken at the largest count not above the cores.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub threads: Vec<u64>,
+    /// Images per training step.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Seeds the initial weights and the batch order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
+    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
+    pub gemm: GemmBackend,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw per-layer fused vs unfused times to this .png or .svg file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -155,7 +191,7 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     pub quiet: bool,
     pub exec: Exec,
-    pub plot: Option<(PathBuf, crate::outpath::ImageFormat)>,
+    pub plot: Option<(PathBuf, ImageFormat)>,
     base: TrainConfig,
 }
 
@@ -168,7 +204,8 @@ impl Plan {
     }
 }
 
-fn to_usize(v: u64, what: &str) -> Result<usize> {
+/// A count from the command line as a `usize`, or a clear error on a 32-bit machine.
+pub fn to_usize(v: u64, what: &str) -> Result<usize> {
     usize::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} is too large for this machine"))
 }
 
@@ -183,10 +220,10 @@ impl CommonArgs {
             None => default_data_dir(),
         };
         if let Some(json) = &self.json {
-            check_output_path("--json", json)?;
+            outpath::check_output("--json", json)?;
         }
         let plot = match &self.plot {
-            Some(p) => Some((p.clone(), crate::outpath::check_plot_path("--plot", p)?)),
+            Some(p) => Some((p.clone(), outpath::check_plot_path("--plot", p)?)),
             None => None,
         };
         let exec = Exec {
@@ -217,13 +254,6 @@ impl CommonArgs {
     }
 }
 
-/// Rejects, before any work, an output file that could not be written: a missing directory, a
-/// directory that refuses new files, or a path that is itself a directory.
-pub fn check_output(flag: &str, path: &std::path::Path) -> Result<()> {
-    bnconv_nn::atomic_write::check_writable(path)
-        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
-}
-
 /// `data/mnist` under the current directory if it exists, else the copy in this source tree.
 pub fn default_data_dir() -> PathBuf {
     let local = PathBuf::from("data/mnist");
@@ -231,48 +261,5 @@ pub fn default_data_dir() -> PathBuf {
         local
     } else {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
-    }
-}
-
-/// Fails unless a file can be written at `path` later: its directory exists and accepts a new
-/// file (probed by creating and removing one, which also catches read-only file systems and
-/// missing permissions), and `path` itself is not a directory. Run before any work starts, so a
-/// long run never ends unable to save its results.
-pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
-    let shown = path.display();
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match std::fs::metadata(parent) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => bail!("{flag} {shown}: {} is not a directory", parent.display()),
-        Err(_) => bail!(
-            "{flag} {shown}: directory {} does not exist",
-            parent.display()
-        ),
-    }
-    if path.is_dir() {
-        bail!("{flag} {shown}: is a directory");
-    }
-    let name = path
-        .file_name()
-        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-    let probe = parent.join(format!(".{name}.{}.probe", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(file) => {
-            drop(file);
-            // Best effort: failing to remove an empty probe file must not stop the run.
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => bail!(
-            "{flag} {shown}: cannot create a file in {}: {e}",
-            parent.display()
-        ),
     }
 }

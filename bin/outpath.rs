@@ -1,24 +1,15 @@
 //! Checks on output files named on the command line, made before any work starts.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 
-/// `path` can be written: its directory exists and it is not itself a directory.
-pub fn check_writable(flag: &str, path: &Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(parent) = parent {
-        if !parent.is_dir() {
-            bail!(
-                "{flag} {}: directory {} does not exist",
-                path.display(),
-                parent.display()
-            );
-        }
-    }
-    if path.is_dir() {
-        bail!("{flag} {}: is a directory", path.display());
-    }
-    Ok(())
+/// Rejects, before any work starts, an output file named by `flag` that could not be written
+/// later: a missing directory, a directory that refuses new files (probed by creating and
+/// removing one), or a path that is itself a directory. Every output flag (`--json`, `--plot`,
+/// `--save`) is checked here, so a long run never ends unable to save its results.
+pub fn check_output(flag: &str, path: &Path) -> Result<()> {
+    bnconv_nn::atomic_write::check_writable(path)
+        .map_err(|e| anyhow!("{flag} {}: {e}", path.display()))
 }
 
 /// Image formats `--plot` writes, chosen by the file extension.
@@ -30,7 +21,7 @@ pub enum ImageFormat {
 
 /// A writable `.png` or `.svg` path, and which of the two it is.
 pub fn check_plot_path(flag: &str, path: &Path) -> Result<ImageFormat> {
-    check_writable(flag, path)?;
+    check_output(flag, path)?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

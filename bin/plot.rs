@@ -6,7 +6,7 @@
 //! renamed into place: never a half-written figure.
 
 use crate::outpath::ImageFormat;
-use crate::profile::ProfileDoc;
+use crate::profile_doc::ProfileDoc;
 use anyhow::{anyhow, Context, Result};
 use bnconv_nn::train::RunReport;
 use plotters::coord::Shift;

@@ -9,55 +9,21 @@
 //! Before any timing, one step from the same initial weights on the same batch checks that the two
 //! paths agree (bitwise: tolerance 0).
 
+use crate::cli::{default_data_dir, to_usize, ProfileArgs};
 use crate::outpath;
-use crate::profile_report::{self as pr, Breakdown, Samples};
+use crate::plot;
+use crate::profile_doc::{
+    Agreement, NamedDiff, Overhead, PathTotal, ProfileDoc, SweepEntry, Throughput, TotalOut,
+};
+use crate::profile_report::{self as pr, Samples};
 use crate::report;
 use anyhow::{bail, Context, Result};
 use bnconv_kernels::runtime::keep_awake::KeepAwake;
 use bnconv_kernels::runtime::profile::{self, Phase};
-use bnconv_kernels::GemmBackend;
 use bnconv_nn::mnist::{Dataset, Mnist};
 use bnconv_nn::train::{TrainConfig, Trainer};
-use bnconv_nn::{BnPath, Exec, ParamKind, Variant};
-use clap::Args;
-use serde::Serialize;
-use std::path::PathBuf;
+use bnconv_nn::{BnPath, Exec, ParamKind};
 use std::time::Instant;
-
-#[derive(Args, Debug)]
-pub struct ProfileArgs {
-    /// plain, bn or bn-lowlevel.
-    #[arg(long, value_parser = Variant::from_name, default_value = "bn")]
-    pub variant: Variant,
-    /// Timed training steps per path and configuration, after the warm-up (at most 10000).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub steps: u64,
-    /// Untimed training steps first (per trainer).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100_000))]
-    pub warmup: u64,
-    /// Thread counts to sweep, comma-separated [default: 1, 2, 4, ... up to the cores, and the
-    /// core count]. The phase table is taken at the largest count not above the cores.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
-    pub threads: Vec<u64>,
-    /// Images per training step.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
-    /// Seeds the initial weights and the batch order.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
-    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
-    pub gemm: GemmBackend,
-    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Write every figure as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Draw per-layer fused vs unfused times to this .png or .svg file.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-}
 
 /// Rounds the timed steps are split into (fewer when there are fewer steps).
 const ROUNDS: usize = 5;
@@ -135,27 +101,6 @@ fn params_max_diff(a: &mut Trainer, b: &mut Trainer) -> f64 {
         .zip(params(b))
         .map(|(x, y)| max_abs_diff(&x.2, &y.2))
         .fold(0.0, f64::max)
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct NamedDiff {
-    pub name: String,
-    pub max_abs_diff: f64,
-}
-
-/// Fused against unfused after one training step from the same weights on the same batch.
-#[derive(Clone, Debug, Serialize)]
-pub struct Agreement {
-    /// Largest allowed difference: 0, the paths must agree bitwise.
-    pub tolerance: f64,
-    pub loss_abs_diff: f64,
-    pub logits_max_abs_diff: f64,
-    /// Over every trainable parameter's gradient.
-    pub gradients_max_abs_diff: f64,
-    pub gradients: Vec<NamedDiff>,
-    /// Every parameter and BN moving statistic after the Adam update.
-    pub parameters_after_update_max_abs_diff: f64,
-    pub passed: bool,
 }
 
 fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
@@ -286,91 +231,6 @@ fn scope_cost_ns() -> (f64, f64) {
     (time(true), time(false))
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Throughput {
-    pub images_per_second: f64,
-    pub ms_per_step: f64,
-    pub median_ms_per_step: f64,
-    /// Images/s relative to the smallest thread count of the sweep.
-    pub speedup: f64,
-    /// `speedup * smallest threads / threads`.
-    pub efficiency: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SweepEntry {
-    pub threads: usize,
-    pub exceeds_cores: bool,
-    pub fused: Throughput,
-    pub unfused: Throughput,
-    /// Unfused step time / fused step time.
-    pub fused_speedup: f64,
-    /// Fused vs unfused parameters after every step of this configuration (expected 0).
-    pub parameters_max_abs_diff_after_run: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct PathTotal {
-    /// Median step time with the profiler on.
-    pub profiled_ms_per_step: f64,
-    pub profiled_mean_ms_per_step: f64,
-    /// Median step time with the profiler off.
-    pub unprofiled_ms_per_step: f64,
-    pub unprofiled_mean_ms_per_step: f64,
-    /// Images over the unprofiled steps / their total time.
-    pub unprofiled_images_per_second: f64,
-    /// Phase and layer scopes closed per profiled step.
-    pub scopes_per_step: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TotalOut {
-    pub fused: PathTotal,
-    pub unfused: PathTotal,
-    /// Unfused / fused median step time, profiled.
-    pub speedup_profiled: f64,
-    /// Unfused / fused median step time, profiler off.
-    pub speedup_unprofiled: f64,
-}
-
-/// What the profiler costs.
-#[derive(Clone, Debug, Serialize)]
-pub struct Overhead {
-    /// One enabled scope (two clock reads, two atomic adds), from a tight loop.
-    pub scope_enabled_ns: f64,
-    /// One disabled scope (an atomic load and a branch).
-    pub scope_disabled_ns: f64,
-    /// Profiled / unprofiled median step time - 1 (noisy on a shared machine).
-    pub fused_measured: f64,
-    pub unfused_measured: f64,
-    /// Scopes per step x enabled scope cost / unprofiled step time.
-    pub fused_estimated: f64,
-    pub unfused_estimated: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ProfileDoc {
-    pub bnconv_version: &'static str,
-    pub command: &'static str,
-    pub variant: Variant,
-    pub batch_size: usize,
-    pub steps: usize,
-    pub warmup: usize,
-    pub seed: u64,
-    pub gemm: &'static str,
-    pub isa: &'static str,
-    pub cores: usize,
-    pub threads: Vec<usize>,
-    pub profile_threads: usize,
-    pub method: &'static str,
-    #[serde(flatten)]
-    pub breakdown: Breakdown,
-    pub total: TotalOut,
-    pub overhead: Overhead,
-    pub sweep: Vec<SweepEntry>,
-    pub agreement: Agreement,
-}
-
 const METHOD: &str =
     "Each profiled step is attributed in wall time: caller-level scopes as measured; \
 each layer call's wall time not covered by them is split among its in-chunk phases (im2col, conv \
@@ -380,11 +240,8 @@ ms_per_step is the median over the profiled steps (robust to a preempted step), 
 the median step time; mean_ms_per_step and mean_share are means, which add up exactly.";
 
 pub fn run(args: ProfileArgs) -> Result<()> {
-    let to_usize = |v: u64, what: &str| {
-        usize::try_from(v).with_context(|| format!("{what} {v} is too large for this machine"))
-    };
     if let Some(json) = &args.json {
-        outpath::check_writable("--json", json)?;
+        outpath::check_output("--json", json)?;
     }
     let plot_format = match &args.plot {
         Some(p) => Some(outpath::check_plot_path("--plot", p)?),
@@ -418,10 +275,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         ..Exec::default()
     };
     cfg.batches = steps + warmup;
-    let data_dir = args
-        .data
-        .clone()
-        .unwrap_or_else(crate::cli::default_data_dir);
+    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
     cfg.validate(data.train.len())?;
@@ -546,7 +400,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         outln!("wrote {}", path.display());
     }
     if let (Some(path), Some(format)) = (&args.plot, plot_format) {
-        crate::plot::profile_bars(path, format, &doc)?;
+        plot::profile_bars(path, format, &doc)?;
         outln!("wrote {}", path.display());
     }
     let a = &doc.agreement;

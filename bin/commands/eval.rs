@@ -2,7 +2,8 @@
 //! and loss (eval mode: BN uses the stored moving statistics), the first-100 single-image
 //! accuracy, and evaluation throughput.
 
-use crate::cli::{check_output, default_data_dir, EvalArgs};
+use crate::cli::{default_data_dir, EvalArgs};
+use crate::outpath::check_output;
 use anyhow::{Context, Result};
 use bnconv_nn::checkpoint::load_network;
 use bnconv_nn::mnist::Mnist;

@@ -1,0 +1,122 @@
+//! `bnconv compare` (the default) and `bnconv train`: train one or several variants over the
+//! protocol, print each one's results and a summary, and write the `--json`, `--plot` and
+//! `--save` outputs.
+
+use crate::checkpoints;
+use crate::cli::CommonArgs;
+use crate::plot;
+use crate::progress;
+use crate::report;
+use anyhow::{Context, Result};
+use bnconv_nn::mnist::Mnist;
+use bnconv_nn::train::RunReport;
+use bnconv_nn::Variant;
+use std::path::PathBuf;
+
+/// The training runs one invocation asks for.
+pub struct Runs {
+    pub opts: CommonArgs,
+    pub variants: Vec<Variant>,
+    /// `--save`.
+    pub save: Option<PathBuf>,
+    /// Whether `--save` names a file per variant (compare) or is used as given (train).
+    pub per_variant: bool,
+    /// `--resume` (train only).
+    pub resume: Option<PathBuf>,
+}
+
+/// Trains each variant of `runs` in turn and reports.
+pub fn run(runs: Runs) -> Result<()> {
+    let Runs {
+        opts,
+        mut variants,
+        save,
+        per_variant,
+        resume,
+    } = runs;
+    let plan = opts.plan()?;
+    let mut resume = match &resume {
+        Some(path) => Some(checkpoints::load_resume(path, &plan)?),
+        None => None,
+    };
+    if let Some((_, cfg)) = &resume {
+        variants = vec![cfg.variant];
+    }
+    let saves = checkpoints::save_paths(save.as_deref(), per_variant, &variants)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.threads)
+        .build()
+        .context("could not start the thread pool")?;
+    let data = Mnist::load(&plan.data_dir)
+        .with_context(|| format!("could not load MNIST from {}", plan.data_dir.display()))?;
+    // Settings that depend on the data (the batch size vs the training set) fail here, before
+    // anything is printed or trained.
+    for &variant in &variants {
+        plan.config(variant)
+            .validate(data.train.len())
+            .with_context(|| format!("variant {variant}"))?;
+    }
+    outln!(
+        "bnconv: {} training / {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
+        data.train.len(),
+        data.validation.len(),
+        data.test.len(),
+        plan.data_dir.display(),
+        plan.threads,
+        plan.exec.bn_path,
+        plan.exec.gemm,
+        bnconv_kernels::simd::active_isa().name(),
+    );
+    let mut reports: Vec<RunReport> = Vec::new();
+    for (variant, save) in variants.into_iter().zip(saves) {
+        let resumed = resume.take();
+        let cfg = match &resumed {
+            Some((_, cfg)) => cfg.clone(),
+            None => plan.config(variant),
+        };
+        if !plan.quiet {
+            outln!(
+                "\n== {variant}: {} batches of {} ==",
+                cfg.batches,
+                cfg.batch_size
+            );
+            if let Some((trainer, _)) = &resumed {
+                outln!("(resumed at batch {})", trainer.steps());
+            }
+        }
+        let progress = progress::Progress::new(cfg.batches, variant.name(), plan.quiet);
+        let report = pool
+            .install(|| {
+                checkpoints::train(
+                    &cfg,
+                    &data,
+                    resumed.map(|(trainer, _)| trainer),
+                    save.as_deref(),
+                    &mut |line| progress.log(line),
+                    &mut |p| progress.step(p),
+                )
+            })
+            .with_context(|| format!("variant {variant}"));
+        progress.finish();
+        let report = report?;
+        report::print_final(&report);
+        if let Some(path) = &save {
+            outln!(
+                "saved checkpoint {} (batch {})",
+                path.display(),
+                cfg.batches
+            );
+        }
+        reports.push(report);
+    }
+    report::print_summary(&reports);
+    if let Some(path) = &plan.json {
+        report::write_json(path, &reports)?;
+        outln!("wrote {}", path.display());
+    }
+    if let Some((path, format)) = &plan.plot {
+        plot::curves(path, *format, &reports)?;
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
+}
