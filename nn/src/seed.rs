@@ -1,5 +1,5 @@
 //! The seed notebook's network: 19 3x3 convolutions (out channels `4 * i`, stride 2 when `i % 3
-//! == 0`), a 100-unit dense layer and 10 logits, in the three variants of PROTOCOL.md.
+//! == 0`), a 100-unit dense layer and 10 logits, in the three variants of docs/protocol.md.
 
 use crate::batch_norm::BatchNorm;
 use crate::conv2d::Conv2d;
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn step_flops_match_the_measured_workload() {
-        // FACTS.md: 1.276 GFLOP of GEMM per training step of 64 (forward 0.427).
+        // 1.276 GFLOP of GEMM per training step of 64 (forward 0.427).
         let net = seed_network(Variant::Bn, 1, Exec::default());
         let fwd = net.forward_flops(64) as f64 / 1e9;
         let step = net.train_flops(64) as f64 / 1e9;

@@ -1,4 +1,4 @@
-//! The seed experiment's protocol (PROTOCOL.md): 800 Adam steps on shuffled batches of 64, with
+//! The seed experiment's protocol (docs/protocol.md): 800 Adam steps on shuffled batches of 64, with
 //! validation every 100 batches and a training-batch check every 25, all in evaluation mode, then
 //! final validation, test and single-image accuracies. Throughput is timed over the steps alone.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Opens a bnconv checkpoint with the Python `safetensors` package (numpy API) and checks it
-against the seed network as PROTOCOL.md defines it, independently of the Rust code: every tensor
+against the seed network as docs/protocol.md defines it, independently of the Rust code: every tensor
 name, shape and dtype, the metadata, finite values, and (when present) the training state.
 
     python3 tests/python/check_checkpoint.py FILE.safetensors [--variant bn] [--steps N]
@@ -22,7 +22,7 @@ CLASSES = 10
 
 
 def expected_params(variant):
-    """name -> (shape, trainable) for the seed network of `variant`, in PROTOCOL.md terms."""
+    """name -> (shape, trainable) for the seed network of `variant`, in docs/protocol.md terms."""
     bn = variant != "plain"
     params = {}
     cin = 1

@@ -76,8 +76,8 @@ impl Implicit {
 
     /// Whether an `n`-channel output is computed two pixels per tile row: with `n = 4` a plain
     /// tile leaves half of every vector empty, and with `n = 8` it has only 6 one-vector
-    /// accumulators, too few to hide the FMA latency (paired, conv02's forward went 0.49 ->
-    /// 0.42 ms on one thread). A horizontal pixel pair's two windows overlap in one run of `4C`
+    /// accumulators, too few to hide the FMA latency. A horizontal pixel pair's two windows
+    /// overlap in one run of `4C`
     /// floats per kernel row, so the pair is one tile row of depth `3 x 4C` against weights
     /// widened to `[W; 0]` (first pixel) and `[0; W]` (second): a third more multiplications,
     /// in `2n`-wide rows. Stride 1 and an even width keep pairs within rows.

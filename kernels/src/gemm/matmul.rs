@@ -25,8 +25,7 @@ const L1_BUDGET: usize = 16 * 1024;
 /// Rows of A handled together across all panels: as many as fit [`L1_BUDGET`] (at least 12),
 /// a multiple of every tile height of the path (6, 4 and 3: 12; 24 for AVX-512's 8- and 12-row
 /// tiles, whose cores have a 48 KiB L1, so twice the budget), at most [`STRIP_MAX`]. (Strips of
-/// 12 rather than 6, and 12 rather than 18, let the 4-row tile run whole groups: 1 thread, Zen
-/// 4, A in cache, 3-vector panels at depth 180-468 went from 78-82% to 88-89% of the FMA peak.)
+/// 12 rather than 6, and 12 rather than 18, let the 4-row tile run whole groups.)
 fn strip_rows(isa: Isa, depth: usize) -> usize {
     let (budget, unit) = match isa {
         Isa::Avx512 => (2 * L1_BUDGET, 24),

@@ -2,7 +2,7 @@
 //!
 //! The default backend is bnconv's own GEMM ([`crate::gemm::matmul`]), tiled for the convolution's
 //! skinny shapes. `matrixmultiply` (built without its AVX-512 kernel, slower than its AVX2 kernel
-//! on these shapes, see FACTS.md) and, with the cargo feature `blas`, the system OpenBLAS are
+//! on these shapes, see docs/performance/) and, with the cargo feature `blas`, the system OpenBLAS are
 //! alternatives selectable at run time, to compare against. All run single-threaded here: callers
 //! split the work across the rayon pool.
 

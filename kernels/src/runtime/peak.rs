@@ -1,6 +1,6 @@
 //! The fp32 FMA peak of one core of this machine, measured rather than assumed: the `% peak`
-//! figures of a report are only honest against the CPU they ran on (a 3.66 GHz Zen 4 core does
-//! 117 GFLOP/s, a Zen 3 cloud core measured 86-92, a 2.3 GHz Xeon 135-168 with AVX-512).
+//! figures of a report are only honest against the CPU they ran on (cores differ by about two
+//! to one; measured figures are in docs/performance/).
 //!
 //! The probe runs [`CHAINS`] independent multiply-add chains on the active code path's widest
 //! vectors, enough to cover FMA latency times the FMA pipes of current x86 cores (4 x 2), and

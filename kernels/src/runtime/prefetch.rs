@@ -4,12 +4,11 @@
 //! it was written: by then it has left L2, and the product's strided reads (a few floats of each
 //! long row at a time) bring it back one missed line after another, faster than the hardware
 //! prefetchers follow. Asking for the next block of rows while computing this one overlaps the
-//! memory traffic with the arithmetic. Measured on conv11's weight-gradient shape (1024 x 360 by
-//! 1024 x 44, one thread, A evicted first): 0.94-1.06 ms before, 0.47-0.48 ms with the prefetch
-//! (and blocks outermost). The implicit path's bordered images are a few KiB each; prefetching
-//! the next image there did not help, so it does not.
+//! memory traffic with the arithmetic (on conv11's weight-gradient shape it halved the time).
+//! The implicit path's bordered images are a few KiB each; prefetching the next image there did
+//! not help, so it does not.
 //!
-//! On Zen 3 the hints did little (a burst of them can outrun the miss buffers); [`warm_l2`]
+//! On some cores the hints do little (a burst of them can outrun the miss buffers); [`warm_l2`]
 //! streams a block in with real loads before the product that reads it.
 
 /// Floats per 64-byte cache line.
@@ -46,10 +45,8 @@ pub(crate) fn prefetch_rows_l2(a: &[f32], ld: usize, cols: usize, rows: std::ops
 /// Reads `data` in order, one float per cache line, so that it is in L2 (or at worst L3) when the
 /// caller's product reads it. Unlike [`prefetch_l2`]'s hints, which a burst of misses can
 /// outrun, these are real loads: in address order, they also engage the hardware stream
-/// prefetchers and keep many misses in flight. Measured on half of conv10's weight gradient (512
-/// x 324 by 512 x 40, one thread, Zen 3, operands evicted first; minimum and mean of 100 runs):
-/// 0.53 and 0.98 ms in column strips as before, 0.39 and 0.65 ms in 128-row blocks each warmed
-/// first, 0.55 and 1.15 ms in the same blocks not warmed.
+/// prefetchers and keep many misses in flight. Row blocks warmed first beat both column strips
+/// and the same blocks not warmed (figures in docs/performance/).
 #[inline]
 pub(crate) fn warm_l2(data: &[f32]) {
     let mut sum = 0.0f32;

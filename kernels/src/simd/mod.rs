@@ -7,7 +7,7 @@
 //! contracts `a * b + c` into an FMA on its own, so both builds give bitwise the same results.
 //!
 //! [`Isa::Avx512`] changes only the GEMM register tiles (16-lane `zmm` tiles, in
-//! `microkernel.rs`); the element-wise kernels keep their AVX2 build there. Intel's server
+//! `gemm/tile.rs`); the element-wise kernels keep their AVX2 build there. Intel's server
 //! cores run two 512-bit FMAs a cycle, twice their AVX2 rate; AMD's Zen 4 splits each into two
 //! 256-bit halves, so there AVX-512 gains nothing and `BNCONV_ISA=avx2` (read by the `bnconv`
 //! binary, which calls [`force_isa`]) may be the better choice.
