@@ -1,0 +1,283 @@
+//! GEMM register tiles: one microkernel per instruction set, chosen by the caller from
+//! [`crate::simd::active_isa`], with a plain scalar twin that the tests compare it with.
+//!
+//! A tile computes `C[i][j] (+)= sum_p A(i, p) * B(p, j)` for `i < MR`, `j < 8 * NV`, where `A` is
+//! read through two strides (between tile rows, and along the reduction) and `B` row `p` is
+//! `8 * NV` contiguous floats. The same tile therefore runs `cols @ W` (A rows are im2col rows,
+//! B is packed) and `cols^T @ dy` (A "rows" are im2col columns, B rows are rows of `dy`), with no
+//! packing of the big operand. Each output element is reduced in order `p = 0, 1, ...`, whatever
+//! the tiling, so results do not depend on how the caller splits the output between threads.
+
+use crate::simd::{relu_s, Isa};
+
+/// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
+pub const LANES: usize = 8;
+
+/// Most rows a tile kind has.
+pub const MAX_ROWS: usize = 12;
+
+/// Most rows a caller hands one [`Tile`] call (its row-pointer arrays live on the stack).
+pub(crate) const STRIP_MAX: usize = 96;
+
+/// A strip of tiles' operands: `rows` output rows computed `MR` at a time against one panel of
+/// B, in a single call (the per-call set-up and the tile function's entry and exit are paid once
+/// per strip, not once per `MR` rows). Pointers and strides are in floats.
+///
+/// The reduction runs over `segments` segments of `depth` steps: step `p` of segment `s` reads
+/// `A(i, s, p) = a[i] + s*a_seg + p*a_step` and the B row at `b + s*b_seg + p*b_step`. One segment
+/// is a plain GEMM; three segments with `a[i]` pointing into a padded image are a 3x3
+/// convolution without im2col (one segment per kernel row).
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<'r> {
+    pub segments: usize,
+    /// Reduction steps per segment.
+    pub depth: usize,
+    /// Row `i`'s first element of A, for `i < rows`. (A last group of fewer than `MR` rows
+    /// repeats its last row; the copies are computed and dropped.)
+    pub a: &'r [*const f32],
+    pub a_step: isize,
+    pub a_seg: isize,
+    pub b: *const f32,
+    pub b_step: isize,
+    pub b_seg: isize,
+    /// Row `i` of C starts at `c[i] + c_col`, for `i < rows`.
+    pub c: &'r [*mut f32],
+    pub c_col: usize,
+    /// Rows to compute (at least 1; `a` and `c` hold at least this many).
+    pub rows: usize,
+    /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
+    /// not read from B.
+    pub cols: usize,
+    /// Start from C's values instead of zero, so that reducing a long sum block by block gives
+    /// bitwise the result of one pass.
+    pub accumulate: bool,
+    /// When not null (and `accumulate` is false), every row starts from this row of `cols`
+    /// floats instead of zero: a bias added on the output tile rather than by a pass that fills
+    /// C first (same arithmetic, so bitwise the same result).
+    pub bias: *const f32,
+    /// Apply ReLU (NaN passes through) to the tile before storing it: a post-op riding on the
+    /// output tile instead of another pass over memory.
+    pub relu: bool,
+}
+
+/// Fills `out[..rows]` with `base + i * stride` (row pointers of a strided matrix).
+pub(crate) fn strided<T>(base: *const T, stride: isize, out: &mut [*const T]) {
+    for (i, p) in out.iter_mut().enumerate() {
+        *p = base.wrapping_offset(i as isize * stride);
+    }
+}
+
+/// Fills `out` with `base + i * stride` (output row pointers of a strided matrix).
+pub(crate) fn strided_mut<T>(base: *mut T, stride: usize, out: &mut [*mut T]) {
+    for (i, p) in out.iter_mut().enumerate() {
+        *p = base.wrapping_add(i * stride);
+    }
+}
+
+/// Row `i` of group `g` (rows `g..g + MR`), the last valid row standing in past `rows`.
+#[inline(always)]
+fn group_rows<T: Copy, const MR: usize>(rows: &[T], g: usize, valid_end: usize) -> [T; MR] {
+    std::array::from_fn(|i| rows[(g + i).min(valid_end - 1)])
+}
+
+/// The checks every tile entry makes before its `unsafe` body: row pointers for every row, and
+/// (debug builds) a tile kind within bounds and columns within its width.
+fn check_tile<const MR: usize, const NV: usize>(t: &Tile) {
+    assert!(
+        t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
+        "tile: rows"
+    );
+    debug_assert!(MR <= MAX_ROWS);
+    debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
+}
+
+/// Runs one `MR x 8*NV` tile with the code path for `isa`. `MASK_B`: B rows hold only `cols`
+/// valid floats (read the last vector with a mask); otherwise B rows are readable for `8 * NV`
+/// floats (zero-padded, or followed by more data whose lanes are never stored).
+///
+/// # Safety
+/// `isa` must be one this CPU runs (from [`crate::simd::active_isa`] or a check like it). For
+/// every `i < MR`, segment `s` and step `p`, `a[i] + s*a_seg + p*a_step` must be readable; B rows
+/// must be readable for `8*NV` floats (`cols` when `MASK_B`); C must be writable at
+/// `c[i] + c_col + j` for `i < rows`, `j < cols`, and must not overlap A or B; a non-null `bias`
+/// must be readable for `cols` floats.
+#[inline]
+pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bool>(
+    isa: Isa,
+    t: &Tile,
+) {
+    check_tile::<MR, NV>(t);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 => {
+            // SAFETY: the caller vouches for AVX2+FMA and for the memory contract.
+            unsafe { avx2::tile::<MR, NV, MASK_B>(t) }
+        }
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { tile_scalar::<MR, NV, MASK_B>(t) },
+    }
+}
+
+/// Runs one `MR x 8*NV` tile with 16-lane AVX-512 vectors, `ZV = ceil(NV / 2)` of them per row
+/// (an odd last 8-lane vector rides in the low half of a `zmm`). Same contract and the same
+/// reduction order, with FMA, as the AVX2 tile: bitwise the same results.
+///
+/// # Safety
+/// AVX-512 F must be available ([`Isa::Avx512`] active or checked); otherwise as [`run_tile`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) unsafe fn run_tile_avx512<
+    const MR: usize,
+    const NV: usize,
+    const ZV: usize,
+    const MASK_B: bool,
+>(
+    t: &Tile,
+) {
+    check_tile::<MR, NV>(t);
+    debug_assert!(ZV == NV.div_ceil(2));
+    // SAFETY: forwarded from the caller.
+    unsafe { avx512::tile::<MR, NV, ZV, MASK_B>(t) }
+}
+
+/// The plain reference tile: same contract, same reduction order, `a * b + c` without FMA.
+///
+/// # Safety
+/// As [`run_tile`].
+pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
+    let width = LANES * NV;
+    let read_cols = if MASK_B { t.cols } else { width };
+    for g in (0..t.rows).step_by(MR) {
+        let valid = (t.rows - g).min(MR);
+        let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
+        let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
+        let mut acc = [[0.0f32; 32]; MR];
+        if !t.bias.is_null() && !t.accumulate {
+            for row in acc.iter_mut() {
+                for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                    // SAFETY: the bias row is readable for `cols` floats.
+                    *v = unsafe { *t.bias.add(j) };
+                }
+            }
+        }
+        if t.accumulate {
+            for (i, row) in acc.iter_mut().enumerate().take(valid) {
+                for (j, v) in row.iter_mut().enumerate().take(t.cols) {
+                    // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
+                    *v = unsafe { *c[i].add(j) };
+                }
+            }
+        }
+        for (i, row) in acc.iter_mut().enumerate().take(valid) {
+            for s in 0..t.segments as isize {
+                for p in 0..t.depth as isize {
+                    // SAFETY: inside A's and B's contract (`j < read_cols`).
+                    let av = unsafe { *a[i].offset(s * t.a_seg + p * t.a_step) };
+                    let b = t.b.wrapping_offset(s * t.b_seg + p * t.b_step);
+                    for (j, c) in row.iter_mut().enumerate().take(read_cols) {
+                        *c += av * unsafe { *b.add(j) };
+                    }
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate().take(valid) {
+            for (j, v) in row.iter().enumerate().take(t.cols) {
+                let v = if t.relu { relu_s(*v) } else { *v };
+                // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
+                unsafe { *c[i].add(j) = v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::testing::pseudo;
+
+    /// The 4 x 3 tile (its reduction loop in assembly) equals the 3 x 3 tile (intrinsics)
+    /// bitwise: the same FMAs in the same order per element. Rows cover every 4-row tail;
+    /// segments, strides, a partly filled last vector, every start and the ReLU post-op too.
+    #[test]
+    fn four_row_assembly_tile_equals_the_three_row_tile_bitwise() {
+        if !Isa::Avx2.supported() {
+            eprintln!(
+                "SKIPPED four_row_assembly_tile_equals_the_three_row_tile_bitwise: this CPU has no AVX2+FMA"
+            );
+            return;
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for rows in 1..=14 {
+            for &(segments, depth, a_step, cols) in
+                &[(1, 1, 1, 24), (1, 17, 3, 20), (3, 14, 2, 17), (2, 0, 1, 24)]
+            {
+                let (a_seg, b_step) = (depth as isize * a_step + 5, 24 + 3);
+                let b_seg = depth as isize * b_step + 7;
+                let a_row = segments as isize * a_seg + 1;
+                let a = pseudo(rows * a_row as usize, 1);
+                let b = pseudo((segments * b_seg as usize).max(1) + 24, 2);
+                let bias = pseudo(cols, 3);
+                let ldc = cols + 2;
+                let c0 = pseudo(rows * ldc, 4);
+                let a_rows: Vec<*const f32> = (0..rows)
+                    .map(|i| a[i * a_row as usize..].as_ptr())
+                    .collect();
+                for (accumulate, with_bias, relu) in [
+                    (false, false, false),
+                    (true, false, true),
+                    (false, true, true),
+                ] {
+                    let run = |tall: bool| {
+                        let mut c = c0.clone();
+                        let c_rows: Vec<*mut f32> =
+                            (0..rows).map(|i| c[i * ldc..].as_mut_ptr()).collect();
+                        let t = Tile {
+                            segments,
+                            depth,
+                            a: &a_rows,
+                            a_step,
+                            a_seg,
+                            b: b.as_ptr(),
+                            b_step,
+                            b_seg,
+                            c: &c_rows,
+                            c_col: 1,
+                            rows,
+                            cols,
+                            accumulate,
+                            bias: if with_bias {
+                                bias.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            relu,
+                        };
+                        // SAFETY: AVX2 checked above; every A read lies inside `a` (row `i`
+                        // reads up to `(segments - 1) * a_seg + (depth - 1) * a_step` floats
+                        // on, less than `a_row`), every B row inside `b` for 24 floats, C rows
+                        // inside `c` for `1 + cols <= ldc` floats, the bias `cols` floats.
+                        unsafe {
+                            if tall {
+                                run_tile::<4, 3, false>(Isa::Avx2, &t)
+                            } else {
+                                run_tile::<3, 3, false>(Isa::Avx2, &t)
+                            }
+                        }
+                        bits(&c)
+                    };
+                    assert_eq!(
+                        run(true),
+                        run(false),
+                        "rows {rows} segments {segments} depth {depth} cols {cols} accumulate {accumulate} bias {with_bias} relu {relu}"
+                    );
+                }
+            }
+        }
+    }
+}
