@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Opens a bnconv checkpoint with the Python `safetensors` package (numpy API) and checks it
-against the seed network as docs/protocol.md defines it, independently of the Rust code: every tensor
-name, shape and dtype, the metadata, finite values, and (when present) the training state.
+against the seed network as docs/protocol.md defines it, independently of the Rust code: every
+tensor name, shape and dtype, the metadata, the digests (format 2: `tensor_sha256` per tensor,
+`metadata_sha256` over the other metadata entries), finite values, and (when present) the
+training state.
 
     python3 tests/python/check_checkpoint.py FILE.safetensors [--variant bn] [--steps N]
         [--training-images 55000]
@@ -9,6 +11,7 @@ name, shape and dtype, the metadata, finite values, and (when present) the train
 Exits non-zero, listing every problem, if anything differs. Needs `pip install safetensors numpy`.
 """
 import argparse
+import hashlib
 import json
 import sys
 
@@ -49,6 +52,34 @@ def expected_params(variant):
     return params
 
 
+def check_digests(path, meta):
+    """Recomputes both digests as documented: SHA-256 of each tensor's stored bytes, and SHA-256
+    over the other metadata entries sorted by key, each as key, NUL, value, NUL."""
+    problems = []
+    h = hashlib.sha256()
+    for key in sorted(k for k in meta if k != "metadata_sha256"):
+        h.update(key.encode() + b"\0" + meta[key].encode() + b"\0")
+    if meta.get("metadata_sha256") != h.hexdigest():
+        problems.append("metadata_sha256 does not match the metadata")
+    try:
+        recorded = json.loads(meta.get("tensor_sha256", "{}"))
+    except ValueError as e:
+        return problems + [f"tensor_sha256 is not JSON: {e}"]
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    names = sorted(k for k in header if k != "__metadata__")
+    if sorted(recorded) != names:
+        problems.append("tensor_sha256 does not list exactly the file's tensors")
+    for name in names:
+        begin, end = header[name]["data_offsets"]
+        if recorded.get(name) != hashlib.sha256(data[begin:end]).hexdigest():
+            problems.append(f"{name}: SHA-256 differs from tensor_sha256")
+    return problems
+
+
 def check(path, variant=None, steps=None, training_images=55000):
     problems = []
     with safe_open(path, framework="np") as f:
@@ -57,8 +88,9 @@ def check(path, variant=None, steps=None, training_images=55000):
 
     if meta.get("format") != "bnconv":
         problems.append(f"metadata format is {meta.get('format')!r}, expected 'bnconv'")
-    if meta.get("format_version") != "1":
-        problems.append(f"format_version is {meta.get('format_version')!r}, expected '1'")
+    if meta.get("format_version") != "2":
+        problems.append(f"format_version is {meta.get('format_version')!r}, expected '2'")
+    problems += check_digests(path, meta)
     file_variant = meta.get("variant")
     if file_variant not in ("plain", "bn", "bn-lowlevel"):
         problems.append(f"unknown variant {file_variant!r}")
