@@ -40,23 +40,22 @@ fn small_data() -> &'static str {
         )))
         .expect("the repository's MNIST loads");
         let dir = scratch("ckpt-cli", "data");
-        let mut train_images = real.validation.images().to_vec();
-        train_images.extend_from_slice(real.train.slice(0..64).images());
+        let mut train_images = real.validation.pixels().to_vec();
+        train_images.extend_from_slice(real.train.slice(0..64).pixels());
         let mut train_labels = real.validation.labels().to_vec();
         train_labels.extend_from_slice(&real.train.labels()[..64]);
         let test = real.test.slice(0..500);
         write_idx(&dir, "train", &train_images, &train_labels);
-        write_idx(&dir, "t10k", test.images(), test.labels());
+        write_idx(&dir, "t10k", test.pixels(), test.labels());
         dir
     });
     s(dir)
 }
 
-fn write_idx(dir: &Path, set: &str, images: &[f32], labels: &[u8]) {
+fn write_idx(dir: &Path, set: &str, pixels: &[u8], labels: &[u8]) {
     let n = labels.len() as u32;
     let mut bytes = [0x803u32, n, 28, 28].map(u32::to_be_bytes).concat();
-    // The loader scales by 1/255 in f32; rounding back recovers the stored byte exactly.
-    bytes.extend(images.iter().map(|p| (p * 255.0).round() as u8));
+    bytes.extend_from_slice(pixels);
     assert_eq!(bytes.len(), 16 + labels.len() * Dataset::PIXELS);
     std::fs::write(dir.join(format!("{set}-images-idx3-ubyte")), bytes).unwrap();
     let mut bytes = [0x801u32, n].map(u32::to_be_bytes).concat();

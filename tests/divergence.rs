@@ -11,11 +11,11 @@ use std::process::Command;
 const BATCH: usize = 16;
 
 fn synthetic(n: usize) -> Dataset {
-    let images = (0..n * Dataset::PIXELS)
-        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+    let pixels = (0..n * Dataset::PIXELS)
+        .map(|i| ((i * 7919) % 256) as u8)
         .collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    Dataset::new(images, labels).expect("a consistent synthetic set")
+    Dataset::new(pixels, labels).expect("a consistent synthetic set")
 }
 
 fn trainer(variant: Variant, lr: f32, data: &Dataset) -> Trainer {

@@ -40,11 +40,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn synthetic(n: usize) -> Dataset {
-    let images = (0..n * Dataset::PIXELS)
-        .map(|i| (i % 251) as f32 / 251.0)
-        .collect();
+    let pixels = (0..n * Dataset::PIXELS).map(|i| (i % 251) as u8).collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
-    Dataset::new(images, labels).expect("a consistent synthetic set")
+    Dataset::new(pixels, labels).expect("a consistent synthetic set")
 }
 
 #[test]

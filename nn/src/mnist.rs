@@ -1,9 +1,10 @@
 //! MNIST as TF1's `input_data.read_data_sets(one_hot=True, reshape=False)` delivers it.
 //!
 //! The first 5000 training images are the validation set and the other 55000 the training set;
-//! pixels are `u8 * (1/255)` in `f32` exactly as TF1 computes them, and labels become one-hot rows
-//! only when a batch is copied out. A run here therefore sees the same examples, split the same
-//! way, as the TF1 reference it is compared with.
+//! pixels are `u8 * (1/255)` in `f32` exactly as TF1 computes them, and labels become one-hot rows.
+//! A run here therefore sees the same examples, split the same way, as the TF1 reference it is
+//! compared with. Images stay in memory as the bytes the files hold (55 MB for all 70000, a
+//! quarter of the f32 pixels); a batch is converted to f32 when it is copied out.
 //!
 //! Everything read from disk is untrusted: checksums are verified before parsing, header sizes are
 //! checked against the real byte count before anything is allocated, and every failure is a
@@ -35,6 +36,22 @@ const MAX_DECOMPRESSED: u64 = 1 << 30;
 /// TF1 scales with `numpy.multiply(images, 1.0 / 255.0)` on `float32`, i.e. a multiply by the
 /// rounded reciprocal, which differs from `p / 255.0` in the last bit for about half the values.
 const PIXEL_SCALE: f32 = 1.0 / 255.0;
+
+/// A stored pixel byte as the network sees it: `p * (1/255)` in f32, exactly as TF1 scales.
+pub fn pixel_value(p: u8) -> f32 {
+    f32::from(p) * PIXEL_SCALE
+}
+
+/// [`pixel_value`] of every byte of `pixels` into `out` (same length).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn pixels_to_f32(pixels: &[u8], out: &mut [f32]) {
+    assert_eq!(pixels.len(), out.len(), "one f32 per pixel");
+    for (dst, &p) in out.iter_mut().zip(pixels) {
+        *dst = pixel_value(p);
+    }
+}
 
 /// Why MNIST could not be loaded; every variant names the file (or in-memory source) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -109,10 +126,12 @@ fn idx_kind(magic: u32) -> &'static str {
     }
 }
 
-/// One labelled image set: pixels as f32 in `[0, 1]`, NHWC with H=W=28, C=1, row-major.
+/// One labelled image set: 28x28 grey images as the IDX files store them (one byte per pixel,
+/// row-major), and their labels 0-9. Batches are copied out as f32 in `[0, 1]`
+/// ([`pixel_value`]), NHWC with H=W=28, C=1.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    images: Vec<f32>,
+    pixels: Vec<u8>,
     labels: Vec<u8>,
 }
 
@@ -122,32 +141,29 @@ impl Dataset {
     pub const PIXELS: usize = Self::ROWS * Self::COLS;
     pub const CLASSES: usize = 10;
 
-    /// Errors if lengths disagree (`images.len() != labels.len() * 784`) or a label is above 9,
+    /// Errors if lengths disagree (`pixels.len() != labels.len() * 784`) or a label is above 9,
     /// so that every later indexing and one-hot write is in bounds.
-    pub fn new(images: Vec<f32>, labels: Vec<u8>) -> Result<Self, DataError> {
+    pub fn new(pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
         const WHAT: &str = "Dataset::new";
-        if labels.len().checked_mul(Self::PIXELS) != Some(images.len()) {
+        if labels.len().checked_mul(Self::PIXELS) != Some(pixels.len()) {
             return Err(DataError::BadDimensions {
                 what: WHAT.into(),
                 detail: format!(
-                    "{} pixel values for {} labels; each image needs {}",
-                    images.len(),
+                    "{} pixels for {} labels; each image needs {}",
+                    pixels.len(),
                     labels.len(),
                     Self::PIXELS
                 ),
             });
         }
         check_labels(&labels, WHAT)?;
-        Ok(Self { images, labels })
+        Ok(Self { pixels, labels })
     }
 
     /// Builds from raw IDX pixels that the caller has already matched to validated labels.
-    fn from_raw(pixels: &[u8], labels: &[u8]) -> Self {
+    fn from_raw(pixels: Vec<u8>, labels: Vec<u8>) -> Self {
         debug_assert_eq!(pixels.len(), labels.len() * Self::PIXELS);
-        Self {
-            images: pixels.iter().map(|&p| f32::from(p) * PIXEL_SCALE).collect(),
-            labels: labels.to_vec(),
-        }
+        Self { pixels, labels }
     }
 
     pub fn len(&self) -> usize {
@@ -158,20 +174,21 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    pub fn images(&self) -> &[f32] {
-        &self.images
+    /// Every image's pixel bytes, image after image.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
     }
 
     pub fn labels(&self) -> &[u8] {
         &self.labels
     }
 
-    /// The 784 pixels of image `i`.
+    /// The 784 pixel bytes of image `i`.
     ///
     /// # Panics
     /// If `i >= self.len()`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        &self.images[i * Self::PIXELS..(i + 1) * Self::PIXELS]
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.pixels[i * Self::PIXELS..(i + 1) * Self::PIXELS]
     }
 
     /// A contiguous sub-range as a new Dataset (copies) — used for the validation split.
@@ -181,19 +198,22 @@ impl Dataset {
     pub fn slice(&self, range: Range<usize>) -> Dataset {
         // Slicing the labels first bounds-checks `range`, so the pixel offsets cannot overflow.
         let labels = self.labels[range.clone()].to_vec();
-        let images = self.images[range.start * Self::PIXELS..range.end * Self::PIXELS].to_vec();
-        Dataset { images, labels }
+        let pixels = self.pixels[range.start * Self::PIXELS..range.end * Self::PIXELS].to_vec();
+        Dataset { pixels, labels }
     }
 
-    /// Writes `images[range]` into `x` (len `range.len() * 784`) and one-hot labels into `y`
-    /// (len `range.len() * 10`).
+    /// Writes the images of `range` as f32 ([`pixel_value`]) into `x` (len `range.len() * 784`)
+    /// and one-hot labels into `y` (len `range.len() * 10`).
     ///
     /// # Panics
     /// If `range` is out of bounds or `x` / `y` have the wrong length.
     pub fn copy_range(&self, range: Range<usize>, x: &mut [f32], y: &mut [f32]) {
         let labels = &self.labels[range.clone()];
         check_batch_buffers(labels.len(), x, y);
-        x.copy_from_slice(&self.images[range.start * Self::PIXELS..range.end * Self::PIXELS]);
+        pixels_to_f32(
+            &self.pixels[range.start * Self::PIXELS..range.end * Self::PIXELS],
+            x,
+        );
         write_one_hot(labels.iter().copied(), y);
     }
 
@@ -204,7 +224,7 @@ impl Dataset {
     pub fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [f32]) {
         check_batch_buffers(indices.len(), x, y);
         for (&i, dst) in indices.iter().zip(x.chunks_exact_mut(Self::PIXELS)) {
-            dst.copy_from_slice(self.image(i));
+            pixels_to_f32(self.image(i), dst);
         }
         write_one_hot(indices.iter().map(|&i| self.labels[i]), y);
     }
@@ -294,7 +314,7 @@ impl Mnist {
         let test_labels = RawFile::read_verified(dir, TEST_LABELS, &sums)?;
 
         let train_what = train_images.what();
-        let (train_pixels, train_labels) = parse_pair(train_images, train_labels)?;
+        let (mut train_pixels, mut train_labels) = parse_pair(train_images, train_labels)?;
         let count = train_labels.len();
         if count <= Self::VALIDATION_SIZE {
             return Err(DataError::TooFewTraining {
@@ -302,19 +322,20 @@ impl Mnist {
                 count,
             });
         }
+        // The validation images are copied out; the training images stay in the decoded buffer
+        // (moved to its front), so the set is never held twice.
         let split = Self::VALIDATION_SIZE * Dataset::PIXELS;
         let validation = Dataset::from_raw(
-            &train_pixels[..split],
-            &train_labels[..Self::VALIDATION_SIZE],
+            train_pixels[..split].to_vec(),
+            train_labels[..Self::VALIDATION_SIZE].to_vec(),
         );
-        let train = Dataset::from_raw(
-            &train_pixels[split..],
-            &train_labels[Self::VALIDATION_SIZE..],
-        );
-        drop(train_pixels);
+        train_pixels.drain(..split);
+        train_pixels.shrink_to_fit();
+        train_labels.drain(..Self::VALIDATION_SIZE);
+        let train = Dataset::from_raw(train_pixels, train_labels);
 
         let (test_pixels, test_labels) = parse_pair(test_images, test_labels)?;
-        let test = Dataset::from_raw(&test_pixels, &test_labels);
+        let test = Dataset::from_raw(test_pixels, test_labels);
         Ok(Mnist {
             train,
             validation,
@@ -369,7 +390,7 @@ pub fn decode_idx_pair(
     labels_path: &Path,
 ) -> Result<Dataset, DataError> {
     let (pixels, labels) = decode_raw_pair(images, images_path, labels, labels_path)?;
-    Ok(Dataset::from_raw(&pixels, &labels))
+    Ok(Dataset::from_raw(pixels, labels))
 }
 
 /// Gunzips `bytes` if they start with the gzip magic, else returns them unchanged; `path` names the
@@ -385,7 +406,8 @@ fn decode_raw_pair(
     labels_path: &Path,
 ) -> Result<(Vec<u8>, Vec<u8>), DataError> {
     let images_what = images_path.display().to_string();
-    let (count, pixels) = parse_idx_images(&gunzip_if_gzipped(images, images_path)?, &images_what)?;
+    let (count, pixels) =
+        idx_images_in_place(gunzip_if_gzipped(images, images_path)?, &images_what)?;
     let labels_what = labels_path.display().to_string();
     let labels_vec = parse_idx_labels(&gunzip_if_gzipped(labels, labels_path)?, &labels_what)?;
     if count != labels_vec.len() {
@@ -404,6 +426,20 @@ fn decode_raw_pair(
 /// Returns `(count, raw pixels)`; requires magic `0x00000803` and 28x28 images, and a body of
 /// exactly `count * 784` bytes (truncated or trailing data are both errors).
 pub fn parse_idx_images(bytes: &[u8], what: &str) -> Result<(usize, Vec<u8>), DataError> {
+    let (count, start) = check_idx_images(bytes, what)?;
+    Ok((count, bytes[start..].to_vec()))
+}
+
+/// [`parse_idx_images`] that reuses the file's buffer for the pixels (the header is removed from
+/// its front) instead of copying them.
+fn idx_images_in_place(mut bytes: Vec<u8>, what: &str) -> Result<(usize, Vec<u8>), DataError> {
+    let (count, start) = check_idx_images(&bytes, what)?;
+    bytes.drain(..start);
+    Ok((count, bytes))
+}
+
+/// Checks IDX image bytes; returns the image count and where the pixels start.
+fn check_idx_images(bytes: &[u8], what: &str) -> Result<(usize, usize), DataError> {
     let ([count, rows, cols], body) = parse_idx_header(bytes, what, IMAGES_MAGIC)?;
     if rows != Dataset::ROWS || cols != Dataset::COLS {
         return Err(DataError::BadDimensions {
@@ -416,7 +452,7 @@ pub fn parse_idx_images(bytes: &[u8], what: &str) -> Result<(usize, Vec<u8>), Da
         });
     }
     let body = check_body(body, count, Dataset::PIXELS, "images", what)?;
-    Ok((count, body.to_vec()))
+    Ok((count, bytes.len() - body.len()))
 }
 
 /// Parses IDX label bytes (already decompressed): magic `0x00000801`, every label `<= 9`.
@@ -716,9 +752,8 @@ mod tests {
         assert_eq!(m.validation.len(), 5_000);
         assert_eq!(m.test.len(), 10_000);
         for set in [&m.train, &m.validation, &m.test] {
-            assert_eq!(set.images().len(), set.len() * Dataset::PIXELS);
-            assert!(set.images().iter().all(|p| (0.0..=1.0).contains(p)));
-            assert!(set.images().contains(&1.0) && set.images().contains(&0.0));
+            assert_eq!(set.pixels().len(), set.len() * Dataset::PIXELS);
+            assert!(set.pixels().contains(&255) && set.pixels().contains(&0));
         }
         // Index 0 of the raw training file is validation[0]; index 5000 is train[0].
         assert_eq!(m.validation.labels()[0], 5);
@@ -734,10 +769,23 @@ mod tests {
         let raw = read_maybe_gzipped(&raw_path).expect("read images");
         let (count, pixels) = parse_idx_images(&raw, "train images").expect("parse images");
         assert_eq!(count, 60_000);
-        let first_train = &pixels[5000 * 784..5001 * 784];
-        for (&p, &x) in first_train.iter().zip(m.train.image(0)) {
+        assert_eq!(m.validation.pixels(), &pixels[..5000 * 784]);
+        assert_eq!(m.train.pixels(), &pixels[5000 * 784..]);
+        // A copied-out batch is TF1's `float32(p) * float32(1/255)`: 1.0 exactly for 255, and
+        // the rounded reciprocal's product (not `p / 255`) elsewhere.
+        let mut x = vec![f32::NAN; 784];
+        let mut y = vec![0.0; 10];
+        m.train.copy_range(0..1, &mut x, &mut y);
+        for (&p, &x) in m.train.image(0).iter().zip(&x) {
             assert_eq!(x.to_bits(), (f32::from(p) * (1.0f32 / 255.0)).to_bits());
         }
+        assert_eq!(pixel_value(255), 1.0);
+        assert_eq!(pixel_value(0), 0.0);
+        assert_ne!(
+            pixel_value(3),
+            3.0 / 255.0,
+            "TF1 multiplies by the reciprocal"
+        );
     }
 
     #[test]
@@ -763,7 +811,7 @@ mod tests {
             (&raw.test, &gz.test),
         ] {
             assert_eq!(a.labels(), b.labels());
-            assert!(a.images() == b.images());
+            assert!(a.pixels() == b.pixels());
         }
     }
 
@@ -784,10 +832,7 @@ mod tests {
         );
         assert_eq!(m.train.labels(), &[0]);
         assert_eq!(m.test.labels(), &[0, 1, 2]);
-        assert_eq!(
-            m.test.image(1)[0],
-            f32::from((784 % 251) as u8) * PIXEL_SCALE
-        );
+        assert_eq!(m.test.image(1)[0], (784 % 251) as u8);
     }
 
     #[test]
@@ -1091,9 +1136,9 @@ mod tests {
 
     #[test]
     fn dataset_new_validates() {
-        let err = Dataset::new(vec![0.0; 783], vec![1]).expect_err("short images");
+        let err = Dataset::new(vec![0; 783], vec![1]).expect_err("short images");
         assert!(matches!(err, DataError::BadDimensions { .. }), "{err}");
-        let err = Dataset::new(vec![0.0; 784 * 2], vec![1, 10]).expect_err("label 10");
+        let err = Dataset::new(vec![0; 784 * 2], vec![1, 10]).expect_err("label 10");
         assert!(
             matches!(
                 err,
@@ -1111,22 +1156,25 @@ mod tests {
 
     #[test]
     fn batches_copy_pixels_and_one_hot_labels() {
-        let images: Vec<f32> = (0..4 * 784).map(|i| i as f32).collect();
-        let set = Dataset::new(images, vec![3, 0, 9, 5]).expect("valid");
+        // Every image distinct, every byte value present.
+        let pixels: Vec<u8> = (0..4 * 784).map(|i| ((i * 7) % 256) as u8).collect();
+        let set = Dataset::new(pixels, vec![3, 0, 9, 5]).expect("valid");
         let mut x = vec![f32::NAN; 2 * 784];
         let mut y = vec![f32::NAN; 2 * 10];
+        let scaled =
+            |i: usize| -> Vec<f32> { set.image(i).iter().map(|&p| pixel_value(p)).collect() };
 
         set.copy_range(1..3, &mut x, &mut y);
-        assert_eq!(&x[..784], set.image(1));
-        assert_eq!(&x[784..], set.image(2));
+        assert_eq!(&x[..784], scaled(1));
+        assert_eq!(&x[784..], scaled(2));
         let mut expected = [0.0; 20];
         expected[0] = 1.0;
         expected[10 + 9] = 1.0;
         assert_eq!(y, expected);
 
         set.gather(&[3, 0], &mut x, &mut y);
-        assert_eq!(&x[..784], set.image(3));
-        assert_eq!(&x[784..], set.image(0));
+        assert_eq!(&x[..784], scaled(3));
+        assert_eq!(&x[784..], scaled(0));
         let mut expected = [0.0; 20];
         expected[5] = 1.0;
         expected[10 + 3] = 1.0;
@@ -1134,6 +1182,6 @@ mod tests {
 
         let tail = set.slice(2..4);
         assert_eq!(tail.labels(), &[9, 5]);
-        assert_eq!(tail.images(), &set.images()[2 * 784..]);
+        assert_eq!(tail.pixels(), &set.pixels()[2 * 784..]);
     }
 }
