@@ -8,7 +8,7 @@
 //! ```
 
 use bnconv_nn::checkpoint::load_network;
-use bnconv_nn::mnist::Mnist;
+use bnconv_nn::mnist::{pixels_to_f32, Dataset, Mnist};
 use bnconv_nn::predictions::top_classes;
 use bnconv_nn::{Exec, Mode};
 use std::path::{Path, PathBuf};
@@ -39,9 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let test = Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))?.test;
     let count = count.min(test.len());
     let mut correct = 0;
+    let mut pixels = vec![0.0; Dataset::PIXELS];
     for i in 0..count {
-        // One image is a batch of one: 784 pixels in [0, 1], white digit on black.
-        let logits = net.forward(test.image(i), 1, Mode::Eval).data();
+        // One image is a batch of one: 784 pixels in [0, 1], white digit on black (the data set
+        // stores bytes; `pixels_to_f32` scales them exactly as training does).
+        pixels_to_f32(test.image(i), &mut pixels);
+        let logits = net.forward(&pixels, 1, Mode::Eval).data();
         let top = top_classes(logits, 3);
         let label = usize::from(test.labels()[i]);
         correct += usize::from(top[0].0 == label);
