@@ -12,10 +12,11 @@
 //! Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
 
 use bnconv_kernels::conv::im2col::im2col_image;
-use bnconv_kernels::conv::{conv_backward, conv_forward, ConvWorkspace};
+use bnconv_kernels::conv::{conv_backward, conv_forward, ConvOps, ConvWorkspace};
+use bnconv_kernels::fuse::BnApply;
 use bnconv_kernels::gemm::sgemm;
 use bnconv_kernels::norm::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnSaved, BnScratch,
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -131,13 +132,29 @@ fn conv(c: &mut Criterion) {
             let dy = random(g.output_len(), 3);
             let (mut ws, mut y) = (ConvWorkspace::default(), vec![0.0; g.output_len()]);
             let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-            conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
+            conv_forward(
+                GemmBackend::default(),
+                &g,
+                &x,
+                &w,
+                ConvOps::train(None),
+                &mut ws,
+                &mut y,
+            );
             let passes = if data_grad { 2 } else { 1 };
             group.throughput(Throughput::Elements(g.forward_flops() * passes));
             group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
                 b.iter(|| {
                     if !backward {
-                        conv_forward(GemmBackend::default(), &g, &x, &w, None, &mut ws, &mut y);
+                        conv_forward(
+                            GemmBackend::default(),
+                            &g,
+                            &x,
+                            &w,
+                            ConvOps::train(None),
+                            &mut ws,
+                            &mut y,
+                        );
                         return black_box(y[0]);
                     }
                     conv_backward(

@@ -10,6 +10,8 @@
 //! - [`simd`]: the instruction set chosen at run time and the 8-lane vector trait;
 //! - [`runtime`]: how work is cut into chunks ([`runtime::partition`]), cache warming, keeping the
 //!   pool's workers awake, the FMA peak probe and the phase profiler;
+//! - [`fuse`]: the vocabulary of fused operations, a product's [`fuse::Epilogue`] (bias, ReLU,
+//!   scale folded into the weights) and an operand's [`fuse::Prologue`] (batch norm, ReLU);
 //! - [`gemm`]: the GEMM backend switch, bnconv's own GEMM (packing, loop nests, register tiles)
 //!   and the optional BLAS backend;
 //! - [`norm`]: batch norm, ReLU and the fused BN+ReLU kernels;
@@ -21,6 +23,7 @@
 //! results are bitwise identical whatever the size of the rayon pool.
 
 pub mod conv;
+pub mod fuse;
 pub mod gemm;
 pub mod norm;
 pub mod runtime;

@@ -5,12 +5,11 @@
 //! it): biased batch variance, `moving = decay * moving + (1 - decay) * batch`, moving mean 0 and
 //! variance 1 at start, gamma 1 and beta 0.
 
-use crate::layer::{
-    BnPath, EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
-};
+use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::fuse::{BnApply, Epilogue, Prologue, Start};
 use bnconv_kernels::norm::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnApply, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnSaved, BnScratch,
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -164,15 +163,15 @@ impl Layer for BatchNorm {
         }
     }
 
-    fn forward_train_deferred(&mut self, exec: &Exec, x: &Tensor) -> Option<InputMap<'_>> {
+    fn forward_train_deferred(&mut self, exec: &Exec, x: &Tensor) -> Option<Prologue<'_>> {
         // Only the fused BN+ReLU path: its backward recomputes the ReLU mask from `x` and never
         // reads `y`.
         if !(self.relu && exec.bn_path == BnPath::Fused) {
             return None;
         }
         self.statistics(x, Mode::Train);
-        Some(InputMap {
-            bn: Some(BnApply {
+        Some(Prologue {
+            normalize: Some(BnApply {
                 mean: &self.mean,
                 scale: &self.scale,
                 beta: &self.beta.value,
@@ -252,7 +251,7 @@ impl Layer for BatchNorm {
         }
     }
 
-    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
+    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
         fold_scale(
             &self.gamma.value,
             &self.moving_var.value,
@@ -263,9 +262,9 @@ impl Layer for BatchNorm {
         for ch in 0..self.channels {
             self.shift[ch] = self.beta.value[ch] - self.moving_mean.value[ch] * self.scale[ch];
         }
-        Some(EvalAffine {
+        Some(Epilogue {
+            start: Start::Bias(&self.shift),
             scale: Some(&self.scale),
-            shift: Some(&self.shift),
             relu: self.relu,
         })
     }

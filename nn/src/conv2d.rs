@@ -1,13 +1,9 @@
 //! 3x3 convolution with TensorFlow SAME padding, NHWC activations, HWIO weights.
 
-use crate::layer::{
-    EvalAffine, Exec, InputMap, Layer, Mode, Param, ParamKind, ParamMut, ShapeError,
-};
+use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::conv::{
-    accepts_prologue, conv_backward, conv_forward, conv_forward_fused, conv_forward_with_prologue,
-    ConvEpilogue, ConvPrologue, ConvWorkspace,
-};
+use bnconv_kernels::conv::{accepts_prologue, conv_backward, conv_forward, ConvOps, ConvWorkspace};
+use bnconv_kernels::fuse::{Epilogue, Prologue, Start};
 use bnconv_kernels::ConvGeometry;
 
 pub struct Conv2d {
@@ -82,14 +78,20 @@ impl Layer for Conv2d {
             &self.weight.value,
             self.bias.as_ref().map(|b| b.value.as_slice()),
         );
-        let (x, ws, y) = (x.data(), &mut self.workspace, y.data_mut());
-        match mode {
-            Mode::Train => conv_forward(exec.gemm, &g, x, w, bias, ws, y),
+        let ops = match mode {
+            Mode::Train => ConvOps::train(bias),
             // Evaluation keeps nothing for backward (less memory traffic, same results).
-            Mode::Eval => {
-                conv_forward_fused(exec.gemm, &g, x, w, bias, ConvEpilogue::default(), ws, y)
-            }
-        }
+            Mode::Eval => ConvOps::eval(Epilogue::bias(bias)),
+        };
+        conv_forward(
+            exec.gemm,
+            &g,
+            x.data(),
+            w,
+            ops,
+            &mut self.workspace,
+            y.data_mut(),
+        );
     }
 
     fn backward(
@@ -121,21 +123,17 @@ impl Layer for Conv2d {
         &mut self,
         exec: &Exec,
         x: &Tensor,
-        map: &InputMap<'_>,
+        map: &Prologue<'_>,
         y: &mut Tensor,
     ) {
         let g = self.geometry(x.shape());
-        let prologue = ConvPrologue {
-            apply: map.bn,
-            relu: map.relu,
-        };
-        conv_forward_with_prologue(
+        let bias = self.bias.as_ref().map(|b| b.value.as_slice());
+        conv_forward(
             exec.gemm,
             &g,
             x.data(),
-            prologue,
             &self.weight.value,
-            self.bias.as_ref().map(|b| b.value.as_slice()),
+            ConvOps::train(bias).with_prologue(*map),
             &mut self.workspace,
             y.data_mut(),
         );
@@ -146,28 +144,28 @@ impl Layer for Conv2d {
         exec: &Exec,
         x: &Tensor,
         y: &mut Tensor,
-        post: &EvalAffine<'_>,
+        post: &Epilogue<'_>,
     ) -> bool {
         let g = self.geometry(x.shape());
         // bias * scale + shift, where a missing scale is 1 and a missing shift 0 (so a lone ReLU
         // after a biased conv keeps the bias bit for bit).
+        let shift = post.start.bias();
         self.fused_bias.clear();
         self.fused_bias.extend((0..self.out_c).map(|c| {
             let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
             let scaled = post.scale.map_or(bias, |s| bias * s[c]);
-            post.shift.map_or(scaled, |s| scaled + s[c])
+            shift.map_or(scaled, |s| scaled + s[c])
         }));
-        let epilogue = ConvEpilogue {
-            scale: post.scale,
-            relu: post.relu,
+        let epilogue = Epilogue {
+            start: Start::Bias(&self.fused_bias),
+            ..*post
         };
-        conv_forward_fused(
+        conv_forward(
             exec.gemm,
             &g,
             x.data(),
             &self.weight.value,
-            Some(&self.fused_bias),
-            epilogue,
+            ConvOps::eval(epilogue),
             &mut self.workspace,
             y.data_mut(),
         );

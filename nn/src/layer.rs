@@ -1,7 +1,7 @@
 //! The layer contract: forward in train or eval mode, backward, and a visit of the parameters.
 
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::norm::batchnorm::BnApply;
+use bnconv_kernels::fuse::{Epilogue, Prologue};
 use bnconv_kernels::GemmBackend;
 use std::fmt;
 
@@ -93,24 +93,6 @@ pub struct ShapeError {
     pub detail: String,
 }
 
-/// The per-channel map a layer applies in evaluation mode, `y = relu?(x * scale + shift)`, handed
-/// to the layer before it so that it can apply the map on its GEMM's output tile. `None` means
-/// the identity (scale 1, shift 0): a lone ReLU is `{ None, None, relu: true }`.
-pub struct EvalAffine<'a> {
-    pub scale: Option<&'a [f32]>,
-    pub shift: Option<&'a [f32]>,
-    pub relu: bool,
-}
-
-/// A per-channel map that a layer hands to the next one in training, for it to apply to its
-/// input as it reads it: `relu?((x - mean) * scale + beta)`, or `relu?(x)` without a batch norm
-/// (batch norm + ReLU, or a lone ReLU, before a convolution, which applies it while bordering
-/// its input).
-pub struct InputMap<'a> {
-    pub bn: Option<BnApply<'a>>,
-    pub relu: bool,
-}
-
 /// A differentiable layer. Networks call `forward` then, in training, `backward` with the same `x`
 /// and the `y` that forward produced; layers keep whatever else backward needs.
 pub trait Layer: Send {
@@ -132,8 +114,10 @@ pub trait Layer: Send {
         dx: Option<&mut Tensor>,
     );
 
-    /// In evaluation mode, the per-channel affine map (and ReLU) this layer is, if it is one.
-    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
+    /// In evaluation mode, the per-channel map this layer is, if it is one, as the [`Epilogue`]
+    /// the layer before applies to its output instead: `relu?(x * scale + shift)`, the shift as
+    /// a bias start (`Start::Zero`: no shift, which is not the same as adding 0 to -0).
+    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
         None
     }
 
@@ -144,7 +128,7 @@ pub trait Layer: Send {
         _exec: &Exec,
         _x: &Tensor,
         _y: &mut Tensor,
-        _post: &EvalAffine<'_>,
+        _post: &Epilogue<'_>,
     ) -> bool {
         false
     }
@@ -154,7 +138,7 @@ pub trait Layer: Send {
     /// everything else `forward` does (batch statistics, moving averages) and returns the map;
     /// `None`, doing nothing, if this layer is no such map on this execution path. `backward`
     /// must not need `y` afterwards.
-    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<InputMap<'_>> {
+    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<Prologue<'_>> {
         None
     }
 
@@ -179,7 +163,7 @@ pub trait Layer: Send {
         &mut self,
         _exec: &Exec,
         _x: &Tensor,
-        _map: &InputMap<'_>,
+        _map: &Prologue<'_>,
         _y: &mut Tensor,
     ) {
         panic!(

@@ -112,7 +112,7 @@ impl Network {
                 // Evaluation folds a following per-channel map (batch norm, ReLU) into this
                 // layer's output tile when it can; `acts[i + 1]` is then left stale.
                 let (head, tail) = self.layers.split_at_mut(i + 1);
-                if let Some(post) = tail[0].eval_affine() {
+                if let Some(post) = tail[0].eval_epilogue() {
                     rest[1].set_shape(shape);
                     let _l = profile::layer(i, Pass::Forward);
                     if head[i].forward_eval_fused(&self.exec, &done[i], &mut rest[1], &post) {

@@ -1,7 +1,8 @@
 //! A standalone ReLU (the plain network's activation).
 
-use crate::layer::{EvalAffine, Exec, InputMap, Layer, Mode, ShapeError};
+use crate::layer::{Exec, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::fuse::{Epilogue, Prologue};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
 use bnconv_kernels::runtime::profile::{self, Phase};
 
@@ -26,12 +27,8 @@ impl Layer for Relu {
         Ok(input)
     }
 
-    fn eval_affine(&mut self) -> Option<EvalAffine<'_>> {
-        Some(EvalAffine {
-            scale: None,
-            shift: None,
-            relu: true,
-        })
+    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
+        Some(Epilogue::NONE.with_relu(true))
     }
 
     fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
@@ -39,9 +36,9 @@ impl Layer for Relu {
         relu_forward(x.data(), y.data_mut());
     }
 
-    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<InputMap<'_>> {
-        Some(InputMap {
-            bn: None,
+    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<Prologue<'_>> {
+        Some(Prologue {
+            normalize: None,
             relu: true,
         })
     }

@@ -37,7 +37,7 @@ pub fn conv_backward(
     );
     assert!(
         ws.saved_for_backward,
-        "conv_backward: the last forward pass on this workspace was conv_forward_fused (evaluation), which keeps nothing for backward"
+        "conv_backward: the last forward pass on this workspace was an evaluation (Keep::Nothing), which keeps nothing for backward"
     );
     if gemm == GemmBackend::Native && small_image::applies(g) {
         return small_image::backward(g, ws, w, dy, dx, dw, db);

@@ -11,6 +11,7 @@ use crate::conv::plan::{
 };
 use crate::conv::subpixel::{self, SubPixel};
 use crate::conv::workspace::ConvWorkspace;
+use crate::fuse::Epilogue;
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
 use crate::gemm::GemmBackend;
 use crate::runtime::profile::{self, Phase};
@@ -68,7 +69,7 @@ pub(super) fn data_grad_implicit(
                 pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
                 drop(p);
                 let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
-                forward_image(isa, &dim, padded, weights, cin, dx_img, None, false);
+                forward_image(isa, &dim, padded, weights, cin, dx_img, Epilogue::NONE);
             }
         });
 }
@@ -181,7 +182,15 @@ fn data_grad_explicit(
             let p = profile::thread_scope(Phase::ConvGemmBackwardData);
             let rows = dy_c.len() / cout;
             gemm_rows(
-                gemm, rows, k, cout, dy_c, weights, true, cols_c, None, false,
+                gemm,
+                rows,
+                k,
+                cout,
+                dy_c,
+                weights,
+                true,
+                cols_c,
+                Epilogue::NONE,
             );
             drop(p);
             cols_c

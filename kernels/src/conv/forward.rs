@@ -7,23 +7,64 @@ use crate::conv::implicit::{forward_image, pad_image, pad_image_with, Implicit};
 use crate::conv::plan::{accepts_prologue, chunking, implicit_plan, scratch_tasks, weight_row};
 use crate::conv::small_image;
 use crate::conv::workspace::ConvWorkspace;
+use crate::fuse::{Epilogue, Prologue, Start};
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
 use crate::gemm::GemmBackend;
-use crate::norm::batchnorm::{BnApply, WideApply};
+use crate::norm::batchnorm::WideApply;
 use crate::norm::relu::relu_block;
 use crate::runtime::profile::{self, Phase};
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
-/// What the forward pass applies to the convolution before storing it:
-/// `y = relu?(conv(x, W) * scale + bias)`. Evaluation uses it to fold batch norm into the
-/// convolution: the scale goes into the packed weights, the shift is the bias, and the ReLU
-/// rides on the GEMM's output tile.
+/// What a forward pass keeps in the workspace for [`conv_backward`](super::conv_backward).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Training: the columns (or bordered input images) the gradients read.
+    #[default]
+    ForBackward,
+    /// Evaluation: nothing, so the implicit path borders each image into a small per-task
+    /// scratch instead of a batch-sized buffer (and `conv_backward` then refuses to run).
+    Nothing,
+}
+
+/// Everything one forward convolution fuses, and what it keeps:
+/// `y = epilogue(conv(prologue(x), w))` (see [`crate::fuse`]).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ConvEpilogue<'a> {
-    /// Per output channel, multiplied into the weights as they are packed.
-    pub scale: Option<&'a [f32]>,
-    pub relu: bool,
+pub struct ConvOps<'a> {
+    /// Applied to the input as it is zero-bordered (batch norm and/or ReLU of the layer
+    /// before): implicit path only ([`accepts_prologue`]). The workspace then holds the mapped
+    /// input for the gradients, as if it had been passed in.
+    pub prologue: Prologue<'a>,
+    /// The bias (`Start::Bias`, `Cout` floats, or `Start::Zero`), a per-output-channel scale
+    /// folded into the packed weights, and ReLU on the output tiles. Never `Start::Accumulate`:
+    /// the output is overwritten.
+    pub epilogue: Epilogue<'a>,
+    pub keep: Keep,
+}
+
+impl<'a> ConvOps<'a> {
+    /// Training forward: `y = conv(x, w) + bias`, keeping what the gradients need.
+    pub fn train(bias: Option<&'a [f32]>) -> ConvOps<'a> {
+        ConvOps {
+            prologue: Prologue::NONE,
+            epilogue: Epilogue::bias(bias),
+            keep: Keep::ForBackward,
+        }
+    }
+
+    /// Evaluation forward with `epilogue`, keeping nothing.
+    pub fn eval(epilogue: Epilogue<'a>) -> ConvOps<'a> {
+        ConvOps {
+            prologue: Prologue::NONE,
+            epilogue,
+            keep: Keep::Nothing,
+        }
+    }
+
+    /// These operations with `prologue` applied to the input.
+    pub fn with_prologue(self, prologue: Prologue<'a>) -> ConvOps<'a> {
+        ConvOps { prologue, ..self }
+    }
 }
 
 /// Fills `ws.weights` with the forward GEMM's `B = W_live [k, Cout]` (times `scale` per column):
@@ -64,118 +105,34 @@ pub(super) fn prepare_forward_weights(
     }
 }
 
-/// `y = conv(x, w) (+ bias)`; `w` is HWIO (`[9*Cin, Cout]` row-major). The workspace keeps the
-/// im2col matrix for [`conv_backward`](super::conv_backward).
+/// `y = epilogue(conv(prologue(x), w))`, `w` HWIO (`[9*Cin, Cout]` row-major), with the
+/// fused operations and what is kept for [`conv_backward`](super::conv_backward) as `ops` says.
+///
+/// # Panics
+/// On sizes that do not fit `g` (input, weights, output, bias, scale, prologue); on a prologue
+/// off the implicit path ([`accepts_prologue`] false); on `Start::Accumulate`.
 pub fn conv_forward(
     gemm: GemmBackend,
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
-    bias: Option<&[f32]>,
+    ops: ConvOps<'_>,
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
-    forward(
-        gemm,
-        g,
-        x,
-        None,
-        w,
-        bias,
-        ConvEpilogue::default(),
-        true,
-        ws,
-        y,
-    );
-}
-
-/// [`conv_forward`] with an epilogue, `y = relu?(conv(x, w) * scale + bias)`, for evaluation:
-/// it keeps nothing for [`conv_backward`](super::conv_backward) (which then refuses to run), so the implicit path
-/// borders each image into a small per-task scratch instead of a batch-sized buffer.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_forward_fused(
-    gemm: GemmBackend,
-    g: &ConvGeometry,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: ConvEpilogue<'_>,
-    ws: &mut ConvWorkspace,
-    y: &mut [f32],
-) {
-    forward(gemm, g, x, None, w, bias, epilogue, false, ws, y);
-}
-
-/// A batch norm and/or ReLU that the convolution applies to its input while zero-bordering it:
-/// `input = relu?((x - mean) * scale + beta)` (no `apply`: `relu?(x)`), with exactly the
-/// arithmetic of [`crate::norm::bn_relu::bn_relu_forward`] and [`crate::norm::relu::relu_forward`], so the
-/// activation never takes a pass (and a buffer) of its own. Training: the fused BN+ReLU path,
-/// and the plain network's ReLU.
-#[derive(Clone, Copy, Debug)]
-pub struct ConvPrologue<'a> {
-    pub apply: Option<BnApply<'a>>,
-    pub relu: bool,
-}
-
-/// [`conv_forward`] of `prologue(x)` (see [`ConvPrologue`]); the workspace then holds the
-/// normalized input for [`conv_backward`](super::conv_backward), as if it had been passed in.
-///
-/// # Panics
-/// If [`accepts_prologue`] is false, or the prologue is not `Cin` channels wide.
-#[allow(clippy::too_many_arguments)]
-pub fn conv_forward_with_prologue(
-    gemm: GemmBackend,
-    g: &ConvGeometry,
-    x: &[f32],
-    prologue: ConvPrologue<'_>,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    ws: &mut ConvWorkspace,
-    y: &mut [f32],
-) {
-    assert!(
-        accepts_prologue(gemm, g),
-        "conv_forward: an input prologue needs the implicit path"
-    );
-    if let Some(k) = prologue.apply {
-        assert!(
-            k.mean.len() == g.in_c && k.scale.len() == g.in_c && k.beta.len() == g.in_c,
-            "conv_forward: prologue size"
-        );
-    }
-    forward(
-        gemm,
-        g,
-        x,
-        Some(prologue),
-        w,
-        bias,
-        ConvEpilogue::default(),
-        true,
-        ws,
-        y,
-    );
-}
-
-/// [`conv_forward_fused`], with an optional input prologue (implicit path only), keeping what
-/// [`conv_backward`](super::conv_backward) needs when `for_backward`.
-#[allow(clippy::too_many_arguments)]
-fn forward(
-    gemm: GemmBackend,
-    g: &ConvGeometry,
-    x: &[f32],
-    prologue: Option<ConvPrologue<'_>>,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: ConvEpilogue<'_>,
-    for_backward: bool,
-    ws: &mut ConvWorkspace,
-    y: &mut [f32],
-) {
+    let ConvOps {
+        prologue,
+        epilogue,
+        keep,
+    } = ops;
     assert_eq!(x.len(), g.input_len(), "conv_forward: input size");
     assert_eq!(w.len(), g.weight_len(), "conv_forward: weight size");
     assert_eq!(y.len(), g.output_len(), "conv_forward: output size");
-    if let Some(b) = bias {
+    assert!(
+        !matches!(epilogue.start, Start::Accumulate),
+        "conv_forward: the output is overwritten, it cannot accumulate"
+    );
+    if let Some(b) = epilogue.start.bias() {
         assert_eq!(b.len(), g.out_c, "conv_forward: bias size");
     }
     let ch = chunking(g);
@@ -183,12 +140,24 @@ fn forward(
     if let Some(s) = epilogue.scale {
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
-    let relu = epilogue.relu;
-    let input_map = prologue.map(|p| (p.apply.map(|k| WideApply::new(k, p.relu)), p.relu));
-    debug_assert!(prologue.is_none() || implicit_plan(gemm, g).is_some());
-    ws.saved_for_backward = for_backward;
+    if !prologue.is_identity() {
+        assert!(
+            accepts_prologue(gemm, g),
+            "conv_forward: an input prologue needs the implicit path"
+        );
+    }
+    if let Some(k) = prologue.normalize {
+        assert!(k.fits(g.in_c), "conv_forward: prologue size");
+    }
+    // The output tiles apply the start and ReLU; the scale goes into the packed weights.
+    let on_tiles = Epilogue {
+        scale: None,
+        ..epilogue
+    };
+    let normalize = prologue.normalize.map(|k| WideApply::new(k, prologue.relu));
+    ws.saved_for_backward = keep == Keep::ForBackward;
     if gemm == GemmBackend::Native && small_image::applies(g) {
-        return small_image::forward(g, x, w, bias, epilogue, ws, y);
+        return small_image::forward(g, x, w, epilogue, ws, y);
     }
     let implicit = implicit_plan(gemm, g);
     prepare_forward_weights(
@@ -208,24 +177,20 @@ fn forward(
             let (h, w, c) = (g.in_h, g.in_w, g.in_c);
             let (top, left) = (g.pad_top, g.pad_left);
             let pw = im.padded_w;
-            match &input_map {
-                Some((Some(bn), _)) => {
-                    pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                        bn.run(src, dst)
-                    })
-                }
-                Some((None, true)) => {
-                    pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                        relu_block(src, dst)
-                    })
-                }
-                _ => pad_image(img, h, w, c, top, left, pw, padded),
+            match (&normalize, prologue.relu) {
+                (Some(bn), _) => pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                    bn.run(src, dst)
+                }),
+                (None, true) => pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
+                    relu_block(src, dst)
+                }),
+                (None, false) => pad_image(img, h, w, c, top, left, pw, padded),
             }
             drop(p);
             let _p = profile::thread_scope(Phase::ConvGemmForward);
-            forward_image(isa, &im, padded, weights, cout, y_img, bias, relu);
+            forward_image(isa, &im, padded, weights, cout, y_img, on_tiles);
         };
-        if !for_backward {
+        if keep == Keep::Nothing {
             // Evaluation keeps no bordered images: one scratch image per task, reused (a batch
             // of 500 of them was up to 7 MB, written to memory and never read again). Images
             // are independent, so the split changes no result.
@@ -275,6 +240,6 @@ fn forward(
                 });
             let _p = profile::thread_scope(Phase::ConvGemmForward);
             let rows = y_c.len() / cout;
-            gemm_rows(gemm, rows, cout, k, cols_c, weights, false, y_c, bias, relu);
+            gemm_rows(gemm, rows, cout, k, cols_c, weights, false, y_c, on_tiles);
         });
 }

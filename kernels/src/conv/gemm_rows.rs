@@ -2,14 +2,15 @@
 
 use crate::conv::im2col::copy_run;
 use crate::conv::plan::rows_per_task;
-use crate::gemm::matmul::{matmul_packed, Start};
+use crate::fuse::{Epilogue, Start};
+use crate::gemm::matmul::matmul_packed;
 use crate::gemm::{sgemm, GemmBackend};
 use rayon::prelude::*;
 
-/// `c[rows, n] = bias + a[rows, depth] @ B` (no bias: zero) with `B` prepared for `gemm`
-/// (panels, or row-major `[depth, n]` for a library, or with `transpose_b` row-major
-/// `[n, depth]`), then ReLU when `relu`. bnconv's GEMM adds the bias on its output tiles; a
-/// library's product is accumulated onto rows filled with it.
+/// `c[rows, n] = relu?(start + a[rows, depth] @ B)` (the [`Epilogue`]'s start, zero or a bias,
+/// and ReLU; no scale) with `B` prepared for `gemm` (panels, or row-major `[depth, n]` for a
+/// library, or with `transpose_b` row-major `[n, depth]`). bnconv's GEMM applies the epilogue
+/// on its output tiles; a library's product is accumulated onto rows filled with the bias.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_rows(
     gemm: GemmBackend,
@@ -20,17 +21,20 @@ pub(super) fn gemm_rows(
     b: &[f32],
     transpose_b: bool,
     c: &mut [f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
-    let start = bias.map_or(Start::Zero, Start::Bias);
+    assert!(
+        !matches!(epilogue.start, Start::Accumulate) && epilogue.scale.is_none(),
+        "gemm_rows: a bias or zero start, no scale"
+    );
+    let (bias, relu) = (epilogue.start.bias(), epilogue.relu);
     match gemm {
         GemmBackend::Native => {
             let block = rows_per_task(2 * n * depth);
             c.par_chunks_mut(block * n)
                 .zip(a.par_chunks(block * depth))
                 .for_each(|(c_b, a_b)| {
-                    matmul_packed(c_b.len() / n, n, depth, a_b, depth, b, c_b, n, start, relu)
+                    matmul_packed(c_b.len() / n, n, depth, a_b, depth, b, c_b, n, epilogue)
                 });
         }
         _ => {

@@ -12,10 +12,11 @@
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
 use crate::conv::im2col::{copy_run, zero_run};
+use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{
     dispatch, dispatch_b, pack_panels, pack_panels_gather, packed_len, panels,
 };
-use crate::gemm::tile::{strided, strided_mut, Tile, LANES, STRIP_MAX};
+use crate::gemm::tile::{strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::simd::Isa;
 
 /// The geometry of one implicit convolution over one padded image.
@@ -186,9 +187,10 @@ pub(crate) fn pad_image_with(
     }
 }
 
-/// `y[q, n] = bias[n] + sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n]` (no bias: zero) for
-/// every output pixel `q` of one image, with `B` (`9C x n`, HWIO order) packed by
-/// [`Implicit::pack_weights`]; then ReLU when `relu`.
+/// `y[q, n] = relu?(start[n] + sum_{tap, c} window(q)[tap, c] * B[tap * C + c, n])` for every
+/// output pixel `q` of one image, with `B` (`9C x n`, HWIO order, any scale already folded in)
+/// packed by [`Implicit::pack_weights`]: the [`Epilogue`]'s start (zero or a bias) and ReLU on
+/// the output tiles.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_image(
     isa: Isa,
@@ -197,8 +199,7 @@ pub(crate) fn forward_image(
     packed: &[f32],
     n: usize,
     y: &mut [f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
     let (c, pixels) = (im.channels, im.pixels());
     assert_eq!(
@@ -208,7 +209,11 @@ pub(crate) fn forward_image(
     );
     assert_eq!(packed.len(), im.packed_len(n), "implicit forward: weights");
     assert_eq!(y.len(), pixels * n, "implicit forward: output size");
-    if let Some(b) = bias {
+    assert!(
+        !matches!(epilogue.start, Start::Accumulate),
+        "implicit forward: the output is overwritten"
+    );
+    if let Some(b) = epilogue.start.bias() {
         assert_eq!(b.len(), n, "implicit forward: bias size");
     }
     if !im.pairs_pixels(n) {
@@ -219,17 +224,20 @@ pub(crate) fn forward_image(
             run: 3 * c,
             width: n,
         };
-        return forward_rows(isa, im, padded, packed, &rows, y, bias, relu);
+        return forward_rows(isa, im, padded, packed, &rows, y, epilogue);
     }
     // Two pixels per tile row: `y` viewed as rows of `2n` floats (a pixel pair) is the tile's
     // C, and the bias is repeated for the pair.
     let mut pair_bias = [0.0f32; 2 * LANES];
-    let pair_bias = bias.map(|b| {
-        for (i, v) in pair_bias[..PAIR * n].iter_mut().enumerate() {
-            *v = b[i % n];
+    let pair_start = match epilogue.start {
+        Start::Bias(b) => {
+            for (i, v) in pair_bias[..PAIR * n].iter_mut().enumerate() {
+                *v = b[i % n];
+            }
+            Start::Bias(&pair_bias[..PAIR * n])
         }
-        &pair_bias[..PAIR * n]
-    });
+        other => other,
+    };
     let rows = TileRows {
         count: pixels / PAIR,
         per_row: im.out_w / PAIR,
@@ -237,7 +245,18 @@ pub(crate) fn forward_image(
         run: pair_run(c),
         width: PAIR * n,
     };
-    forward_rows(isa, im, padded, packed, &rows, y, pair_bias, relu);
+    forward_rows(
+        isa,
+        im,
+        padded,
+        packed,
+        &rows,
+        y,
+        Epilogue {
+            start: pair_start,
+            ..epilogue
+        },
+    );
 }
 
 /// What one tile row of [`forward_image`] is: a pixel, or a pixel pair.
@@ -264,8 +283,7 @@ fn forward_rows(
     packed: &[f32],
     rows: &TileRows,
     y: &mut [f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
     let (c, width, run) = (im.channels, rows.width, rows.run);
     // Window pointers of the strip's tile rows, stepped without divisions (they cost more than
@@ -286,23 +304,21 @@ fn forward_rows(
         }
         strided_mut(y[strip * width..].as_mut_ptr(), width, &mut c_rows[..count]);
         for (first, nv) in panels(width) {
-            let t = Tile {
-                segments: 3,
-                depth: run,
-                a: &a_rows[..count],
-                a_step: 1,
-                a_seg: (im.padded_w * c) as isize,
-                b: packed[3 * run * first..].as_ptr(),
-                b_step: (nv * LANES) as isize,
-                b_seg: (run * nv * LANES) as isize,
-                c: &c_rows[..count],
-                c_col: first,
-                rows: count,
-                cols: (nv * LANES).min(width - first),
-                accumulate: false,
-                relu,
-                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
-            };
+            let walk = Walk::segmented(
+                3,
+                run,
+                (1, (im.padded_w * c) as isize),
+                ((nv * LANES) as isize, (run * nv * LANES) as isize),
+            );
+            let t = Tile::new(
+                walk,
+                &a_rows[..count],
+                packed[3 * run * first..].as_ptr(),
+                &c_rows[..count],
+                first,
+                (nv * LANES).min(width - first),
+            )
+            .with_epilogue(epilogue.on_tile(first));
             // SAFETY: `isa` runs on this CPU (callers' contract). Tile row `i` (output row oy,
             // window column ox * step) reads `(oy * stride + ky) * padded_w + ox * step` for
             // `ky < 3` and `run` floats on: for single pixels the 3x3 window, which
@@ -359,23 +375,25 @@ pub(crate) fn weight_grad_image(
                 strided(padded[row0..].as_ptr(), 1, &mut a_rows[..count]);
                 let dw_rows = dw[(ky * 3 * c + r0) * n..].as_mut_ptr();
                 strided_mut(dw_rows, n, &mut c_rows[..count]);
-                let t = Tile {
-                    segments: im.out_h,
-                    depth: im.out_w,
-                    a: &a_rows[..count],
-                    a_step: (s * c) as isize,
-                    a_seg: (s * im.padded_w * c) as isize,
-                    b: dy[first..].as_ptr(),
-                    b_step: n as isize,
-                    b_seg: (im.out_w * n) as isize,
-                    c: &c_rows[..count],
-                    c_col: first,
-                    rows: count,
-                    cols: (nv * LANES).min(n - first),
-                    accumulate,
-                    relu: false,
-                    bias: std::ptr::null(),
-                };
+                let walk = Walk::segmented(
+                    im.out_h,
+                    im.out_w,
+                    ((s * c) as isize, (s * im.padded_w * c) as isize),
+                    (n as isize, (im.out_w * n) as isize),
+                );
+                let t = Tile::new(
+                    walk,
+                    &a_rows[..count],
+                    dy[first..].as_ptr(),
+                    &c_rows[..count],
+                    first,
+                    (nv * LANES).min(n - first),
+                )
+                .with_epilogue(if accumulate {
+                    Epilogue::accumulate()
+                } else {
+                    Epilogue::NONE
+                });
                 // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) =
                 // padded[(oy*s + ky) * padded_w * C + ox*s*C + r0 + i] lies inside the padded
                 // image (`Implicit::new` checked its size; r0 + i < 3C). B row q is read at
@@ -440,23 +458,25 @@ pub(crate) fn weight_grad_image_transposed(
             // B rows are the window's kernel row `ky` for each output pixel: `3C` floats,
             // readable in full for every panel but the last, which a mask keeps inside.
             let masked = first + nv * LANES > run;
-            let t = Tile {
-                segments: im.out_h,
-                depth: im.out_w,
-                a: &a_rows[..n],
-                a_step: n as isize,
-                a_seg: (im.out_w * n) as isize,
-                b: padded[ky * im.padded_w * c + first..].as_ptr(),
-                b_step: (s * c) as isize,
-                b_seg: (s * im.padded_w * c) as isize,
-                c: &c_rows[..n],
-                c_col: ky * run + first,
-                rows: n,
-                cols: (nv * LANES).min(run - first),
-                accumulate,
-                relu: false,
-                bias: std::ptr::null(),
-            };
+            let walk = Walk::segmented(
+                im.out_h,
+                im.out_w,
+                (n as isize, (im.out_w * n) as isize),
+                ((s * c) as isize, (s * im.padded_w * c) as isize),
+            );
+            let t = Tile::new(
+                walk,
+                &a_rows[..n],
+                padded[ky * im.padded_w * c + first..].as_ptr(),
+                &c_rows[..n],
+                ky * run + first,
+                (nv * LANES).min(run - first),
+            )
+            .with_epilogue(if accumulate {
+                Epilogue::accumulate()
+            } else {
+                Epilogue::NONE
+            });
             // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) = dy[(oy * out_w
             // + ox) * n + i], i < n: inside this image's `pixels * n` floats of `dy` (asserted).
             // B(oy, ox) = padded[(oy*s + ky) * padded_w * C + ox*s*C + first + j] for j <
@@ -525,7 +545,7 @@ mod tests {
                 let mut packed = vec![0.0; im.packed_len(cout)];
                 im.pack_weights(cout, &wt, |p| p * cout, |j| j, None, &mut packed);
                 let mut y = vec![f32::NAN; g.output_len()];
-                forward_image(isa, &im, &padded, &packed, cout, &mut y, None, false);
+                forward_image(isa, &im, &padded, &packed, cout, &mut y, Epilogue::NONE);
                 for q in 0..g.out_pixels() {
                     for j in 0..cout {
                         let want: f64 = (0..k)

@@ -27,9 +27,7 @@ mod weight_grad;
 mod workspace;
 
 pub use backward::conv_backward;
-pub use forward::{
-    conv_forward, conv_forward_fused, conv_forward_with_prologue, ConvEpilogue, ConvPrologue,
-};
+pub use forward::{conv_forward, ConvOps, Keep};
 pub use geometry::ConvGeometry;
 pub use plan::accepts_prologue;
 pub use reference::conv_forward_reference;

@@ -100,8 +100,8 @@ pub(super) fn column_weight_grad_transposed(gemm: GemmBackend, g: &ConvGeometry)
     gemm == GemmBackend::Native && g.rows() >= 4 * WEIGHT_GRAD_TASK_ROWS
 }
 
-/// Whether [`conv_forward_with_prologue`](super::conv_forward_with_prologue) applies: layers on the implicit path (which borders
-/// its input anyway).
+/// Whether [`conv_forward`](super::conv_forward) takes a [`Prologue`](crate::fuse::Prologue):
+/// layers on the implicit path (which borders its input anyway).
 pub fn accepts_prologue(gemm: GemmBackend, g: &ConvGeometry) -> bool {
     implicit_plan(gemm, g).is_some()
 }

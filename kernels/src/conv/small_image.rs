@@ -11,12 +11,12 @@
 //! (both non-negative for coordinates 0 and 1), `D` and `D^T` are packed by the strided gather
 //! [`pack_panels_gather`].
 
-use crate::conv::forward::ConvEpilogue;
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::rows_per_task;
 use crate::conv::weight_grad::bias_grad;
 use crate::conv::workspace::ConvWorkspace;
+use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
 use crate::gemm::GemmBackend;
 use crate::runtime::profile::{self, Phase};
@@ -138,8 +138,7 @@ pub(super) fn forward(
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
-    bias: Option<&[f32]>,
-    epilogue: ConvEpilogue<'_>,
+    epilogue: Epilogue,
     ws: &mut ConvWorkspace,
     y: &mut [f32],
 ) {
@@ -151,7 +150,7 @@ pub(super) fn forward(
     ws.cols.copy_from_slice(x);
     // The bias per output channel, repeated for each of the `Q` output pixels of a row of `y`.
     let mut row_bias = [0.0f32; 4 * MAX_SMALL_IMAGE_CHANNELS];
-    let bias = bias.map(|b| {
+    let start = epilogue.start.bias().map_or(Start::Zero, |b| {
         assert!(
             b.len() <= MAX_SMALL_IMAGE_CHANNELS,
             "conv_forward: {} output channels on a 2x2 image exceed {MAX_SMALL_IMAGE_CHANNELS}",
@@ -160,7 +159,7 @@ pub(super) fn forward(
         for (j, v) in row_bias[..n].iter_mut().enumerate() {
             *v = b[j % b.len()];
         }
-        &row_bias[..n]
+        Start::Bias(&row_bias[..n])
     });
     gemm_rows(
         GemmBackend::Native,
@@ -171,8 +170,11 @@ pub(super) fn forward(
         &ws.weights,
         false,
         y,
-        bias,
-        epilogue.relu,
+        Epilogue {
+            start,
+            scale: None,
+            relu: epilogue.relu,
+        },
     );
 }
 
@@ -238,7 +240,6 @@ pub(super) fn backward(
         &ws.weights,
         false,
         dx,
-        None,
-        false,
+        Epilogue::NONE,
     );
 }

@@ -11,7 +11,7 @@
 
 use crate::conv::implicit::Implicit;
 use crate::gemm::matmul::{dispatch, pack_panels, packed_len, panels};
-use crate::gemm::tile::{Tile, LANES};
+use crate::gemm::tile::{Tile, Walk, LANES};
 use crate::simd::Isa;
 
 /// Kernel taps (rows or columns) feeding an input coordinate of parity `r` (of `u`), in the order
@@ -281,23 +281,20 @@ pub(crate) fn data_grad_images(
                 }
             }
             for (first, nv) in panels(n) {
-                let t = Tile {
+                let walk = Walk::segmented(
                     segments,
-                    depth: span,
-                    a: &a_rows[..count],
-                    a_step: 1,
-                    a_seg: (border.padded_w * cout) as isize,
-                    b: weights[depth * first..].as_ptr(),
-                    b_step: (nv * LANES) as isize,
-                    b_seg: (span * nv * LANES) as isize,
-                    c: &c_rows[..count],
-                    c_col: first,
-                    rows: count,
-                    cols: (nv * LANES).min(n - first),
-                    accumulate: false,
-                    relu: false,
-                    bias: std::ptr::null(),
-                };
+                    span,
+                    (1, (border.padded_w * cout) as isize),
+                    ((nv * LANES) as isize, (span * nv * LANES) as isize),
+                );
+                let t = Tile::new(
+                    walk,
+                    &a_rows[..count],
+                    weights[depth * first..].as_ptr(),
+                    &c_rows[..count],
+                    first,
+                    (nv * LANES).min(n - first),
+                );
                 // SAFETY: `isa` runs on this CPU (callers' contract). Row `i` reads
                 // `window + s * padded_w * cout + p` for `s < segments <= 2`, `p < span =
                 // positions * cout <= 2 * cout`: the window starts at bordered pixel

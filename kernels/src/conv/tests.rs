@@ -1,7 +1,7 @@
 use super::plan::implicit_plan;
 use super::*;
+use crate::fuse::{BnApply, Epilogue, Prologue, Start};
 use crate::gemm::GemmBackend;
-use crate::norm::batchnorm::BnApply;
 use crate::testing::{on_threads, pseudo};
 
 #[test]
@@ -28,7 +28,7 @@ fn forward_matches_direct_convolution() {
         for &gemm in GemmBackend::available() {
             let mut ws = ConvWorkspace::default();
             let mut y = vec![f32::NAN; g.output_len()];
-            conv_forward(gemm, &g, &x, &wt, Some(&b), &mut ws, &mut y);
+            conv_forward(gemm, &g, &x, &wt, ConvOps::train(Some(&b)), &mut ws, &mut y);
             for (i, (a, r)) in y.iter().zip(&want).enumerate() {
                 assert!((a - r).abs() < 1e-5, "{gemm} {g:?} at {i}: {a} vs {r}");
             }
@@ -56,19 +56,19 @@ fn epilogue_equals_separate_passes() {
         for &gemm in GemmBackend::available() {
             let mut ws = ConvWorkspace::default();
             let mut plain = vec![0.0; g.output_len()];
-            conv_forward(gemm, &g, &x, &wt, None, &mut ws, &mut plain);
+            conv_forward(gemm, &g, &x, &wt, ConvOps::train(None), &mut ws, &mut plain);
             let mut fused = vec![0.0; g.output_len()];
-            let epilogue = ConvEpilogue {
+            let epilogue = Epilogue {
+                start: Start::Bias(&shift),
                 scale: Some(&scale),
                 relu: true,
             };
-            conv_forward_fused(
+            conv_forward(
                 gemm,
                 &g,
                 &x,
                 &wt,
-                Some(&shift),
-                epilogue,
+                ConvOps::eval(epilogue),
                 &mut ws,
                 &mut fused,
             );
@@ -121,22 +121,29 @@ fn prologue_equals_a_separate_batch_norm_pass() {
                 let mut ws = ConvWorkspace::default();
                 let mut y = vec![f32::NAN; g.output_len()];
                 if with_prologue {
-                    let prologue = ConvPrologue {
-                        apply: with_bn.then_some(apply),
+                    let prologue = Prologue {
+                        normalize: with_bn.then_some(apply),
                         relu,
                     };
-                    conv_forward_with_prologue(
+                    conv_forward(
                         gemm,
                         &g,
                         &x,
-                        prologue,
                         &wt,
-                        Some(&b),
+                        ConvOps::train(Some(&b)).with_prologue(prologue),
                         &mut ws,
                         &mut y,
                     );
                 } else {
-                    conv_forward(gemm, &g, &normalized, &wt, Some(&b), &mut ws, &mut y);
+                    conv_forward(
+                        gemm,
+                        &g,
+                        &normalized,
+                        &wt,
+                        ConvOps::train(Some(&b)),
+                        &mut ws,
+                        &mut y,
+                    );
                 }
                 let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
                 conv_backward(gemm, &g, &mut ws, &wt, &dy, Some(&mut dx), &mut dw, None);
@@ -173,7 +180,15 @@ fn backward_is_the_adjoint_of_forward() {
         let dy = pseudo(g.output_len(), 6);
         let mut ws = ConvWorkspace::default();
         let mut y = vec![0.0; g.output_len()];
-        conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
+        conv_forward(
+            GemmBackend::default(),
+            &g,
+            &x,
+            &wt,
+            ConvOps::train(None),
+            &mut ws,
+            &mut y,
+        );
         let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; cout]);
         conv_backward(
             GemmBackend::default(),
@@ -225,7 +240,15 @@ fn results_do_not_depend_on_the_thread_count() {
             on_threads(threads, || {
                 let mut ws = ConvWorkspace::default();
                 let mut y = vec![0.0; g.output_len()];
-                conv_forward(GemmBackend::default(), &g, &x, &wt, None, &mut ws, &mut y);
+                conv_forward(
+                    GemmBackend::default(),
+                    &g,
+                    &x,
+                    &wt,
+                    ConvOps::train(None),
+                    &mut ws,
+                    &mut y,
+                );
                 let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
                 conv_backward(
                     GemmBackend::default(),
@@ -269,7 +292,7 @@ fn evaluation_forward_equals_training_forward_bitwise() {
             &g,
             &x,
             &wt,
-            Some(&b),
+            ConvOps::train(Some(&b)),
             &mut ConvWorkspace::default(),
             &mut train,
         );
@@ -277,14 +300,12 @@ fn evaluation_forward_equals_training_forward_bitwise() {
             let eval = on_threads(threads, || {
                 let mut y = vec![f32::NAN; g.output_len()];
                 let mut ws = ConvWorkspace::default();
-                let e = ConvEpilogue::default();
-                conv_forward_fused(
+                conv_forward(
                     GemmBackend::Native,
                     &g,
                     &x,
                     &wt,
-                    Some(&b),
-                    e,
+                    ConvOps::eval(Epilogue::bias(Some(&b))),
                     &mut ws,
                     &mut y,
                 );
@@ -310,8 +331,8 @@ fn backward_refuses_the_workspace_of_an_evaluation_forward() {
     );
     let mut ws = ConvWorkspace::default();
     let mut y = vec![0.0; g.output_len()];
-    let e = ConvEpilogue::default();
-    conv_forward_fused(GemmBackend::Native, &g, &x, &wt, None, e, &mut ws, &mut y);
+    let ops = ConvOps::eval(Epilogue::NONE);
+    conv_forward(GemmBackend::Native, &g, &x, &wt, ops, &mut ws, &mut y);
     let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
     conv_backward(
         GemmBackend::Native,

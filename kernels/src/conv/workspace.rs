@@ -18,7 +18,6 @@ pub struct ConvWorkspace {
     /// The zero-bordered output gradient images of the implicit data gradient.
     pub(super) padded_dy: Vec<f32>,
     /// Whether the last forward pass kept what [`conv_backward`](super::conv_backward) reads
-    /// (the training forward passes do; the evaluation-only
-    /// [`conv_forward_fused`](super::conv_forward_fused) does not).
+    /// ([`Keep::ForBackward`](super::Keep::ForBackward)).
     pub(super) saved_for_backward: bool,
 }

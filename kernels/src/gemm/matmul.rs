@@ -12,9 +12,10 @@
 //! split rows between threads, which never changes a result (each output element is reduced in
 //! the same order whatever the split).
 
+use crate::fuse::{Epilogue, Start};
 #[cfg(target_arch = "x86_64")]
 use crate::gemm::tile::run_tile_avx512;
-use crate::gemm::tile::{run_tile, strided, strided_mut, Tile, LANES, STRIP_MAX};
+use crate::gemm::tile::{run_tile, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::runtime::prefetch::prefetch_rows_l2;
 use crate::simd::{active_isa, Isa};
 
@@ -241,19 +242,9 @@ fn tile_height(rows: usize, heights: &[usize]) -> usize {
         .expect("at least one height")
 }
 
-/// What a product starts each element of C from before adding `A @ B`.
-#[derive(Clone, Copy, Debug)]
-pub enum Start<'a> {
-    Zero,
-    /// C's own values (`C += A @ B`).
-    Accumulate,
-    /// `bias[j]` for column `j` (`n` floats), added on the output tile instead of by filling C
-    /// first: the same arithmetic, one pass over C less.
-    Bias(&'a [f32]),
-}
-
-/// `C[rows, n] = start + A[rows, depth] @ B` with `B` packed by [`pack_panels`] (`depth x n`),
-/// then ReLU on the result when `relu`.
+/// `C[rows, n] = relu?(start + A[rows, depth] @ B)` with `B` packed by [`pack_panels`]
+/// (`depth x n`): the [`Epilogue`]'s start and ReLU applied on the output tiles (its scale, if
+/// any, must already be in the packed `B`).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed(
     rows: usize,
@@ -264,8 +255,7 @@ pub fn matmul_packed(
     packed: &[f32],
     c: &mut [f32],
     ldc: usize,
-    start: Start,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
     matmul_packed_on(
         active_isa(),
@@ -277,8 +267,7 @@ pub fn matmul_packed(
         packed,
         c,
         ldc,
-        start,
-        relu,
+        epilogue,
     );
 }
 
@@ -294,21 +283,19 @@ fn matmul_packed_on(
     packed: &[f32],
     c: &mut [f32],
     ldc: usize,
-    start: Start,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
     assert!(
         lda >= depth && a.len() >= span(rows, depth, lda),
         "matmul_packed: A too short"
     );
-    let (accumulate, bias) = match start {
-        Start::Zero => (false, None),
-        Start::Accumulate => (true, None),
-        Start::Bias(b) => {
-            assert_eq!(b.len(), n, "matmul_packed: bias size");
-            (false, Some(b))
-        }
-    };
+    if let Some(b) = epilogue.start.bias() {
+        assert_eq!(b.len(), n, "matmul_packed: bias size");
+    }
+    assert!(
+        epilogue.scale.is_none(),
+        "matmul_packed: a scale belongs in the packed B"
+    );
     assert_eq!(packed.len(), packed_len(depth, n), "matmul_packed: B size");
     assert!(
         ldc >= n && c.len() >= span(rows, n, ldc),
@@ -320,12 +307,12 @@ fn matmul_packed_on(
     if depth == 0 {
         for row in 0..rows {
             for (j, v) in c[row * ldc..][..n].iter_mut().enumerate() {
-                let kept = match bias {
-                    Some(b) => b[j],
-                    None if accumulate => *v,
-                    None => 0.0,
+                let kept = match epilogue.start {
+                    Start::Bias(b) => b[j],
+                    Start::Accumulate => *v,
+                    Start::Zero => 0.0,
                 };
-                *v = if relu {
+                *v = if epilogue.relu {
                     crate::simd::relu_s(kept)
                 } else {
                     kept
@@ -349,23 +336,15 @@ fn matmul_packed_on(
         );
         strided_mut(c[strip * ldc..].as_mut_ptr(), ldc, &mut c_rows[..count]);
         for (first, nv) in panels(n) {
-            let t = Tile {
-                segments: 1,
-                depth,
-                a: &a_rows[..count],
-                a_step: 1,
-                a_seg: 0,
-                b: packed[depth * first..].as_ptr(),
-                b_step: (nv * LANES) as isize,
-                b_seg: 0,
-                c: &c_rows[..count],
-                c_col: first,
-                rows: count,
-                cols: (nv * LANES).min(n - first),
-                accumulate,
-                relu,
-                bias: bias.map_or(std::ptr::null(), |b| b[first..].as_ptr()),
-            };
+            let t = Tile::new(
+                Walk::plain(depth, 1, (nv * LANES) as isize),
+                &a_rows[..count],
+                packed[depth * first..].as_ptr(),
+                &c_rows[..count],
+                first,
+                (nv * LANES).min(n - first),
+            )
+            .with_epilogue(epilogue.on_tile(first));
             // SAFETY: `isa` runs on this CPU (callers' contract); rows `strip..strip_end` of A
             // are inside `a` (span asserted) for all `depth` steps; the panel holds `depth` rows
             // of `8*nv` floats; C's rows `strip..strip_end`, columns `first..first + cols`, are
@@ -473,22 +452,18 @@ fn matmul_at_b_on(
                     let count = (k - strip).min(STRIP_MAX);
                     strided(a[start * lda + strip..].as_ptr(), 1, &mut a_rows[..count]);
                     strided_mut(c[strip * ldc..].as_mut_ptr(), ldc, &mut c_rows[..count]);
-                    let t = Tile {
-                        segments: 1,
-                        depth: end - start,
-                        a: &a_rows[..count],
-                        a_step: lda as isize,
-                        a_seg: 0,
-                        b: b[start * ldb + first..].as_ptr(),
-                        b_step: ldb as isize,
-                        b_seg: 0,
-                        c: &c_rows[..count],
-                        c_col: first,
-                        rows: count,
-                        cols: (nv * LANES).min(n - first),
-                        accumulate: accumulate || start > 0,
-                        relu: false,
-                        bias: std::ptr::null(),
+                    let t = Tile::new(
+                        Walk::plain(end - start, lda as isize, ldb as isize),
+                        &a_rows[..count],
+                        b[start * ldb + first..].as_ptr(),
+                        &c_rows[..count],
+                        first,
+                        (nv * LANES).min(n - first),
+                    );
+                    let t = if accumulate || start > 0 {
+                        t.with_epilogue(Epilogue::accumulate())
+                    } else {
+                        t
                     };
                     // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start +
                     // p)*lda + strip + i] with `strip + i < k` and `start + p < depth` is inside
@@ -558,7 +533,19 @@ mod tests {
                     Start::Zero
                 };
                 matmul_packed_on(
-                    isa, rows, n, depth, &a, lda, &packed, &mut got, ldc, start, false,
+                    isa,
+                    rows,
+                    n,
+                    depth,
+                    &a,
+                    lda,
+                    &packed,
+                    &mut got,
+                    ldc,
+                    Epilogue {
+                        start,
+                        ..Epilogue::NONE
+                    },
                 );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
@@ -665,7 +652,20 @@ mod tests {
                     let run = |isa| {
                         let mut c = c0.clone();
                         matmul_packed_on(
-                            isa, rows, n, depth, &a, depth, &packed, &mut c, n, start, relu,
+                            isa,
+                            rows,
+                            n,
+                            depth,
+                            &a,
+                            depth,
+                            &packed,
+                            &mut c,
+                            n,
+                            Epilogue {
+                                start,
+                                scale: None,
+                                relu,
+                            },
                         );
                         bits(&c)
                     };
@@ -723,8 +723,7 @@ mod tests {
                 &packed,
                 &mut plain,
                 n,
-                Start::Zero,
-                false,
+                Epilogue::NONE,
             );
             matmul_packed_on(
                 isa,
@@ -736,8 +735,7 @@ mod tests {
                 &packed,
                 &mut fused,
                 n,
-                Start::Zero,
-                true,
+                Epilogue::NONE.with_relu(true),
             );
             let want: Vec<u32> = plain
                 .iter()
@@ -792,7 +790,22 @@ mod tests {
             for isa in Isa::supported_all() {
                 for relu in [false, true] {
                     let run = |c: &mut [f32], start: Start| {
-                        matmul_packed_on(isa, rows, n, depth, &a, depth, &packed, c, n, start, relu)
+                        matmul_packed_on(
+                            isa,
+                            rows,
+                            n,
+                            depth,
+                            &a,
+                            depth,
+                            &packed,
+                            c,
+                            n,
+                            Epilogue {
+                                start,
+                                scale: None,
+                                relu,
+                            },
+                        )
                     };
                     let mut filled: Vec<f32> =
                         bias.iter().copied().cycle().take(rows * n).collect();

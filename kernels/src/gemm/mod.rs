@@ -217,7 +217,8 @@ fn native_sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    use crate::gemm::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len, Start};
+    use crate::fuse::Epilogue;
+    use crate::gemm::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
     if trans_a {
         matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
         return;
@@ -229,12 +230,12 @@ fn native_sgemm(
         } else {
             pack_panels_gather(k, n, b, |p| p * ldb, |j| j, None, packed);
         }
-        let start = if accumulate {
-            Start::Accumulate
+        let epilogue = if accumulate {
+            Epilogue::accumulate()
         } else {
-            Start::Zero
+            Epilogue::NONE
         };
-        matmul_packed(m, n, k, a, lda, packed, c, ldc, start, false);
+        matmul_packed(m, n, k, a, lda, packed, c, ldc, epilogue);
     });
 }
 

@@ -11,6 +11,7 @@
 //! same block kernels here with the ReLU mask applied inline, so both paths give bitwise equal
 //! results.
 
+use crate::fuse::BnApply;
 use crate::runtime::partition::{chunk_count, REDUCTION_ROWS};
 use crate::simd::{
     accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Simd8, LANES,
@@ -619,16 +620,6 @@ pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
         .for_each(|(x, y)| normalize_rows(x, k, y, relu));
-}
-
-/// The per-channel map a batch-norm forward applies: `y = (x - mean) * scale + beta`, with
-/// `scale = gamma / sqrt(var + eps)` from [`fold_scale`] (batch statistics in training, moving
-/// ones in evaluation).
-#[derive(Clone, Copy, Debug)]
-pub struct BnApply<'a> {
-    pub mean: &'a [f32],
-    pub scale: &'a [f32],
-    pub beta: &'a [f32],
 }
 
 /// Batch-norm forward: `y = (x - mean) * scale + beta`.

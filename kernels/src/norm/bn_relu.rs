@@ -7,7 +7,8 @@
 //! [`crate::norm::relu::relu_backward`] then [`crate::norm::batchnorm::bn_backward`]) performs the same f32
 //! operations in the same order, so the two paths agree bitwise; the tests hold them to that.
 
-use crate::norm::batchnorm::{backward, normalize, BnApply, BnSaved, BnScratch};
+use crate::fuse::BnApply;
+use crate::norm::batchnorm::{backward, normalize, BnSaved, BnScratch};
 
 /// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
 /// [`crate::norm::batchnorm::bn_forward`], then ReLU).

@@ -106,17 +106,18 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const MASK_B: bool>(
     let last = t.cols - LANES * (NV - 1);
     // SAFETY: no memory access.
     let mask = unsafe { lane_mask(last.min(LANES)) };
+    let (bias, accumulate, relu, w) = (t.bias_ptr(), t.accumulates(), t.epilogue.relu, t.walk);
     // The bias row, loaded once for the strip.
     let mut start = [_mm256_setzero_ps(); NV];
-    if !t.bias.is_null() && !t.accumulate {
+    if !bias.is_null() {
         for (j, v) in start.iter_mut().enumerate() {
             // SAFETY: the bias row is readable for `cols` floats: full vectors lie inside
             // them, the last is masked to them.
             *v = unsafe {
                 if j == NV - 1 && last < LANES {
-                    _mm256_maskload_ps(t.bias.add(LANES * j), mask)
+                    _mm256_maskload_ps(bias.add(LANES * j), mask)
                 } else {
-                    _mm256_loadu_ps(t.bias.add(LANES * j))
+                    _mm256_loadu_ps(bias.add(LANES * j))
                 }
             };
         }
@@ -126,7 +127,7 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const MASK_B: bool>(
         let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
         let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
         let mut acc = [start; MR];
-        if t.accumulate {
+        if accumulate {
             for (row, c) in acc.iter_mut().zip(&c).take(valid) {
                 for (j, v) in row.iter_mut().enumerate() {
                     // SAFETY: as for the stores below.
@@ -140,20 +141,20 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const MASK_B: bool>(
                 }
             }
         }
-        for s in 0..t.segments as isize {
-            let mut b = t.b.wrapping_offset(s * t.b_seg);
-            let rows: [*const f32; MR] = a.map(|r| r.wrapping_offset(s * t.a_seg));
+        for s in 0..w.segments as isize {
+            let mut b = t.b.wrapping_offset(s * w.b_seg);
+            let rows: [*const f32; MR] = a.map(|r| r.wrapping_offset(s * w.a_seg));
             if MR == 4 && NV == 3 && !MASK_B {
                 // SAFETY: `acc` is `[[__m256; 3]; 4]` here (MR = 4, NV = 3); the loop reads
                 // what the generic loop below reads (unmasked B rows of 24 floats).
                 unsafe {
                     let acc = &mut *acc.as_mut_ptr().cast::<[[__m256; 3]; 4]>();
-                    depth_loop_4x3(acc, &rows[..4], t.a_step, b, t.b_step, t.depth);
+                    depth_loop_4x3(acc, &rows[..4], w.a_step, b, w.b_step, w.depth);
                 }
                 continue;
             }
             let mut off = 0isize;
-            for _ in 0..t.depth {
+            for _ in 0..w.depth {
                 let mut bv = [_mm256_setzero_ps(); NV];
                 for (j, v) in bv.iter_mut().enumerate() {
                     // SAFETY: each B row is readable for `8*NV` floats, or `cols` with the
@@ -173,11 +174,11 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const MASK_B: bool>(
                         acc[i][j] = _mm256_fmadd_ps(av, *v, acc[i][j]);
                     }
                 }
-                b = b.wrapping_offset(t.b_step);
-                off += t.a_step;
+                b = b.wrapping_offset(w.b_step);
+                off += w.a_step;
             }
         }
-        if t.relu {
+        if relu {
             // max(0, v) returns v when v is NaN (the second operand), like `relu_s`; and
             // -0.0 for -0.0, also like `relu_s`.
             for row in acc.iter_mut() {

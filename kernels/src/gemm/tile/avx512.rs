@@ -25,12 +25,13 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const ZV: usize, con
     } else {
         std::array::from_fn(|j| lanes((LANES * NV).saturating_sub(WIDE * j)))
     };
+    let (bias, accumulate, relu, w) = (t.bias_ptr(), t.accumulates(), t.epilogue.relu, t.walk);
     // The bias row, loaded once for the strip.
     let mut start = [_mm512_setzero_ps(); ZV];
-    if !t.bias.is_null() && !t.accumulate {
+    if !bias.is_null() {
         for (j, v) in start.iter_mut().enumerate() {
             // SAFETY: the bias row is readable for `cols` floats; the load is masked to them.
-            *v = unsafe { _mm512_maskz_loadu_ps(store[j], t.bias.add(WIDE * j)) };
+            *v = unsafe { _mm512_maskz_loadu_ps(store[j], bias.add(WIDE * j)) };
         }
     }
     for g in (0..t.rows).step_by(MR) {
@@ -38,7 +39,7 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const ZV: usize, con
         let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
         let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
         let mut acc = [start; MR];
-        if t.accumulate {
+        if accumulate {
             for (row, c) in acc.iter_mut().zip(&c).take(valid) {
                 for (j, v) in row.iter_mut().enumerate() {
                     // SAFETY: as for the stores below.
@@ -46,11 +47,11 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const ZV: usize, con
                 }
             }
         }
-        for s in 0..t.segments as isize {
-            let mut b = t.b.wrapping_offset(s * t.b_seg);
-            let rows: [*const f32; MR] = a.map(|r| r.wrapping_offset(s * t.a_seg));
+        for s in 0..w.segments as isize {
+            let mut b = t.b.wrapping_offset(s * w.b_seg);
+            let rows: [*const f32; MR] = a.map(|r| r.wrapping_offset(s * w.a_seg));
             let mut off = 0isize;
-            for _ in 0..t.depth {
+            for _ in 0..w.depth {
                 let mut bv = [_mm512_setzero_ps(); ZV];
                 for (j, v) in bv.iter_mut().enumerate() {
                     // SAFETY: each B row is readable for `8*NV` floats, or `cols` with
@@ -64,11 +65,11 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const ZV: usize, con
                         acc[i][j] = _mm512_fmadd_ps(av, *v, acc[i][j]);
                     }
                 }
-                b = b.wrapping_offset(t.b_step);
-                off += t.a_step;
+                b = b.wrapping_offset(w.b_step);
+                off += w.a_step;
             }
         }
-        if t.relu {
+        if relu {
             // max(0, v) returns v when v is NaN (the second operand), like `relu_s`.
             for row in acc.iter_mut() {
                 for v in row.iter_mut() {

@@ -8,6 +8,7 @@
 //! packing of the big operand. Each output element is reduced in order `p = 0, 1, ...`, whatever
 //! the tiling, so results do not depend on how the caller splits the output between threads.
 
+use crate::fuse::{Epilogue, Start};
 use crate::simd::{relu_s, Isa};
 
 /// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
@@ -19,45 +20,120 @@ pub const MAX_ROWS: usize = 12;
 /// Most rows a caller hands one [`Tile`] call (its row-pointer arrays live on the stack).
 pub(crate) const STRIP_MAX: usize = 96;
 
-/// A strip of tiles' operands: `rows` output rows computed `MR` at a time against one panel of
-/// B, in a single call (the per-call set-up and the tile function's entry and exit are paid once
-/// per strip, not once per `MR` rows). Pointers and strides are in floats.
-///
-/// The reduction runs over `segments` segments of `depth` steps: step `p` of segment `s` reads
-/// `A(i, s, p) = a[i] + s*a_seg + p*a_step` and the B row at `b + s*b_seg + p*b_step`. One segment
-/// is a plain GEMM; three segments with `a[i]` pointing into a padded image are a 3x3
-/// convolution without im2col (one segment per kernel row).
-#[derive(Clone, Copy)]
-pub(crate) struct Tile<'r> {
+/// How a tile's reduction walks its operands, in floats: `segments` segments of `depth` steps;
+/// step `p` of segment `s` reads `A(i, s, p) = a[i] + s*a_seg + p*a_step` and the B row at
+/// `b + s*b_seg + p*b_step`. One segment is a plain GEMM; three segments with `a[i]` pointing
+/// into a padded image are a 3x3 convolution without im2col (one segment per kernel row).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Walk {
     pub segments: usize,
     /// Reduction steps per segment.
     pub depth: usize,
+    pub a_step: isize,
+    pub a_seg: isize,
+    pub b_step: isize,
+    pub b_seg: isize,
+}
+
+impl Walk {
+    /// One segment of `depth` steps: a plain GEMM.
+    pub(crate) fn plain(depth: usize, a_step: isize, b_step: isize) -> Walk {
+        Walk {
+            segments: 1,
+            depth,
+            a_step,
+            a_seg: 0,
+            b_step,
+            b_seg: 0,
+        }
+    }
+
+    /// `segments` segments of `depth` steps; `a` and `b` are each operand's `(step, segment)`
+    /// strides.
+    pub(crate) fn segmented(
+        segments: usize,
+        depth: usize,
+        (a_step, a_seg): (isize, isize),
+        (b_step, b_seg): (isize, isize),
+    ) -> Walk {
+        Walk {
+            segments,
+            depth,
+            a_step,
+            a_seg,
+            b_step,
+            b_seg,
+        }
+    }
+}
+
+/// A strip of tiles' operands: `rows` output rows computed `MR` at a time against one panel of
+/// B, in a single call (the per-call set-up and the tile function's entry and exit are paid once
+/// per strip, not once per `MR` rows). Built by [`Tile::new`], then [`Tile::with_epilogue`].
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<'r> {
+    pub walk: Walk,
     /// Row `i`'s first element of A, for `i < rows`. (A last group of fewer than `MR` rows
     /// repeats its last row; the copies are computed and dropped.)
     pub a: &'r [*const f32],
-    pub a_step: isize,
-    pub a_seg: isize,
     pub b: *const f32,
-    pub b_step: isize,
-    pub b_seg: isize,
     /// Row `i` of C starts at `c[i] + c_col`, for `i < rows`.
     pub c: &'r [*mut f32],
     pub c_col: usize,
-    /// Rows to compute (at least 1; `a` and `c` hold at least this many).
+    /// Rows to compute (at least 1): `a.len()`, which is `c.len()`.
     pub rows: usize,
     /// Valid columns (`1..=8*NV`): columns past it are not written to C and, with a masked B,
     /// not read from B.
     pub cols: usize,
-    /// Start from C's values instead of zero, so that reducing a long sum block by block gives
-    /// bitwise the result of one pass.
-    pub accumulate: bool,
-    /// When not null (and `accumulate` is false), every row starts from this row of `cols`
-    /// floats instead of zero: a bias added on the output tile rather than by a pass that fills
-    /// C first (same arithmetic, so bitwise the same result).
-    pub bias: *const f32,
-    /// Apply ReLU (NaN passes through) to the tile before storing it: a post-op riding on the
-    /// output tile instead of another pass over memory.
-    pub relu: bool,
+    /// What the tile starts from (zero, C's own values, or a bias row of `cols` floats from
+    /// this panel's first column) and whether it applies ReLU before storing; never a scale
+    /// ([`Epilogue::on_tile`]).
+    pub epilogue: Epilogue<'r>,
+}
+
+impl<'r> Tile<'r> {
+    /// A strip of `a.len()` rows (`c` has as many) and `cols` columns from C column `c_col`, with
+    /// nothing fused (`C = A @ B`).
+    pub(crate) fn new(
+        walk: Walk,
+        a: &'r [*const f32],
+        b: *const f32,
+        c: &'r [*mut f32],
+        c_col: usize,
+        cols: usize,
+    ) -> Tile<'r> {
+        assert_eq!(a.len(), c.len(), "tile: as many A rows as C rows");
+        Tile {
+            walk,
+            a,
+            b,
+            c,
+            c_col,
+            rows: a.len(),
+            cols,
+            epilogue: Epilogue::NONE,
+        }
+    }
+
+    /// This strip with `epilogue` ([`Epilogue::on_tile`] of the panel's first column).
+    pub(crate) fn with_epilogue(self, epilogue: Epilogue<'r>) -> Tile<'r> {
+        Tile { epilogue, ..self }
+    }
+
+    /// Whether the tile starts from C's own values.
+    #[inline(always)]
+    pub(crate) fn accumulates(&self) -> bool {
+        matches!(self.epilogue.start, Start::Accumulate)
+    }
+
+    /// The bias row (`cols` floats), or null.
+    #[inline(always)]
+    pub(crate) fn bias_ptr(&self) -> *const f32 {
+        self.epilogue
+            .start
+            .bias()
+            .map_or(std::ptr::null(), <[f32]>::as_ptr)
+    }
 }
 
 /// Fills `out[..rows]` with `base + i * stride` (row pointers of a strided matrix).
@@ -86,6 +162,10 @@ fn check_tile<const MR: usize, const NV: usize>(t: &Tile) {
     assert!(
         t.rows >= 1 && t.a.len() >= t.rows && t.c.len() >= t.rows,
         "tile: rows"
+    );
+    assert!(
+        t.epilogue.scale.is_none() && t.epilogue.start.bias().is_none_or(|b| b.len() >= t.cols),
+        "tile: epilogue"
     );
     debug_assert!(MR <= MAX_ROWS);
     debug_assert!(t.cols >= 1 && t.cols <= LANES * NV);
@@ -152,15 +232,12 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
         let a: [*const f32; MR] = group_rows(t.a, g, t.rows);
         let c: [*mut f32; MR] = group_rows(t.c, g, t.rows).map(|p| p.wrapping_add(t.c_col));
         let mut acc = [[0.0f32; 32]; MR];
-        if !t.bias.is_null() && !t.accumulate {
+        if let Start::Bias(bias) = t.epilogue.start {
             for row in acc.iter_mut() {
-                for (j, v) in row.iter_mut().enumerate().take(t.cols) {
-                    // SAFETY: the bias row is readable for `cols` floats.
-                    *v = unsafe { *t.bias.add(j) };
-                }
+                row[..t.cols].copy_from_slice(&bias[..t.cols]);
             }
         }
-        if t.accumulate {
+        if t.accumulates() {
             for (i, row) in acc.iter_mut().enumerate().take(valid) {
                 for (j, v) in row.iter_mut().enumerate().take(t.cols) {
                     // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
@@ -169,11 +246,12 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
             }
         }
         for (i, row) in acc.iter_mut().enumerate().take(valid) {
-            for s in 0..t.segments as isize {
-                for p in 0..t.depth as isize {
+            let w = t.walk;
+            for s in 0..w.segments as isize {
+                for p in 0..w.depth as isize {
                     // SAFETY: inside A's and B's contract (`j < read_cols`).
-                    let av = unsafe { *a[i].offset(s * t.a_seg + p * t.a_step) };
-                    let b = t.b.wrapping_offset(s * t.b_seg + p * t.b_step);
+                    let av = unsafe { *a[i].offset(s * w.a_seg + p * w.a_step) };
+                    let b = t.b.wrapping_offset(s * w.b_seg + p * w.b_step);
                     for (j, c) in row.iter_mut().enumerate().take(read_cols) {
                         *c += av * unsafe { *b.add(j) };
                     }
@@ -182,7 +260,7 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
         }
         for (i, row) in acc.iter().enumerate().take(valid) {
             for (j, v) in row.iter().enumerate().take(t.cols) {
-                let v = if t.relu { relu_s(*v) } else { *v };
+                let v = if t.epilogue.relu { relu_s(*v) } else { *v };
                 // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
                 unsafe { *c[i].add(j) = v };
             }
@@ -237,27 +315,19 @@ mod tests {
                         let mut c = c0.clone();
                         let c_rows: Vec<*mut f32> =
                             (0..rows).map(|i| c[i * ldc..].as_mut_ptr()).collect();
-                        let t = Tile {
-                            segments,
-                            depth,
-                            a: &a_rows,
-                            a_step,
-                            a_seg,
-                            b: b.as_ptr(),
-                            b_step,
-                            b_seg,
-                            c: &c_rows,
-                            c_col: 1,
-                            rows,
-                            cols,
-                            accumulate,
-                            bias: if with_bias {
-                                bias.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
-                            relu,
+                        let walk =
+                            Walk::segmented(segments, depth, (a_step, a_seg), (b_step, b_seg));
+                        let start = match (accumulate, with_bias) {
+                            (true, _) => Start::Accumulate,
+                            (false, true) => Start::Bias(&bias),
+                            (false, false) => Start::Zero,
                         };
+                        let t = Tile::new(walk, &a_rows, b.as_ptr(), &c_rows, 1, cols)
+                            .with_epilogue(Epilogue {
+                                start,
+                                scale: None,
+                                relu,
+                            });
                         // SAFETY: AVX2 checked above; every A read lies inside `a` (row `i`
                         // reads up to `(segments - 1) * a_seg + (depth - 1) * a_step` floats
                         // on, less than `a_row`), every B row inside `b` for 24 floats, C rows
