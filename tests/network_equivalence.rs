@@ -144,7 +144,10 @@ fn folded_evaluation_matches_layer_by_layer() {
         }
         let (x, _) = batch(9);
         let folded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
-        net.exec.eval_unfolded = true;
+        net.set_exec(Exec {
+            eval_unfolded: true,
+            ..*net.exec()
+        });
         let unfolded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
         let scale = unfolded.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let worst = folded

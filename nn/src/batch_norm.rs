@@ -5,7 +5,7 @@
 //! it): biased batch variance, `moving = decay * moving + (1 - decay) * batch`, moving mean 0 and
 //! variance 1 at start, gamma 1 and beta 0.
 
-use crate::layer::{BnPath, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{BnPath, ChannelMap, Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{BnApply, Epilogue, Prologue, Start};
 use bnconv_kernels::norm::batchnorm::{
@@ -163,32 +163,6 @@ impl Layer for BatchNorm {
         }
     }
 
-    fn forward_train_deferred(&mut self, exec: &Exec, x: &Tensor) -> Option<Prologue<'_>> {
-        // Only the fused BN+ReLU path: its backward recomputes the ReLU mask from `x` and never
-        // reads `y`.
-        if !(self.relu && exec.bn_path == BnPath::Fused) {
-            return None;
-        }
-        self.statistics(x, Mode::Train);
-        Some(Prologue {
-            normalize: Some(BnApply {
-                mean: &self.mean,
-                scale: &self.scale,
-                beta: &self.beta.value,
-            }),
-            relu: true,
-        })
-    }
-
-    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
-        let k = BnApply {
-            mean: &self.mean,
-            scale: &self.scale,
-            beta: &self.beta.value,
-        };
-        bn_relu_forward(x.data(), k, y.data_mut());
-    }
-
     fn backward(
         &mut self,
         exec: &Exec,
@@ -251,7 +225,53 @@ impl Layer for BatchNorm {
         }
     }
 
-    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
+    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
+        self.gamma
+            .visit(&self.name, "gamma", ParamKind::Trainable, f);
+        self.beta.visit(&self.name, "beta", ParamKind::Trainable, f);
+        self.moving_mean
+            .visit(&self.name, "moving_mean", ParamKind::Statistic, f);
+        self.moving_var
+            .visit(&self.name, "moving_var", ParamKind::Statistic, f);
+    }
+
+    fn as_channel_map(&mut self) -> Option<&mut dyn ChannelMap> {
+        Some(self)
+    }
+}
+
+impl ChannelMap for BatchNorm {
+    /// Only on the fused BN+ReLU path: its backward recomputes the ReLU mask from `x` and never
+    /// reads `y`.
+    fn defers_in_training(&self, exec: &Exec) -> bool {
+        self.relu && exec.bn_path == BnPath::Fused
+    }
+
+    fn train_prologue(&mut self, _exec: &Exec, x: &Tensor) -> Prologue<'_> {
+        self.statistics(x, Mode::Train);
+        Prologue {
+            normalize: Some(BnApply {
+                mean: &self.mean,
+                scale: &self.scale,
+                beta: &self.beta.value,
+            }),
+            relu: self.relu,
+        }
+    }
+
+    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
+        let k = BnApply {
+            mean: &self.mean,
+            scale: &self.scale,
+            beta: &self.beta.value,
+        };
+        match self.relu {
+            true => bn_relu_forward(x.data(), k, y.data_mut()),
+            false => bn_forward(x.data(), k, y.data_mut()),
+        }
+    }
+
+    fn eval_epilogue(&mut self) -> Epilogue<'_> {
         fold_scale(
             &self.gamma.value,
             &self.moving_var.value,
@@ -262,20 +282,10 @@ impl Layer for BatchNorm {
         for ch in 0..self.channels {
             self.shift[ch] = self.beta.value[ch] - self.moving_mean.value[ch] * self.scale[ch];
         }
-        Some(Epilogue {
+        Epilogue {
             start: Start::Bias(&self.shift),
             scale: Some(&self.scale),
             relu: self.relu,
-        })
-    }
-
-    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
-        self.gamma
-            .visit(&self.name, "gamma", ParamKind::Trainable, f);
-        self.beta.visit(&self.name, "beta", ParamKind::Trainable, f);
-        self.moving_mean
-            .visit(&self.name, "moving_mean", ParamKind::Statistic, f);
-        self.moving_var
-            .visit(&self.name, "moving_var", ParamKind::Statistic, f);
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! 3x3 convolution with TensorFlow SAME padding, NHWC activations, HWIO weights.
 
-use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
+use crate::layer::{Exec, Fusing, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::conv::{accepts_prologue, conv_backward, conv_forward, ConvOps, ConvWorkspace};
+use bnconv_kernels::conv::{conv_backward, conv_forward, ConvOps, ConvPlan, ConvWorkspace};
 use bnconv_kernels::fuse::{Epilogue, Prologue, Start};
 use bnconv_kernels::ConvGeometry;
 
@@ -115,15 +115,38 @@ impl Layer for Conv2d {
         );
     }
 
-    fn accepts_input_map(&self, exec: &Exec, input: Shape) -> bool {
-        input.dims().len() == 4 && accepts_prologue(exec.gemm, &self.geometry(input))
+    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
+        self.weight
+            .visit(&self.name, "weight", ParamKind::Trainable, f);
+        if let Some(b) = &mut self.bias {
+            b.visit(&self.name, "bias", ParamKind::Trainable, f);
+        }
     }
 
-    fn forward_with_input_map(
+    fn forward_flops(&self, input: Shape) -> u64 {
+        self.geometry(input).forward_flops()
+    }
+
+    fn backward_flops(&self, input: Shape, input_grad: bool) -> u64 {
+        self.forward_flops(input) * if input_grad { 2 } else { 1 }
+    }
+
+    fn as_fusing(&mut self) -> Option<&mut dyn Fusing> {
+        Some(self)
+    }
+}
+
+impl Fusing for Conv2d {
+    fn accepts_prologue(&self, exec: &Exec, input: Shape) -> bool {
+        input.dims().len() == 4
+            && ConvPlan::new(exec.gemm, &self.geometry(input)).accepts_prologue()
+    }
+
+    fn forward_with_prologue(
         &mut self,
         exec: &Exec,
         x: &Tensor,
-        map: &Prologue<'_>,
+        prologue: &Prologue<'_>,
         y: &mut Tensor,
     ) {
         let g = self.geometry(x.shape());
@@ -133,19 +156,19 @@ impl Layer for Conv2d {
             &g,
             x.data(),
             &self.weight.value,
-            ConvOps::train(bias).with_prologue(*map),
+            ConvOps::train(bias).with_prologue(*prologue),
             &mut self.workspace,
             y.data_mut(),
         );
     }
 
-    fn forward_eval_fused(
+    fn forward_with_epilogue(
         &mut self,
         exec: &Exec,
         x: &Tensor,
-        y: &mut Tensor,
         post: &Epilogue<'_>,
-    ) -> bool {
+        y: &mut Tensor,
+    ) {
         let g = self.geometry(x.shape());
         // bias * scale + shift, where a missing scale is 1 and a missing shift 0 (so a lone ReLU
         // after a biased conv keeps the bias bit for bit).
@@ -169,22 +192,5 @@ impl Layer for Conv2d {
             &mut self.workspace,
             y.data_mut(),
         );
-        true
-    }
-
-    fn visit_params(&mut self, f: &mut dyn FnMut(ParamMut<'_>)) {
-        self.weight
-            .visit(&self.name, "weight", ParamKind::Trainable, f);
-        if let Some(b) = &mut self.bias {
-            b.visit(&self.name, "bias", ParamKind::Trainable, f);
-        }
-    }
-
-    fn forward_flops(&self, input: Shape) -> u64 {
-        self.geometry(input).forward_flops()
-    }
-
-    fn backward_flops(&self, input: Shape, input_grad: bool) -> u64 {
-        self.forward_flops(input) * if input_grad { 2 } else { 1 }
     }
 }

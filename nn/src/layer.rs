@@ -114,64 +114,6 @@ pub trait Layer: Send {
         dx: Option<&mut Tensor>,
     );
 
-    /// In evaluation mode, the per-channel map this layer is, if it is one, as the [`Epilogue`]
-    /// the layer before applies to its output instead: `relu?(x * scale + shift)`, the shift as
-    /// a bias start (`Start::Zero`: no shift, which is not the same as adding 0 to -0).
-    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
-        None
-    }
-
-    /// Evaluation-mode forward with `post` applied to the output, in place of this layer then
-    /// the next. Returns false, doing nothing, if this layer cannot fuse it.
-    fn forward_eval_fused(
-        &mut self,
-        _exec: &Exec,
-        _x: &Tensor,
-        _y: &mut Tensor,
-        _post: &Epilogue<'_>,
-    ) -> bool {
-        false
-    }
-
-    /// Training forward that leaves `y` unwritten because the next layer applies this layer's
-    /// per-channel map to `x` as it reads its input ([`Layer::forward_with_input_map`]). Does
-    /// everything else `forward` does (batch statistics, moving averages) and returns the map;
-    /// `None`, doing nothing, if this layer is no such map on this execution path. `backward`
-    /// must not need `y` afterwards.
-    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<Prologue<'_>> {
-        None
-    }
-
-    /// After [`Layer::forward_train_deferred`] returned a map: writes the output it skipped,
-    /// from the statistics it kept (nothing is updated again). For diagnosis only (finding where
-    /// a non-finite value first appeared).
-    fn write_deferred_output(&mut self, _exec: &Exec, _x: &Tensor, _y: &mut Tensor) {
-        panic!(
-            "{}: write_deferred_output without a deferred forward",
-            self.name()
-        );
-    }
-
-    /// Whether [`Layer::forward_with_input_map`] takes an input of this shape.
-    fn accepts_input_map(&self, _exec: &Exec, _input: Shape) -> bool {
-        false
-    }
-
-    /// Training forward of `map(x)`, where `x` is the previous layer's input: called only when
-    /// [`Layer::accepts_input_map`] said so. `backward` must need only the shape of its `x`.
-    fn forward_with_input_map(
-        &mut self,
-        _exec: &Exec,
-        _x: &Tensor,
-        _map: &Prologue<'_>,
-        _y: &mut Tensor,
-    ) {
-        panic!(
-            "{}: forward_with_input_map without accepts_input_map",
-            self.name()
-        );
-    }
-
     /// Visits parameters and statistics in a fixed order.
     fn visit_params(&mut self, _f: &mut dyn FnMut(ParamMut<'_>)) {}
 
@@ -184,6 +126,70 @@ pub trait Layer: Send {
     fn backward_flops(&self, _input: Shape, _input_grad: bool) -> u64 {
         0
     }
+
+    /// This layer as a per-channel map that a neighbouring layer can apply in its place (batch
+    /// norm, ReLU); `None` for other layers. The network asks once, when it plans its fusions.
+    fn as_channel_map(&mut self) -> Option<&mut dyn ChannelMap> {
+        None
+    }
+
+    /// This layer as one that applies a neighbour's per-channel map within its own pass (a
+    /// convolution); `None` for other layers. The network asks once, when it plans its fusions.
+    fn as_fusing(&mut self) -> Option<&mut dyn Fusing> {
+        None
+    }
+}
+
+/// A layer that is a per-channel map (batch norm, ReLU) which a neighbouring [`Fusing`] layer
+/// can apply instead: in training the next layer applies it to its input as it reads it
+/// ([`Prologue`]), in evaluation the layer before applies it to its output ([`Epilogue`]). The
+/// layer's own output is then never written.
+pub trait ChannelMap {
+    /// Whether in training, on `exec`'s kernels, the next layer may apply this map to its input:
+    /// only when this layer's backward never reads its output.
+    fn defers_in_training(&self, exec: &Exec) -> bool;
+
+    /// Training forward that leaves the output unwritten: does everything else `forward` does
+    /// (batch statistics, moving averages) and returns the map for the next layer's input.
+    fn train_prologue(&mut self, exec: &Exec, x: &Tensor) -> Prologue<'_>;
+
+    /// After [`ChannelMap::train_prologue`]: writes the output it skipped, from the statistics it
+    /// kept (nothing is updated again). For diagnosis (finding where a non-finite value first
+    /// appeared).
+    fn write_deferred_output(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor);
+
+    /// The evaluation-mode map, `relu?(x * scale + shift)`, as the [`Epilogue`] the layer before
+    /// applies to its output: the shift as a bias start (`Start::Zero`: no shift, which is not
+    /// the same as adding 0 to -0).
+    fn eval_epilogue(&mut self) -> Epilogue<'_>;
+}
+
+/// A layer that applies a neighbouring [`ChannelMap`] within its own pass (a convolution: to
+/// its input while bordering it, or to its output tiles).
+pub trait Fusing {
+    /// Whether [`Fusing::forward_with_prologue`] takes an input of this shape on `exec`'s
+    /// kernels. Asked once, with a batch of one: the answer must not depend on the batch size.
+    fn accepts_prologue(&self, exec: &Exec, input: Shape) -> bool;
+
+    /// Training forward of `prologue(x)`, `x` being the previous layer's input. `backward` then
+    /// needs only the shape of its `x`.
+    fn forward_with_prologue(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        prologue: &Prologue<'_>,
+        y: &mut Tensor,
+    );
+
+    /// Evaluation forward with `epilogue` (the next layer's map) applied to the output: in place
+    /// of this layer then the next.
+    fn forward_with_epilogue(
+        &mut self,
+        exec: &Exec,
+        x: &Tensor,
+        epilogue: &Epilogue<'_>,
+        y: &mut Tensor,
+    );
 }
 
 /// Storage for one parameter: value, gradient and shape.

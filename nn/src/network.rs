@@ -12,14 +12,101 @@ pub struct Network {
     acts: Vec<Tensor>,
     /// `grads[i]` is the gradient with respect to `acts[i]` (`grads[0]` stays unused).
     grads: Vec<Tensor>,
-    /// `stale[i]`: the last forward pass left `acts[i]` unwritten (its layer's map was folded
-    /// into a neighbour).
-    stale: Vec<bool>,
-    /// `deferred[i]`: of those, a training output applied by the next layer as it read it,
-    /// which [`Network::store_deferred_activations`] can still write.
-    deferred: Vec<bool>,
-    pub exec: Exec,
-    trained_forward: bool,
+    exec: Exec,
+    /// Which layers run fused, in each mode: made when the network is built and again when
+    /// [`Network::set_exec`] changes the kernels.
+    plan: FusionPlan,
+    /// The mode of the last forward pass (`None` before the first).
+    last_forward: Option<Mode>,
+    /// Whether [`Network::store_deferred_activations`] wrote the training outputs the last
+    /// forward pass left to the next layer.
+    deferred_written: bool,
+}
+
+/// One step of a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Layer `i` on its own.
+    Single(usize),
+    /// Training: layer `i` (a [`ChannelMap`](crate::layer::ChannelMap)) is applied by layer
+    /// `i + 1` to its input as it reads it; layer `i`'s output is not written.
+    MapIntoNext(usize),
+    /// Evaluation: layer `i` applies layer `i + 1`'s map (an epilogue) to its output, which
+    /// becomes layer `i + 1`'s output; layer `i`'s own output is not written.
+    NextIntoOutput(usize),
+}
+
+impl Step {
+    /// The layer whose output this step leaves unwritten, if any.
+    fn skipped_output(self) -> Option<usize> {
+        match self {
+            Step::Single(_) => None,
+            Step::MapIntoNext(i) | Step::NextIntoOutput(i) => Some(i),
+        }
+    }
+}
+
+/// The forward steps of each mode.
+#[derive(Clone, Debug, Default)]
+struct FusionPlan {
+    train: Vec<Step>,
+    eval: Vec<Step>,
+}
+
+impl FusionPlan {
+    /// Pairs each per-channel map with a neighbour that can apply it, greedily from the first
+    /// layer: in training a map the next layer applies to its input, in evaluation (unless
+    /// `exec.eval_unfolded`) a map the layer before applies to its output.
+    fn new(layers: &mut [Box<dyn Layer>], exec: &Exec, item_shape: &[usize]) -> FusionPlan {
+        let n = layers.len();
+        // Layer inputs for a batch of one (the choices do not depend on the batch size).
+        let mut shapes = Vec::with_capacity(n + 1);
+        shapes.push(Network::batch_shape(item_shape, 1));
+        for (i, layer) in layers.iter().enumerate() {
+            let next = layer
+                .output_shape(shapes[i])
+                .expect("shapes were validated when the network was built");
+            shapes.push(next);
+        }
+        let mut plan = FusionPlan::default();
+        for mode in [Mode::Train, Mode::Eval] {
+            let steps = match mode {
+                Mode::Train => &mut plan.train,
+                Mode::Eval => &mut plan.eval,
+            };
+            let mut i = 0;
+            while i < n {
+                let (head, tail) = layers.split_at_mut(i + 1);
+                let fused = match (mode, tail.first_mut()) {
+                    (Mode::Train, Some(next)) => {
+                        let defers = head[i]
+                            .as_channel_map()
+                            .is_some_and(|map| map.defers_in_training(exec));
+                        let accepts = next
+                            .as_fusing()
+                            .is_some_and(|f| f.accepts_prologue(exec, shapes[i + 1]));
+                        (defers && accepts).then_some(Step::MapIntoNext(i))
+                    }
+                    (Mode::Eval, Some(next)) if !exec.eval_unfolded => {
+                        let fusing = head[i].as_fusing().is_some();
+                        let map = next.as_channel_map().is_some();
+                        (fusing && map).then_some(Step::NextIntoOutput(i))
+                    }
+                    _ => None,
+                };
+                steps.push(fused.unwrap_or(Step::Single(i)));
+                i += if fused.is_some() { 2 } else { 1 };
+            }
+        }
+        plan
+    }
+
+    fn steps(&self, mode: Mode) -> &[Step] {
+        match mode {
+            Mode::Train => &self.train,
+            Mode::Eval => &self.eval,
+        }
+    }
 }
 
 impl Network {
@@ -40,15 +127,17 @@ impl Network {
             shape = layer.output_shape(shape)?;
         }
         let n = layers.len();
+        let mut layers = layers;
+        let plan = FusionPlan::new(&mut layers, &exec, item_shape);
         Ok(Network {
             layers,
             item_shape: item_shape.to_vec(),
             acts: (0..=n).map(|_| Tensor::default()).collect(),
             grads: (0..=n).map(|_| Tensor::default()).collect(),
-            stale: vec![false; n + 1],
-            deferred: vec![false; n + 1],
             exec,
-            trained_forward: false,
+            plan,
+            last_forward: None,
+            deferred_written: false,
         })
     }
 
@@ -67,6 +156,17 @@ impl Network {
         &self.layers
     }
 
+    /// The kernels every layer runs.
+    pub fn exec(&self) -> &Exec {
+        &self.exec
+    }
+
+    /// Runs the layers on other kernels from now on (and plans their fusions again).
+    pub fn set_exec(&mut self, exec: Exec) {
+        self.plan = FusionPlan::new(&mut self.layers, &exec, &self.item_shape);
+        self.exec = exec;
+    }
+
     /// Runs every layer on `batch` items stored back to back in `x`; returns the output.
     ///
     /// # Panics
@@ -76,60 +176,59 @@ impl Network {
         let mut shape = Self::batch_shape(&self.item_shape, batch);
         self.acts[0].set_shape(shape);
         self.acts[0].data_mut().copy_from_slice(x);
-        let n = self.layers.len();
-        self.stale.fill(false);
-        self.deferred.fill(false);
-        let mut i = 0;
-        while i < n {
+        self.last_forward = None;
+        self.deferred_written = false;
+        for s in 0..self.plan.steps(mode).len() {
+            let step = self.plan.steps(mode)[s];
+            let i = match step {
+                Step::Single(i) | Step::MapIntoNext(i) | Step::NextIntoOutput(i) => i,
+            };
             shape = self.layers[i]
                 .output_shape(shape)
                 .expect("shapes were validated when the network was built");
             let (done, rest) = self.acts.split_at_mut(i + 1);
-            if mode == Mode::Train && i + 1 < n {
-                // Training hands a per-channel map (batch norm + ReLU) to the next layer to
-                // apply as it reads its input; `acts[i + 1]` is then left stale.
-                let (head, tail) = self.layers.split_at_mut(i + 1);
-                if tail[0].accepts_input_map(&self.exec, shape) {
-                    let scope = profile::layer(i, Pass::Forward);
-                    if let Some(map) = head[i].forward_train_deferred(&self.exec, &done[i]) {
-                        drop(scope);
-                        rest[0].set_shape(shape);
-                        self.stale[i + 1] = true;
-                        self.deferred[i + 1] = true;
-                        let next = tail[0]
-                            .output_shape(shape)
-                            .expect("shapes were validated when the network was built");
-                        rest[1].set_shape(next);
-                        let _l = profile::layer(i + 1, Pass::Forward);
-                        tail[0].forward_with_input_map(&self.exec, &done[i], &map, &mut rest[1]);
-                        shape = next;
-                        i += 2;
-                        continue;
-                    }
+            match step {
+                Step::Single(_) => {
+                    rest[0].set_shape(shape);
+                    let _l = profile::layer(i, Pass::Forward);
+                    self.layers[i].forward(&self.exec, &done[i], &mut rest[0], mode);
                 }
-            }
-            if mode == Mode::Eval && !self.exec.eval_unfolded && i + 1 < n {
-                // Evaluation folds a following per-channel map (batch norm, ReLU) into this
-                // layer's output tile when it can; `acts[i + 1]` is then left stale.
-                let (head, tail) = self.layers.split_at_mut(i + 1);
-                if let Some(post) = tail[0].eval_epilogue() {
+                Step::MapIntoNext(_) => {
+                    // Layer i's map (batch norm + ReLU, or ReLU) is applied by layer i + 1 as it
+                    // reads its input; `acts[i + 1]` is left unwritten.
+                    let (head, tail) = self.layers.split_at_mut(i + 1);
+                    let next_shape = tail[0]
+                        .output_shape(shape)
+                        .expect("shapes were validated when the network was built");
+                    let (Some(map), Some(next)) = (head[i].as_channel_map(), tail[0].as_fusing())
+                    else {
+                        unreachable!("the fusion plan pairs a channel map with a fusing layer");
+                    };
+                    rest[0].set_shape(shape);
+                    let scope = profile::layer(i, Pass::Forward);
+                    let prologue = map.train_prologue(&self.exec, &done[i]);
+                    drop(scope);
+                    shape = next_shape;
+                    rest[1].set_shape(shape);
+                    let _l = profile::layer(i + 1, Pass::Forward);
+                    next.forward_with_prologue(&self.exec, &done[i], &prologue, &mut rest[1]);
+                }
+                Step::NextIntoOutput(_) => {
+                    // Layer i + 1's map rides on layer i's output tiles; `acts[i + 1]` is left
+                    // unwritten. (A per-channel map keeps its input's shape.)
+                    let (head, tail) = self.layers.split_at_mut(i + 1);
+                    let (Some(this), Some(map)) = (head[i].as_fusing(), tail[0].as_channel_map())
+                    else {
+                        unreachable!("the fusion plan pairs a fusing layer with a channel map");
+                    };
                     rest[1].set_shape(shape);
                     let _l = profile::layer(i, Pass::Forward);
-                    if head[i].forward_eval_fused(&self.exec, &done[i], &mut rest[1], &post) {
-                        self.stale[i + 1] = true;
-                        i += 2;
-                        continue;
-                    }
+                    let epilogue = map.eval_epilogue();
+                    this.forward_with_epilogue(&self.exec, &done[i], &epilogue, &mut rest[1]);
                 }
             }
-            rest[0].set_shape(shape);
-            {
-                let _l = profile::layer(i, Pass::Forward);
-                self.layers[i].forward(&self.exec, &done[i], &mut rest[0], mode);
-            }
-            i += 1;
         }
-        self.trained_forward = mode == Mode::Train;
+        self.last_forward = Some(mode);
         self.output()
     }
 
@@ -145,7 +244,7 @@ impl Network {
     /// If the last forward pass was not in training mode, or `d_output` has the wrong size.
     pub fn backward(&mut self, d_output: &[f32]) {
         assert!(
-            self.trained_forward,
+            self.last_forward == Some(Mode::Train),
             "backward needs a training-mode forward pass first"
         );
         let n = self.layers.len();
@@ -180,21 +279,36 @@ impl Network {
     /// Writes the training outputs the last forward pass deferred to the next layer (for
     /// diagnosis: after it, every training activation is stored).
     pub fn store_deferred_activations(&mut self) {
-        for i in 0..self.layers.len() {
-            if self.deferred[i + 1] {
+        if self.last_forward != Some(Mode::Train) || self.deferred_written {
+            return;
+        }
+        for s in 0..self.plan.train.len() {
+            if let Step::MapIntoNext(i) = self.plan.train[s] {
                 let (done, rest) = self.acts.split_at_mut(i + 1);
-                self.layers[i].write_deferred_output(&self.exec, &done[i], &mut rest[0]);
-                self.deferred[i + 1] = false;
-                self.stale[i + 1] = false;
+                let map = self.layers[i]
+                    .as_channel_map()
+                    .expect("the fusion plan pairs a channel map with a fusing layer");
+                map.write_deferred_output(&self.exec, &done[i], &mut rest[0]);
             }
         }
+        self.deferred_written = true;
     }
 
     /// Whether the last forward pass wrote [`Network::activation`]`(i)`: not when it folded
     /// the next layer into layer `i` (evaluation), nor when layer `i + 1` applied layer `i`'s
-    /// batch norm + ReLU to its input as it read it (training).
+    /// batch norm + ReLU to its input as it read it (training), until
+    /// [`Network::store_deferred_activations`] writes it.
     pub fn activation_stored(&self, i: usize) -> bool {
-        !self.stale[i + 1]
+        let Some(mode) = self.last_forward else {
+            return true;
+        };
+        let skipped = self
+            .plan
+            .steps(mode)
+            .iter()
+            .any(|step| step.skipped_output() == Some(i));
+        let written_later = mode == Mode::Train && self.deferred_written;
+        !skipped || written_later
     }
 
     /// The gradient with respect to layer `i`'s input from the last backward pass; `None` for
@@ -222,5 +336,73 @@ impl Network {
             shape = layer.output_shape(shape).expect("validated shapes");
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::BnPath;
+    use crate::seed::{seed_network, Variant, INPUT};
+
+    const BATCH: usize = 3;
+
+    fn images() -> Vec<f32> {
+        let len = BATCH * INPUT.iter().product::<usize>();
+        (0..len).map(|i| ((i * 37) % 101) as f32 / 101.0).collect()
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.data().iter().map(|v| v.to_bits()).collect()
+    }
+
+    fn unstored(net: &Network) -> usize {
+        (0..net.layers().len())
+            .filter(|&i| !net.activation_stored(i))
+            .count()
+    }
+
+    /// Training with fused BN+ReLU leaves the outputs of the batch norms that the next
+    /// convolution applies unwritten; written afterwards, every activation equals the unfused
+    /// network's (which defers nothing) bitwise.
+    #[test]
+    fn the_training_plan_defers_batch_norms_and_their_outputs_can_be_written_later() {
+        let x = images();
+        let mut fused = seed_network(Variant::Bn, 1, Exec::default());
+        let unfused_exec = Exec {
+            bn_path: BnPath::Unfused,
+            ..Exec::default()
+        };
+        let mut unfused = seed_network(Variant::Bn, 1, unfused_exec);
+        fused.forward(&x, BATCH, Mode::Train);
+        unfused.forward(&x, BATCH, Mode::Train);
+        let deferred = unstored(&fused);
+        assert!(deferred >= 6, "only {deferred} batch norms deferred");
+        assert_eq!(unstored(&unfused), 0);
+        fused.store_deferred_activations();
+        assert_eq!(unstored(&fused), 0);
+        for i in 0..fused.layers().len() {
+            assert_eq!(
+                bits(fused.activation(i)),
+                bits(unfused.activation(i)),
+                "layer {i}"
+            );
+        }
+    }
+
+    /// Evaluation folds each batch norm into the convolution before it (their outputs are
+    /// not written), unless told to run unfolded; `set_exec` plans again.
+    #[test]
+    fn the_evaluation_plan_folds_each_batch_norm_into_its_convolution() {
+        let x = images();
+        let mut net = seed_network(Variant::Bn, 1, Exec::default());
+        net.forward(&x, BATCH, Mode::Eval);
+        assert_eq!(unstored(&net), crate::seed::CONV_LAYERS);
+        net.set_exec(Exec {
+            eval_unfolded: true,
+            ..Exec::default()
+        });
+        net.forward(&x, BATCH, Mode::Eval);
+        assert_eq!(unstored(&net), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! A standalone ReLU (the plain network's activation).
 
-use crate::layer::{Exec, Layer, Mode, ShapeError};
+use crate::layer::{ChannelMap, Exec, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{Epilogue, Prologue};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -27,23 +27,8 @@ impl Layer for Relu {
         Ok(input)
     }
 
-    fn eval_epilogue(&mut self) -> Option<Epilogue<'_>> {
-        Some(Epilogue::NONE.with_relu(true))
-    }
-
     fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         let _p = profile::scope(Phase::Relu);
-        relu_forward(x.data(), y.data_mut());
-    }
-
-    fn forward_train_deferred(&mut self, _exec: &Exec, _x: &Tensor) -> Option<Prologue<'_>> {
-        Some(Prologue {
-            normalize: None,
-            relu: true,
-        })
-    }
-
-    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
         relu_forward(x.data(), y.data_mut());
     }
 
@@ -61,5 +46,31 @@ impl Layer for Relu {
             // the output may not have been stored (a deferred forward).
             relu_backward(x.data(), dy.data(), dx.data_mut());
         }
+    }
+
+    fn as_channel_map(&mut self) -> Option<&mut dyn ChannelMap> {
+        Some(self)
+    }
+}
+
+impl ChannelMap for Relu {
+    /// Always: the backward pass takes its mask from the input.
+    fn defers_in_training(&self, _exec: &Exec) -> bool {
+        true
+    }
+
+    fn train_prologue(&mut self, _exec: &Exec, _x: &Tensor) -> Prologue<'_> {
+        Prologue {
+            normalize: None,
+            relu: true,
+        }
+    }
+
+    fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
+        relu_forward(x.data(), y.data_mut());
+    }
+
+    fn eval_epilogue(&mut self) -> Epilogue<'_> {
+        Epilogue::NONE.with_relu(true)
     }
 }

@@ -1,8 +1,8 @@
 //! The backward pass: weight, bias and input gradients on the layer's path.
 
-use crate::conv::data_grad::{data_grad_by_columns_or_parity, data_grad_implicit};
+use crate::conv::data_grad::data_grad;
 use crate::conv::geometry::ConvGeometry;
-use crate::conv::plan::implicit_plan;
+use crate::conv::plan::WeightGradPath;
 use crate::conv::small_image;
 use crate::conv::weight_grad::{column_weight_grad, implicit_weight_grad};
 use crate::conv::workspace::ConvWorkspace;
@@ -39,31 +39,35 @@ pub fn conv_backward(
         ws.saved_for_backward,
         "conv_backward: the last forward pass on this workspace was an evaluation (Keep::Nothing), which keeps nothing for backward"
     );
-    if gemm == GemmBackend::Native && small_image::applies(g) {
-        return small_image::backward(g, ws, w, dy, dx, dw, db);
-    }
-    if let Some(im) = implicit_plan(gemm, g) {
-        assert_eq!(
-            ws.padded.len(),
-            g.batch * im.padded_len(),
-            "conv_backward: needs the forward pass's padded images"
-        );
-        // Weight gradient from the padded images kept by the forward pass; data gradient as a
-        // convolution of the padded `dy` for stride 1, through columns or parity classes
-        // otherwise.
-        implicit_weight_grad(g, &im, ws, dy, dw, db);
-        if let Some(dx) = dx {
-            data_grad_implicit(g, ws, w, dy, dx);
-        }
-        return;
-    }
-    assert_eq!(
-        ws.cols.len(),
-        g.cols_len(),
-        "conv_backward: needs the forward pass's columns"
+    let plan = ws.plan_for_backward(gemm, g).expect(
+        "conv_backward: the last forward pass on this workspace ran another geometry or backend",
     );
-    column_weight_grad(gemm, g, ws, dy, dw, db);
+    match plan.weight_grad {
+        WeightGradPath::SmallImage => small_image::weight_grad(g, ws, dy, dw, db),
+        WeightGradPath::Implicit {
+            image: im,
+            transposed,
+        } => {
+            assert_eq!(
+                ws.padded.len(),
+                g.batch * im.padded_len(),
+                "conv_backward: needs the forward pass's padded images"
+            );
+            implicit_weight_grad(g, &im, transposed, ws, dy, dw, db);
+        }
+        WeightGradPath::Columns {
+            block_rows,
+            transposed,
+        } => {
+            assert_eq!(
+                ws.cols.len(),
+                g.cols_len(),
+                "conv_backward: needs the forward pass's columns"
+            );
+            column_weight_grad(gemm, g, block_rows, transposed, ws, dy, dw, db);
+        }
+    }
     if let Some(dx) = dx {
-        data_grad_by_columns_or_parity(gemm, g, ws, w, dy, dx);
+        data_grad(gemm, g, plan.data_grad, ws, w, dy, dx);
     }
 }

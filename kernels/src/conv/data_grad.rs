@@ -5,10 +5,9 @@ use crate::conv::forward::prepare_forward_weights;
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::col2im_image;
-use crate::conv::implicit::{forward_image, pad_image};
-use crate::conv::plan::{
-    chunking, implicit_data_grad_plan, scratch_tasks, sub_pixel_data_grad, weight_row, TASK_FLOPS,
-};
+use crate::conv::implicit::{forward_image, pad_image, Implicit};
+use crate::conv::plan::{chunking, scratch_tasks, weight_row, DataGradPath, TASK_FLOPS};
+use crate::conv::small_image;
 use crate::conv::subpixel::{self, SubPixel};
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::Epilogue;
@@ -18,24 +17,39 @@ use crate::runtime::profile::{self, Phase};
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
-/// The data gradient of a layer on the implicit path: for stride 1 a forward convolution of the
-/// padded `dy` with the flipped, transposed kernel; otherwise [`data_grad_by_columns_or_parity`].
-pub(super) fn data_grad_implicit(
+/// `dx` on the layer's [`DataGradPath`] (from its plan).
+pub(super) fn data_grad(
+    gemm: GemmBackend,
     g: &ConvGeometry,
+    path: DataGradPath,
     ws: &mut ConvWorkspace,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
-    let Some(dim) = implicit_data_grad_plan(g) else {
-        data_grad_by_columns_or_parity(GemmBackend::Native, g, ws, w, dy, dx);
-        return;
-    };
     assert_eq!(
         dx.len(),
         g.input_len(),
         "conv_backward: input gradient size"
     );
+    match path {
+        DataGradPath::FlippedKernel(dim) => flipped_kernel(g, &dim, ws, w, dy, dx),
+        DataGradPath::SubPixel(sp) => sub_pixel(g, &sp, ws, w, dy, dx),
+        DataGradPath::Col2im => col2im(gemm, g, ws, w, dy, dx),
+        DataGradPath::SmallImage => small_image::data_grad(g, ws, w, dy, dx),
+    }
+}
+
+/// The data gradient of a stride-1 layer as a forward convolution of the padded `dy` with the
+/// flipped, transposed kernel (`dim`: the plan's implicit geometry of that convolution).
+fn flipped_kernel(
+    g: &ConvGeometry,
+    dim: &Implicit,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
     let isa = active_isa();
     let (cin, cout) = (g.in_c, g.out_c);
     let image_out = g.out_pixels() * cout;
@@ -69,46 +83,21 @@ pub(super) fn data_grad_implicit(
                 pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
                 drop(p);
                 let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
-                forward_image(isa, &dim, padded, weights, cin, dx_img, Epilogue::NONE);
+                forward_image(isa, dim, padded, weights, cin, dx_img, Epilogue::NONE);
             }
         });
 }
 
-/// The data gradient of a layer without a stride-1 implicit plan: by parity classes
-/// ([`crate::conv::subpixel`]) where [`sub_pixel_data_grad`] chooses them, through columns and
-/// col2im otherwise.
-pub(super) fn data_grad_by_columns_or_parity(
-    gemm: GemmBackend,
-    g: &ConvGeometry,
-    ws: &mut ConvWorkspace,
-    w: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-) {
-    assert_eq!(
-        dx.len(),
-        g.input_len(),
-        "conv_backward: input gradient size"
-    );
-    if sub_pixel_data_grad(gemm, g) {
-        data_grad_sub_pixel(g, ws, w, dy, dx);
-    } else {
-        data_grad_explicit(gemm, g, ws, w, dy, dx);
-    }
-}
-
 /// Input gradient of a stride-2 layer as four parity-class convolutions of the bordered `dy`.
-fn data_grad_sub_pixel(
+fn sub_pixel(
     g: &ConvGeometry,
+    sp: &SubPixel,
     ws: &mut ConvWorkspace,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
     let isa = active_isa();
-    let sp = SubPixel::new(
-        g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.pad_top, g.pad_left,
-    );
     let border = sp.bordered();
     ws.weights.resize(sp.packed_len(), 0.0);
     sp.pack_weights(w, &mut ws.weights);
@@ -141,13 +130,13 @@ fn data_grad_sub_pixel(
             }
             drop(p);
             let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
-            subpixel::data_grad_images(isa, &sp, bordered_c, weights, dx_c);
+            subpixel::data_grad_images(isa, sp, bordered_c, weights, dx_c);
         });
 }
 
 /// Input gradient through columns: `dcols = dy @ W_live^T` (into the column buffer, whose
 /// contents are spent), then col2im.
-fn data_grad_explicit(
+fn col2im(
     gemm: GemmBackend,
     g: &ConvGeometry,
     ws: &mut ConvWorkspace,

@@ -4,7 +4,7 @@ use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::im2col_image;
 use crate::conv::implicit::{forward_image, pad_image, pad_image_with, Implicit};
-use crate::conv::plan::{accepts_prologue, chunking, implicit_plan, scratch_tasks, weight_row};
+use crate::conv::plan::{chunking, scratch_tasks, weight_row, ForwardPath};
 use crate::conv::small_image;
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::{Epilogue, Prologue, Start};
@@ -32,7 +32,7 @@ pub enum Keep {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConvOps<'a> {
     /// Applied to the input as it is zero-bordered (batch norm and/or ReLU of the layer
-    /// before): implicit path only ([`accepts_prologue`]). The workspace then holds the mapped
+    /// before): implicit path only ([`ConvPlan::accepts_prologue`](super::ConvPlan::accepts_prologue)). The workspace then holds the mapped
     /// input for the gradients, as if it had been passed in.
     pub prologue: Prologue<'a>,
     /// The bias (`Start::Bias`, `Cout` floats, or `Start::Zero`), a per-output-channel scale
@@ -110,7 +110,7 @@ pub(super) fn prepare_forward_weights(
 ///
 /// # Panics
 /// On sizes that do not fit `g` (input, weights, output, bias, scale, prologue); on a prologue
-/// off the implicit path ([`accepts_prologue`] false); on `Start::Accumulate`.
+/// off the implicit path ([`ConvPlan::accepts_prologue`](super::ConvPlan::accepts_prologue) false); on `Start::Accumulate`.
 pub fn conv_forward(
     gemm: GemmBackend,
     g: &ConvGeometry,
@@ -140,9 +140,10 @@ pub fn conv_forward(
     if let Some(s) = epilogue.scale {
         assert_eq!(s.len(), cout, "conv_forward: scale size");
     }
+    let plan = ws.plan(gemm, g);
     if !prologue.is_identity() {
         assert!(
-            accepts_prologue(gemm, g),
+            plan.accepts_prologue(),
             "conv_forward: an input prologue needs the implicit path"
         );
     }
@@ -156,10 +157,11 @@ pub fn conv_forward(
     };
     let normalize = prologue.normalize.map(|k| WideApply::new(k, prologue.relu));
     ws.saved_for_backward = keep == Keep::ForBackward;
-    if gemm == GemmBackend::Native && small_image::applies(g) {
-        return small_image::forward(g, x, w, epilogue, ws, y);
-    }
-    let implicit = implicit_plan(gemm, g);
+    let implicit = match plan.forward {
+        ForwardPath::SmallImage => return small_image::forward(g, x, w, epilogue, ws, y),
+        ForwardPath::Implicit(im) => Some(im),
+        ForwardPath::Columns => None,
+    };
     prepare_forward_weights(
         gemm,
         g,

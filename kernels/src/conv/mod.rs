@@ -29,6 +29,6 @@ mod workspace;
 pub use backward::conv_backward;
 pub use forward::{conv_forward, ConvOps, Keep};
 pub use geometry::ConvGeometry;
-pub use plan::accepts_prologue;
+pub use plan::{ConvPlan, DataGradPath, ForwardPath, WeightGradPath};
 pub use reference::conv_forward_reference;
 pub use workspace::ConvWorkspace;

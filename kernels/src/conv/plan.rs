@@ -1,7 +1,10 @@
-//! Which algorithm a layer runs, and how its work is cut into tasks.
+//! Which algorithm a layer runs ([`ConvPlan`], decided once per backend and geometry), and how
+//! its work is cut into tasks.
 
 use crate::conv::geometry::ConvGeometry;
-use crate::conv::implicit::Implicit;
+use crate::conv::implicit::{weight_grad_transposed, Implicit};
+use crate::conv::small_image;
+use crate::conv::subpixel::SubPixel;
 use crate::gemm::GemmBackend;
 use crate::runtime::partition::{chunk_count, images_per_chunk};
 
@@ -15,7 +18,7 @@ pub(super) const IMPLICIT_MIN_WIDTH: usize = 7;
 
 /// The implicit-GEMM geometry of this layer's forward pass, when that path applies: bnconv's
 /// GEMM, every tap live, output wide enough.
-pub(super) fn implicit_plan(gemm: GemmBackend, g: &ConvGeometry) -> Option<Implicit> {
+fn implicit_plan(gemm: GemmBackend, g: &ConvGeometry) -> Option<Implicit> {
     (gemm == GemmBackend::Native && g.live_taps().len() == 9 && g.out_w >= IMPLICIT_MIN_WIDTH).then(
         || {
             Implicit::new(
@@ -32,7 +35,7 @@ pub(super) fn implicit_plan(gemm: GemmBackend, g: &ConvGeometry) -> Option<Impli
 
 /// The data gradient of a stride-1 layer as a forward convolution of the padded `dy` (one pixel
 /// of zeros all round) with the flipped, transposed kernel.
-pub(super) fn implicit_data_grad_plan(g: &ConvGeometry) -> Option<Implicit> {
+fn implicit_data_grad_plan(g: &ConvGeometry) -> Option<Implicit> {
     (g.stride == 1 && g.pad_top == 1 && g.pad_left == 1 && g.pad_bottom == 1 && g.pad_right == 1)
         .then(|| Implicit::new(g.in_h, g.in_w, 1, g.out_h + 2, g.out_w + 2, g.out_c))
 }
@@ -96,23 +99,130 @@ pub(super) const WEIGHT_GRAD_TASK_ROWS: usize = 128;
 /// column strips, once per panel of `dy`). Measured better on the 4x4 layers, whose 1024 rows
 /// make the largest cold operand, and worse on the 2x2 and 1x1 layers (256 and 64 rows), which
 /// keep the other orientation (figures in docs/performance/).
-pub(super) fn column_weight_grad_transposed(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+fn column_weight_grad_transposed(gemm: GemmBackend, g: &ConvGeometry) -> bool {
     gemm == GemmBackend::Native && g.rows() >= 4 * WEIGHT_GRAD_TASK_ROWS
-}
-
-/// Whether [`conv_forward`](super::conv_forward) takes a [`Prologue`](crate::fuse::Prologue):
-/// layers on the implicit path (which borders its input anyway).
-pub fn accepts_prologue(gemm: GemmBackend, g: &ConvGeometry) -> bool {
-    implicit_plan(gemm, g).is_some()
 }
 
 /// Whether the data gradient of a layer without a stride-1 implicit plan runs by parity classes
 /// ([`crate::conv::subpixel`]): a stride-2 layer with every tap live and an output at least
 /// [`IMPLICIT_MIN_WIDTH`] wide on bnconv's GEMM. Otherwise it goes through columns and col2im
 /// (one wide column GEMM suits a 2x2 output's tiny parity classes better).
-pub(super) fn sub_pixel_data_grad(gemm: GemmBackend, g: &ConvGeometry) -> bool {
+fn sub_pixel_data_grad(gemm: GemmBackend, g: &ConvGeometry) -> bool {
     gemm == GemmBackend::Native
         && g.stride == 2
         && g.live_taps().len() == 9
         && g.out_w >= IMPLICIT_MIN_WIDTH
+}
+
+/// How the forward pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardPath {
+    /// A stride-1 image of at most 2x2: one dense product per batch ([`small_image`]).
+    SmallImage,
+    /// Implicit GEMM over zero-bordered images, no im2col matrix ([`crate::conv::implicit`]).
+    Implicit(Implicit),
+    /// im2col columns, then a GEMM on the layer's backend.
+    Columns,
+}
+
+/// How the input (data) gradient runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataGradPath {
+    /// `dx = dy @ D^T` ([`small_image`]).
+    SmallImage,
+    /// Stride 1: an implicit forward convolution of the bordered `dy` with the flipped,
+    /// transposed kernel.
+    FlippedKernel(Implicit),
+    /// Stride 2: four parity-class convolutions of the bordered `dy` ([`crate::conv::subpixel`]).
+    SubPixel(SubPixel),
+    /// `dcols = dy @ W_live^T` into the column buffer, then col2im.
+    Col2im,
+}
+
+/// How the weight (and bias) gradient runs: partial sums over blocks whose size depends only on
+/// the layer, added in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGradPath {
+    /// `dD = x^T @ dy` folded onto the taps ([`small_image`]).
+    SmallImage,
+    /// From the bordered images (of geometry `image`) the forward pass kept, one partial sum per
+    /// chunk of images; `transposed`: computed as `dW^T` ([`weight_grad_transposed`]).
+    Implicit { image: Implicit, transposed: bool },
+    /// From the im2col columns the forward pass kept, one partial sum per `block_rows` rows;
+    /// `transposed`: computed as `dW^T = dy^T @ cols`.
+    Columns { block_rows: usize, transposed: bool },
+}
+
+/// The algorithms one convolution layer runs on one backend: decided once per (backend,
+/// geometry) and kept in the layer's [`ConvWorkspace`](super::ConvWorkspace), so the forward
+/// pass, the weight gradient and the data gradient never work the choice out again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    pub gemm: GemmBackend,
+    pub geometry: ConvGeometry,
+    pub forward: ForwardPath,
+    pub data_grad: DataGradPath,
+    pub weight_grad: WeightGradPath,
+}
+
+impl ConvPlan {
+    /// The plan for layer `g` on `gemm`.
+    pub fn new(gemm: GemmBackend, g: &ConvGeometry) -> ConvPlan {
+        let native = gemm == GemmBackend::Native;
+        let cout = g.out_c;
+        if native && small_image::applies(g) {
+            return ConvPlan {
+                gemm,
+                geometry: *g,
+                forward: ForwardPath::SmallImage,
+                data_grad: DataGradPath::SmallImage,
+                weight_grad: WeightGradPath::SmallImage,
+            };
+        }
+        let implicit = implicit_plan(gemm, g);
+        // Without a stride-1 flipped-kernel plan, the data gradient runs by parity classes or
+        // through columns; the implicit path always runs on bnconv's GEMM.
+        let by_columns_or_parity = if sub_pixel_data_grad(gemm, g) {
+            DataGradPath::SubPixel(SubPixel::new(
+                g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.pad_top, g.pad_left,
+            ))
+        } else {
+            DataGradPath::Col2im
+        };
+        match implicit {
+            Some(im) => ConvPlan {
+                gemm,
+                geometry: *g,
+                forward: ForwardPath::Implicit(im),
+                data_grad: implicit_data_grad_plan(g)
+                    .map_or(by_columns_or_parity, DataGradPath::FlippedKernel),
+                weight_grad: WeightGradPath::Implicit {
+                    image: im,
+                    transposed: weight_grad_transposed(&im, cout),
+                },
+            },
+            None => ConvPlan {
+                gemm,
+                geometry: *g,
+                forward: ForwardPath::Columns,
+                data_grad: by_columns_or_parity,
+                weight_grad: WeightGradPath::Columns {
+                    // Fixed row blocks on bnconv's GEMM, whole-image chunks for a library GEMM
+                    // (which splits its own work between threads).
+                    block_rows: if native {
+                        WEIGHT_GRAD_TASK_ROWS
+                    } else {
+                        chunking(g).output / cout
+                    },
+                    transposed: column_weight_grad_transposed(gemm, g),
+                },
+            },
+        }
+    }
+
+    /// Whether the forward pass takes a [`Prologue`](crate::fuse::Prologue): on the implicit
+    /// path, which borders its input anyway.
+    pub fn accepts_prologue(&self) -> bool {
+        matches!(self.forward, ForwardPath::Implicit(_))
+    }
 }

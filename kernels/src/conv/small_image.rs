@@ -178,14 +178,12 @@ pub(super) fn forward(
     );
 }
 
-/// [`conv_backward`](super::conv_backward) of a small image: `dD = x^T @ dy` folded onto the taps, `dx = dy @ D^T`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
+/// The weight (and bias) gradient of a small image: `dD = x^T @ dy` folded onto the taps, from
+/// the input the forward pass kept.
+pub(super) fn weight_grad(
     g: &ConvGeometry,
     ws: &mut ConvWorkspace,
-    w: &[f32],
     dy: &[f32],
-    dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
@@ -195,7 +193,7 @@ pub(super) fn backward(
         g.input_len(),
         "conv_backward: needs the forward pass's input"
     );
-    let weights_scope = profile::scope(Phase::ConvGemmBackwardWeights);
+    let _p = profile::scope(Phase::ConvGemmBackwardWeights);
     ws.partials.resize(k * n, 0.0);
     let x = &ws.cols;
     let block = rows_per_task(2 * n * g.batch);
@@ -221,13 +219,17 @@ pub(super) fn backward(
         assert_eq!(db.len(), g.out_c, "conv_backward: bias gradient size");
         bias_grad(dy, db);
     }
-    drop(weights_scope);
-    let Some(dx) = dx else { return };
-    assert_eq!(
-        dx.len(),
-        g.input_len(),
-        "conv_backward: input gradient size"
-    );
+}
+
+/// The input gradient of a small image: `dx = dy @ D^T`.
+pub(super) fn data_grad(
+    g: &ConvGeometry,
+    ws: &mut ConvWorkspace,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) {
+    let (k, n) = dense_shape(g);
     let _p = profile::scope(Phase::ConvGemmBackwardData);
     ws.weights.resize(packed_len(n, k), 0.0);
     pack_data_grad(g, w, &mut ws.weights);

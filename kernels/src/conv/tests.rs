@@ -1,4 +1,3 @@
-use super::plan::implicit_plan;
 use super::*;
 use crate::fuse::{BnApply, Epilogue, Prologue, Start};
 use crate::gemm::GemmBackend;
@@ -98,7 +97,7 @@ fn prologue_equals_a_separate_batch_norm_pass() {
     ] {
         let g = ConvGeometry::same(n, h, w, cin, cout, stride);
         let gemm = GemmBackend::Native;
-        assert!(accepts_prologue(gemm, &g), "{g:?}");
+        assert!(ConvPlan::new(gemm, &g).accepts_prologue(), "{g:?}");
         let x = pseudo(g.input_len(), 11);
         let wt = pseudo(g.weight_len(), 12);
         let b = pseudo(cout, 13);
@@ -282,7 +281,7 @@ fn evaluation_forward_equals_training_forward_bitwise() {
         (37, 4, 4, 8, 12, 1),
     ] {
         let g = ConvGeometry::same(n, h, w, cin, cout, stride);
-        paths[usize::from(implicit_plan(GemmBackend::Native, &g).is_some())] += 1;
+        paths[usize::from(ConvPlan::new(GemmBackend::Native, &g).accepts_prologue())] += 1;
         let x = pseudo(g.input_len(), 21);
         let wt = pseudo(g.weight_len(), 22);
         let b = pseudo(cout, 23);

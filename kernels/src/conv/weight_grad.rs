@@ -1,12 +1,8 @@
 //! The weight and bias gradients: per-chunk partial sums, added in chunk order.
 
 use crate::conv::geometry::ConvGeometry;
-use crate::conv::implicit::{
-    weight_grad_image, weight_grad_image_transposed, weight_grad_transposed, Implicit,
-};
-use crate::conv::plan::{
-    chunking, column_weight_grad_transposed, weight_row, WEIGHT_GRAD_TASK_ROWS,
-};
+use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Implicit};
+use crate::conv::plan::{chunking, weight_row};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
 use crate::gemm::{sgemm, GemmBackend};
@@ -18,22 +14,20 @@ use rayon::prelude::*;
 
 /// `dw` (and `db`) of a layer on the column path, from the im2col matrix the forward pass kept
 /// in `ws.cols`: partial sums `dW_c = cols_c^T @ dy_c` over fixed row blocks, added in order.
+/// `block_rows` and `transposed` come from the layer's plan
+/// ([`WeightGradPath::Columns`](super::plan::WeightGradPath::Columns)).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn column_weight_grad(
     gemm: GemmBackend,
     g: &ConvGeometry,
+    block_rows: usize,
+    transposed: bool,
     ws: &mut ConvWorkspace,
     dy: &[f32],
     dw: &mut [f32],
     db: Option<&mut [f32]>,
 ) {
     let (k, cout) = (g.k(), g.out_c);
-    // Rows per partial sum: fixed row blocks on bnconv's GEMM, whole-image chunks for a library
-    // GEMM (which splits its own work between threads).
-    let block_rows = match gemm {
-        GemmBackend::Native => WEIGHT_GRAD_TASK_ROWS,
-        _ => chunking(g).output / cout,
-    };
-    let transposed = column_weight_grad_transposed(gemm, g);
     let with_bias = db.is_some();
     let per_chunk = k * cout + if with_bias { cout } else { 0 };
     ws.partials
@@ -75,6 +69,7 @@ pub(super) fn column_weight_grad(
 pub(super) fn implicit_weight_grad(
     g: &ConvGeometry,
     im: &Implicit,
+    transposed: bool,
     ws: &mut ConvWorkspace,
     dy: &[f32],
     dw: &mut [f32],
@@ -88,7 +83,6 @@ pub(super) fn implicit_weight_grad(
     let per_chunk = k * cout + if with_bias { cout } else { 0 };
     ws.partials.resize(ch.count * per_chunk, 0.0);
     let image_out = g.out_pixels() * cout;
-    let transposed = weight_grad_transposed(im, cout);
     ws.padded
         .par_chunks(images * im.padded_len())
         .zip(ws.partials.par_chunks_mut(per_chunk))

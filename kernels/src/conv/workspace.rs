@@ -1,8 +1,16 @@
-//! The buffers a convolution layer keeps from step to step.
+//! What a convolution layer keeps from step to step: its plan and its buffers.
 
-/// Buffers a convolution layer reuses every step: sized on first use, never shrunk.
+use crate::conv::geometry::ConvGeometry;
+use crate::conv::plan::ConvPlan;
+use crate::gemm::GemmBackend;
+
+/// A convolution layer's plan and the buffers it reuses every step (sized on first use, never
+/// shrunk).
 #[derive(Clone, Debug, Default)]
 pub struct ConvWorkspace {
+    /// The plan of the last forward pass: made once per (backend, geometry), made again only
+    /// when either changes (an evaluation batch after training batches, say).
+    plan: Option<ConvPlan>,
     /// The forward im2col matrix (`rows x k`), kept for the weight gradient, then reused for the
     /// column gradient.
     pub(super) cols: Vec<f32>,
@@ -20,4 +28,25 @@ pub struct ConvWorkspace {
     /// Whether the last forward pass kept what [`conv_backward`](super::conv_backward) reads
     /// ([`Keep::ForBackward`](super::Keep::ForBackward)).
     pub(super) saved_for_backward: bool,
+}
+
+impl ConvWorkspace {
+    /// The plan for `g` on `gemm`, made now unless the workspace already holds it.
+    pub fn plan(&mut self, gemm: GemmBackend, g: &ConvGeometry) -> ConvPlan {
+        match self.plan {
+            Some(p) if p.gemm == gemm && p.geometry == *g => p,
+            _ => *self.plan.insert(ConvPlan::new(gemm, g)),
+        }
+    }
+
+    /// The plan the last forward pass ran, for its gradients: `None` unless that pass was on
+    /// `gemm` and `g` and kept what the gradients read.
+    pub(super) fn plan_for_backward(
+        &self,
+        gemm: GemmBackend,
+        g: &ConvGeometry,
+    ) -> Option<ConvPlan> {
+        self.plan
+            .filter(|p| self.saved_for_backward && p.gemm == gemm && p.geometry == *g)
+    }
 }
