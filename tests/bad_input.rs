@@ -1,4 +1,4 @@
-//! The bad-input corpus (issue 5): every malformed MNIST directory and every bad command line must
+//! The bad-input corpus: every malformed MNIST directory and every bad command line must
 //! give its own typed error (or a clear message), name what is at fault, never panic, and never
 //! leave output behind.
 //!
