@@ -10,7 +10,7 @@
 //! Tolerances, per compared tensor (`err = max |got - ref|`, `max|ref|` over the reference tensor):
 //! - everything but parameters after Adam: single ops (`conv2d`, `batchnorm`, `dense_bn_relu`,
 //!   `sigmoid_ce`, `adam`) and the whole network's logits, loss, every gradient, moving
-//!   statistics and eval-mode logits after training: `err <= 1e-4 * max|ref| + 1e-6` (the issue's
+//!   statistics and eval-mode logits after training: `err <= 1e-4 * max|ref| + 1e-6` (the project's
 //!   relative 1e-4, stricter than the fixtures README's 1e-3 for whole networks). The largest
 //!   gradient `err / bound` of each network run is printed;
 //! - network parameters after Adam (the README's rule): `|got - ref| <= 1e-5 + 1e-3 * lr` on the
