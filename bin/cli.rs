@@ -34,6 +34,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Time each layer and phase of a training step, fused vs unfused BN+ReLU, and sweep threads.
     Profile(ProfileArgs),
+    /// Classify PNG or PGM images of digits with a checkpoint.
+    Predict(PredictArgs),
+    /// Train every variant with every seed, several runs at once, and compare the variants.
+    Sweep(SweepArgs),
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +94,124 @@ pub struct EvalArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The set that --predictions and the confusion matrix cover.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: Split,
+    /// Write one CSV row per image of --split: index,label,predicted,logit0,...,logit9.
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
+    /// Draw the confusion matrix of --split as a heat map to this .png or .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// One of the evaluation sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The first 5000 images of the training file.
+    Validation,
+    /// The 10000 images of the t10k files.
+    Test,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A checkpoint written by `train --save` or `compare --save`.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// PNG or PGM files, any size, grayscale or colour. Digits are expected white on black, as
+    /// in MNIST (see --invert).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// The images show dark digits on a light background: invert them first.
+    #[arg(long)]
+    pub invert: bool,
+    /// How an image that is not 28x28 becomes 28x28 (a 28x28 image is used as it is).
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub fit: crate::digit_image::Fit,
+    /// Classes listed for each image, most likely first.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
+    pub top: u64,
+    /// Worker threads (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Also write every prediction (and every error) as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Variants to train, comma-separated: plain, bn, bn-lowlevel.
+    #[arg(long, value_delimiter = ',', value_parser = parse_variant, default_value = "plain,bn")]
+    pub variants: Vec<Variant>,
+    /// Seeds, as a comma-separated list of numbers and ranges: 1-8, or 1,2,10-12.
+    #[arg(long, value_parser = parse_seeds, default_value = "1-8")]
+    pub seeds: Seeds,
+    /// Runs at once, each on a thread pool of its own [default: the cores / --threads-per-job,
+    /// at least 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub jobs: Option<u64>,
+    /// Threads of each job's pool.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub threads_per_job: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also write every run and the per-variant summary as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw every run's validation accuracy and the final test accuracies to this .png or .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print only the summary (no line per finished run).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The seeds of a sweep, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seeds(pub Vec<u64>);
+
+/// Parses `1-8`, `3`, `1,2,10-12`: numbers and inclusive ranges, each seed once.
+pub fn parse_seeds(s: &str) -> Result<Seeds, String> {
+    /// A bound on the list, so that a typo like `1-1000000000` fails at once.
+    const MAX_SEEDS: u64 = 100_000;
+    let number = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{t:?} is not a seed (a whole number from 0)"))
+    };
+    let mut seeds = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for part in s.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => (number(part)?, number(part)?),
+        };
+        if first > last {
+            return Err(format!("the range {part:?} runs backwards"));
+        }
+        if (seeds.len() as u64).saturating_add((last - first).saturating_add(1)) > MAX_SEEDS {
+            return Err(format!("more than {MAX_SEEDS} seeds"));
+        }
+        for seed in first..=last {
+            if !seen.insert(seed) {
+                return Err(format!("seed {seed} is listed twice"));
+            }
+            seeds.push(seed);
+        }
+    }
+    Ok(Seeds(seeds))
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +251,28 @@ pub struct ProfileArgs {
 
 #[derive(Args, Debug)]
 pub struct CommonArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Seeds the initial weights and the data order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print only the final results and the summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Draw accuracy and loss against the batch number for each variant to this .png or .svg.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// How each training run goes: the settings `train`, `compare` and `sweep` share.
+#[derive(Args, Debug)]
+pub struct RunArgs {
     /// Training steps.
     #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(1..))]
     pub batches: u64,
@@ -138,12 +282,6 @@ pub struct CommonArgs {
     /// Adam learning rate (positive, finite).
     #[arg(long, default_value_t = 0.002, value_parser = parse_lr, allow_negative_numbers = true)]
     pub lr: f32,
-    /// Seeds the initial weights and the data order.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Worker threads (default: every core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub threads: Option<u64>,
     /// Batch norm + ReLU kernels: fused (one pass) or unfused (BN pass, then ReLU pass).
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
     pub bn: BnPath,
@@ -156,15 +294,36 @@ pub struct CommonArgs {
     /// Images per forward pass when evaluating whole sets (does not change results).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub eval_batch: u64,
-    /// Also write every figure as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Print only the final results and the summary.
-    #[arg(long)]
-    pub quiet: bool,
-    /// Draw accuracy and loss against the batch number for each variant to this .png or .svg.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn exec(&self) -> Exec {
+        Exec {
+            gemm: self.gemm,
+            bn_path: self.bn,
+            ..Exec::default()
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The run of `variant` from `seed` these settings describe.
+    pub fn config(&self, variant: Variant, seed: u64) -> Result<TrainConfig> {
+        Ok(TrainConfig {
+            variant,
+            batches: to_usize(self.batches, "--batches")?,
+            batch_size: to_usize(self.batch_size, "--batch-size")?,
+            adam: AdamConfig {
+                lr: self.lr,
+                ..AdamConfig::default()
+            },
+            seed,
+            exec: self.exec(),
+            eval_batch: to_usize(self.eval_batch, "--eval-batch")?,
+        })
+    }
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
@@ -215,10 +374,6 @@ impl CommonArgs {
             Some(t) => to_usize(t, "--threads")?,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let data_dir = match &self.data {
-            Some(d) => d.clone(),
-            None => default_data_dir(),
-        };
         if let Some(json) = &self.json {
             outpath::check_output("--json", json)?;
         }
@@ -226,30 +381,14 @@ impl CommonArgs {
             Some(p) => Some((p.clone(), outpath::check_plot_path("--plot", p)?)),
             None => None,
         };
-        let exec = Exec {
-            gemm: self.gemm,
-            bn_path: self.bn,
-            ..Exec::default()
-        };
         Ok(Plan {
             threads,
-            data_dir,
+            data_dir: self.run.data_dir(),
             json: self.json.clone(),
             quiet: self.quiet,
-            exec,
+            exec: self.run.exec(),
             plot,
-            base: TrainConfig {
-                variant: Variant::Bn,
-                batches: to_usize(self.batches, "--batches")?,
-                batch_size: to_usize(self.batch_size, "--batch-size")?,
-                adam: AdamConfig {
-                    lr: self.lr,
-                    ..AdamConfig::default()
-                },
-                seed: self.seed,
-                exec,
-                eval_batch: to_usize(self.eval_batch, "--eval-batch")?,
-            },
+            base: self.run.config(Variant::Bn, self.seed)?,
         })
     }
 }
@@ -261,5 +400,31 @@ pub fn default_data_dir() -> PathBuf {
         local
     } else {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_numbers_and_ranges_each_once() {
+        let seeds = |s: &str| parse_seeds(s).map(|s| s.0);
+        assert_eq!(seeds("1-8").unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(seeds("5").unwrap(), [5]);
+        assert_eq!(seeds("3,1, 10-12").unwrap(), [3, 1, 10, 11, 12]);
+        assert_eq!(seeds("0-0").unwrap(), [0]);
+        for (bad, why) in [
+            ("8-1", "backwards"),
+            ("1,x", "not a seed"),
+            ("", "not a seed"),
+            ("1-", "not a seed"),
+            ("-3", "not a seed"),
+            ("1-3,2", "seed 2 is listed twice"),
+            ("0-18446744073709551615", "more than"),
+        ] {
+            let err = seeds(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }

@@ -10,6 +10,7 @@ mod stdout;
 mod checkpoints;
 mod cli;
 mod commands;
+mod digit_image;
 mod outpath;
 mod plot;
 mod profile_doc;

@@ -626,6 +626,60 @@ fn unknown_names_are_rejected_before_any_work() {
     assert_cli_rejected(&["--no-such-option"], "--no-such-option");
 }
 
+#[test]
+fn bad_sweep_eval_and_predict_options_are_rejected_before_any_work() {
+    assert_cli_rejected(&["sweep", "--seeds", "8-1"], "runs backwards");
+    assert_cli_rejected(&["sweep", "--seeds", "1,2,1"], "seed 1 is listed twice");
+    assert_cli_rejected(&["sweep", "--seeds", "one"], "not a seed");
+    assert_cli_rejected(&["sweep", "--seeds", "0-99999999999"], "more than");
+    assert_cli_rejected(
+        &["sweep", "--variants", "bn,bn"],
+        "variant bn is listed twice",
+    );
+    assert_cli_rejected(&["sweep", "--jobs", "0"], "--jobs");
+    assert_cli_rejected(&["sweep", "--threads-per-job", "0"], "--threads-per-job");
+    assert_cli_rejected(&["sweep", "--batch-size", "60000"], "batch size 60000");
+    assert_cli_rejected(&["sweep", "--lr", "0"], "learning rate");
+    assert_cli_rejected(&["sweep", "--plot", "sweep.gif"], ".png or .svg");
+    assert_cli_rejected(&["sweep", "--threads", "2"], "--threads");
+    let eval = ["eval", "--checkpoint", "none.safetensors"];
+    assert_cli_rejected(&[&eval[..], &["--split", "train"]].concat(), "--split");
+    assert_cli_rejected(
+        &[&eval[..], &["--predictions", "no-such-dir/p.csv"]].concat(),
+        "does not exist",
+    );
+    assert_cli_rejected(&[&eval[..], &["--plot", "cm.jpg"]].concat(), ".png or .svg");
+    assert_cli_rejected(&eval, "none.safetensors");
+    assert_cli_rejected(&["predict", "--checkpoint", "none.safetensors"], "IMAGE");
+    assert_cli_rejected(
+        &[
+            "predict",
+            "--checkpoint",
+            "none.safetensors",
+            "a.png",
+            "--top",
+            "11",
+        ],
+        "--top",
+    );
+    assert_cli_rejected(
+        &[
+            "predict",
+            "--checkpoint",
+            "none.safetensors",
+            "a.png",
+            "--fit",
+            "crop",
+        ],
+        "--fit",
+    );
+    // The checkpoint is read before any image, and a bad one stops the command.
+    assert_cli_rejected(
+        &["predict", "--checkpoint", "none.safetensors", "a.png"],
+        "none.safetensors",
+    );
+}
+
 /// `BNCONV_ISA` naming no SIMD path fails every command before any work, with the names it
 /// takes; a valid name is the path the program then reports.
 #[test]

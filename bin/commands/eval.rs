@@ -1,14 +1,21 @@
 //! `bnconv eval --checkpoint FILE`: loads a checkpoint and reports validation and test accuracy
 //! and loss (eval mode: BN uses the stored moving statistics), the first-100 single-image
-//! accuracy, and evaluation throughput.
+//! accuracy, evaluation throughput, and the confusion matrix of one set (`--split`), which
+//! `--predictions` writes image by image and `--plot` draws.
 
-use crate::cli::{default_data_dir, EvalArgs};
-use crate::outpath::check_output;
+use crate::cli::{default_data_dir, EvalArgs, Split};
+use crate::outpath::{check_output, check_plot_path};
+use crate::plot;
 use anyhow::{Context, Result};
 use bnconv_nn::checkpoint::load_network;
+use bnconv_nn::confusion::ConfusionMatrix;
 use bnconv_nn::mnist::Mnist;
+use bnconv_nn::predictions::evaluate_predictions;
 use bnconv_nn::train::{evaluate, single_sample_accuracy};
 use bnconv_nn::Exec;
+
+/// Off-diagonal cells named in the "most confused" line and in the JSON.
+const MOST_CONFUSED: usize = 5;
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let threads = match args.threads {
@@ -19,6 +26,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(json) = &args.json {
         check_output("--json", json)?;
     }
+    if let Some(csv) = &args.predictions {
+        check_output("--predictions", csv)?;
+    }
+    let plot_format = match &args.plot {
+        Some(p) => Some(check_plot_path("--plot", p)?),
+        None => None,
+    };
     let exec = Exec {
         gemm: args.gemm,
         bn_path: args.bn,
@@ -46,13 +60,25 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         exec.gemm,
         bnconv_kernels::simd::active_isa().name(),
     );
-    let (validation, test, single) = pool.install(|| {
+    // The --split set is evaluated image by image (the same figures as `evaluate`), the other
+    // as a whole.
+    let (validation, test, single, predictions) = pool.install(|| {
         let _awake = bnconv_kernels::runtime::keep_awake::KeepAwake::start();
-        let validation = evaluate(&mut net, &data.validation, eval_batch);
-        let test = evaluate(&mut net, &data.test, eval_batch);
+        let (validation, test, predictions) = match args.split {
+            Split::Validation => {
+                let (v, p) = evaluate_predictions(&mut net, &data.validation, eval_batch);
+                (v, evaluate(&mut net, &data.test, eval_batch), p)
+            }
+            Split::Test => {
+                let v = evaluate(&mut net, &data.validation, eval_batch);
+                let (t, p) = evaluate_predictions(&mut net, &data.test, eval_batch);
+                (v, t, p)
+            }
+        };
         let single = single_sample_accuracy(&mut net, &data.test, 100);
-        (validation, test, single)
+        (validation, test, single, predictions)
     });
+    let confusion = predictions.confusion();
     for (set, e) in [("Validation", &validation), ("Test", &test)] {
         outln!(
             "{set} loss: {:.5}, {set} accuracy: {:.5}  ({} images, {:.0} img/s)",
@@ -67,6 +93,30 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     outln!(
         "eval img/s: {eval_images_per_second:.0} (test set, batches of {eval_batch}, {threads} thread(s))"
     );
+    print_confusion(&confusion, args.split);
+    let most_confused = confusion.most_confused(MOST_CONFUSED);
+    if let Some(path) = &args.predictions {
+        bnconv_nn::atomic_write::write_atomic(path, |w| predictions.write_csv(w))
+            .with_context(|| format!("could not write {}", path.display()))?;
+        outln!(
+            "wrote {} ({} rows, the {} set)",
+            path.display(),
+            predictions.len(),
+            args.split.name()
+        );
+    }
+    if let (Some(path), Some(format)) = (&args.plot, plot_format) {
+        let title = format!(
+            "{} after {} steps: {} set, {} of {} correct",
+            info.variant,
+            info.steps,
+            args.split.name(),
+            confusion.correct(),
+            confusion.total()
+        );
+        plot::confusion_heatmap(path, format, &confusion, &title)?;
+        outln!("wrote {}", path.display());
+    }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "bnconv_version": env!("CARGO_PKG_VERSION"),
@@ -82,6 +132,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "test": test,
             "single_sample_accuracy": single,
             "eval_images_per_second": eval_images_per_second,
+            "split": args.split,
+            "confusion": confusion,
+            "most_confused": most_confused,
         });
         bnconv_nn::atomic_write::write_atomic(path, |w| {
             serde_json::to_writer_pretty(&mut *w, &doc)?;
@@ -91,4 +144,28 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         outln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The confusion matrix of `split`, its correct count and its most confused pairs.
+fn print_confusion(m: &ConfusionMatrix, split: Split) {
+    outln!();
+    outln!(
+        "Confusion matrix, {} set ({} of {} correct; rows: true class, columns: predicted):",
+        split.name(),
+        m.correct(),
+        m.total()
+    );
+    for line in m.to_string().lines() {
+        outln!("{line}");
+    }
+    let pairs = m.most_confused(MOST_CONFUSED);
+    if pairs.is_empty() {
+        outln!("No image misclassified.");
+    } else {
+        let pairs: Vec<String> = pairs.iter().map(ToString::to_string).collect();
+        outln!(
+            "Most confused (true -> predicted, count): {}",
+            pairs.join(", ")
+        );
+    }
 }

@@ -1,11 +1,15 @@
-//! The commands, one module each: `compare` and `train` ([`train`]), [`eval`] and [`profile`].
+//! The commands, one module each: `compare` and `train` ([`train`]), [`eval`], [`profile`],
+//! [`predict`] and [`sweep`].
 //!
 //! Layers: `main` parses and dispatches here; a command uses the modules below it (`cli` for its
 //! options, `outpath` for output checks, `report`, `plot`, `progress`, `checkpoints`,
-//! `profile_report` and `profile_doc`), and none of those calls back into a command.
+//! `digit_image`, `profile_report` and `profile_doc`), and none of those calls back into a
+//! command.
 
 pub mod eval;
+pub mod predict;
 pub mod profile;
+pub mod sweep;
 pub mod train;
 
 use crate::cli::{Cli, Command};
@@ -31,6 +35,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Some(Command::Eval(e)) => eval::run(&e),
         Some(Command::Profile(p)) => profile::run(p),
+        Some(Command::Predict(p)) => predict::run(&p),
+        Some(Command::Sweep(s)) => sweep::run(&s),
         None => train::run(Runs {
             opts: cli.compare.common,
             variants: cli.compare.variants,

@@ -1,5 +1,6 @@
-//! Figures, as PNG or SVG (by the file extension): the training curves of `compare --plot` and
-//! the per-layer bars of `profile --plot`.
+//! Figures, as PNG or SVG (by the file extension): the training curves of `compare --plot`, the
+//! per-layer bars of `profile --plot`, the confusion heat map of `eval --plot` ([`confusion`])
+//! and the runs of `sweep --plot` ([`sweep`]).
 //!
 //! Text is drawn with DejaVu Sans embedded in the binary (plotters' `ab_glyph` feature), so no
 //! system font or font library is needed. Files are written next to their destination and
@@ -70,6 +71,12 @@ macro_rules! with_backend {
             .with_context(|| format!("could not draw {}", $path.display()))
     }};
 }
+
+mod confusion;
+mod sweep;
+
+pub use confusion::confusion_heatmap;
+pub use sweep::sweep_figure;
 
 /// Validation and training accuracy and loss against the batch number, one colour per variant.
 pub fn curves(path: &Path, format: ImageFormat, reports: &[RunReport]) -> Result<()> {
