@@ -11,24 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{bnconv, scratch, Scratch};
+use binary::{bnconv, bnconv_ok, read_json, scratch, Scratch};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = bnconv(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// A bn checkpoint after 200 steps, enough for predictions of several classes (trained once
@@ -38,7 +24,7 @@ fn checkpoint() -> &'static Path {
     let (_, path) = CHECKPOINT.get_or_init(|| {
         let dir = scratch("predictions-cli", "checkpoint");
         let path = dir.join("bn.safetensors");
-        ok(&[
+        bnconv_ok(&[
             "train",
             "--variant",
             "bn",
@@ -107,7 +93,7 @@ fn predictions_recompute_the_printed_accuracy_and_the_confusion_matrix() {
         let csv = dir.join(format!("{split}.csv"));
         let report = dir.join(format!("{split}.json"));
         let plot = dir.join(format!("{split}.png"));
-        let stdout = ok(&[
+        let stdout = bnconv_ok(&[
             "eval",
             "--checkpoint",
             s(checkpoint()),
@@ -133,7 +119,7 @@ fn predictions_recompute_the_printed_accuracy_and_the_confusion_matrix() {
             confusion[*label][*predicted] += 1;
         }
         let correct = rows.iter().filter(|r| r.1 == r.2).count();
-        let doc = json(&report);
+        let doc = read_json(&report);
         let reported = doc[key]["accuracy"].as_f64().unwrap() as f32;
         assert_eq!(
             (correct as f32 / images as f32).to_bits(),
@@ -181,7 +167,7 @@ fn predictions_recompute_the_printed_accuracy_and_the_confusion_matrix() {
 fn image_files_of_test_images_get_the_classes_and_logits_eval_gives() {
     let dir = scratch("predictions-cli", "predict");
     let csv = dir.join("test.csv");
-    ok(&[
+    bnconv_ok(&[
         "eval",
         "--checkpoint",
         s(checkpoint()),
@@ -222,8 +208,8 @@ fn image_files_of_test_images_get_the_classes_and_logits_eval_gives() {
         s(&report),
     ];
     args.extend(files.iter().map(|(_, p)| s(p)));
-    let stdout = ok(&args);
-    let doc = json(&report);
+    let stdout = bnconv_ok(&args);
+    let doc = read_json(&report);
     let predictions = doc["predictions"].as_array().unwrap();
     assert_eq!(predictions.len(), files.len());
     assert!(doc["errors"].as_array().unwrap().is_empty());
@@ -315,7 +301,7 @@ fn bad_image_files_are_named_and_the_others_still_predicted() {
         stdout.contains(&format!("{}: ", good.display())),
         "{stdout}"
     );
-    let doc = json(&report);
+    let doc = read_json(&report);
     assert_eq!(doc["predictions"].as_array().unwrap().len(), 1);
     assert_eq!(doc["predictions"][0]["image"], s(&good));
     assert_eq!(doc["errors"].as_array().unwrap().len(), 3);

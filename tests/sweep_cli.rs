@@ -3,26 +3,11 @@
 //! accuracies, the final weights' digest), and the printed table and JSON summary are those
 //! runs' accuracies.
 
-use std::path::Path;
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{bnconv, scratch};
+use binary::{bnconv_ok, read_json, scratch};
 
 const SHORT: [&str; 4] = ["--batches", "20", "--batch-size", "16"];
-
-fn ok(args: &[&str]) -> String {
-    let out = bnconv(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
 
 /// Everything in a run report except its timing.
 fn results(report: &serde_json::Value) -> serde_json::Value {
@@ -56,8 +41,8 @@ fn each_sweep_run_equals_the_same_train_run_bit_for_bit() {
         plot.to_str().unwrap(),
     ];
     args.extend(SHORT);
-    let stdout = ok(&args);
-    let doc = json(&sweep_json);
+    let stdout = bnconv_ok(&args);
+    let doc = read_json(&sweep_json);
     assert_eq!(doc["sweep"]["jobs"], 2);
     assert_eq!(doc["sweep"]["threads_per_job"], 1);
     let runs = doc["runs"].as_array().unwrap();
@@ -85,8 +70,8 @@ fn each_sweep_run_equals_the_same_train_run_bit_for_bit() {
             train_json.to_str().unwrap(),
         ];
         train.extend(SHORT);
-        ok(&train);
-        let alone = &json(&train_json)["runs"][0];
+        bnconv_ok(&train);
+        let alone = &read_json(&train_json)["runs"][0];
         assert_eq!(alone["timing"]["threads"], 2);
         assert_eq!(
             results(report),

@@ -29,10 +29,9 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(csv) = &args.predictions {
         check_output("--predictions", csv)?;
     }
-    let plot_format = match &args.plot {
-        Some(p) => Some(check_plot_path("--plot", p)?),
-        None => None,
-    };
+    let plot_format = (args.plot.as_deref())
+        .map(|p| check_plot_path("--plot", p))
+        .transpose()?;
     let exec = Exec {
         gemm: args.gemm,
         bn_path: args.bn,

@@ -5,6 +5,7 @@
 use crate::cli::{to_usize, PredictArgs};
 use crate::digit_image::{self, DigitImage};
 use crate::outpath::check_output;
+use crate::report::write_json_value;
 use anyhow::{bail, Context, Result};
 use bnconv_nn::checkpoint::load_network;
 use bnconv_nn::mnist::Dataset;
@@ -133,11 +134,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             "predictions": classified,
             "errors": failed,
         });
-        bnconv_nn::atomic_write::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &doc)?;
-            w.write_all(b"\n")
-        })
-        .with_context(|| format!("could not write {}", path.display()))?;
+        write_json_value(path, &doc)?;
         outln!("wrote {}", path.display());
     }
     if !failed.is_empty() {

@@ -24,10 +24,9 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     if let Some(json) = &args.json {
         check_output("--json", json)?;
     }
-    let plot_format = match &args.plot {
-        Some(p) => Some(check_plot_path("--plot", p)?),
-        None => None,
-    };
+    let plot_format = (args.plot.as_deref())
+        .map(|p| check_plot_path("--plot", p))
+        .transpose()?;
     let cfg = SweepConfig {
         base: args.run.config(Variant::Bn, 0)?,
         variants: args.variants.clone(),

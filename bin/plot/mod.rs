@@ -75,6 +75,19 @@ macro_rules! with_backend {
 mod confusion;
 mod sweep;
 
+/// An x-axis label formatter for categories drawn at 0, 1, 2, ...: each whole number gets its
+/// category's name, every other position nothing.
+fn category_labels(names: Vec<String>) -> impl Fn(&f64) -> String {
+    move |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+            names[i as usize].clone()
+        } else {
+            String::new()
+        }
+    }
+}
+
 pub use confusion::confusion_heatmap;
 pub use sweep::sweep_figure;
 
@@ -283,15 +296,7 @@ where
             .x_label_area_size(40)
             .y_label_area_size(80)
             .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..y_max)?;
-        let names: Vec<String> = layers.iter().map(|l| l.layer.clone()).collect();
-        let label = move |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-                names[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
+        let label = category_labels(layers.iter().map(|l| l.layer.clone()).collect());
         chart
             .configure_mesh()
             .disable_x_mesh()

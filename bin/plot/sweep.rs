@@ -1,7 +1,7 @@
 //! `sweep --plot`: every run's validation accuracy against the batch number, and each variant's
 //! final test accuracies side by side with their mean.
 
-use super::{register_fonts, temp_path, DrawResult, FONT, PALETTE};
+use super::{category_labels, register_fonts, temp_path, DrawResult, FONT, PALETTE};
 use crate::outpath::ImageFormat;
 use anyhow::{anyhow, Context, Result};
 use bnconv_nn::sweep::SweepRun;
@@ -108,18 +108,12 @@ where
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5..k - 0.5, 0.0..1.0)?;
-    let names: Vec<String> = summaries
-        .iter()
-        .map(|s| s.variant.name().to_string())
-        .collect();
-    let label = move |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
-            names[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
+    let label = category_labels(
+        summaries
+            .iter()
+            .map(|s| s.variant.name().to_string())
+            .collect(),
+    );
     finals
         .configure_mesh()
         .disable_x_mesh()

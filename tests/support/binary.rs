@@ -45,3 +45,21 @@ impl AsRef<Path> for Scratch {
         self.0.path()
     }
 }
+
+/// Runs the built `bnconv` with `args`, expects success (failing with its stderr otherwise) and
+/// returns its stdout.
+pub fn bnconv_ok(args: &[&str]) -> String {
+    let out = bnconv(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A JSON file the binary wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("the JSON file exists"))
+        .expect("the file is JSON")
+}
