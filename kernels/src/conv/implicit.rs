@@ -13,10 +13,8 @@
 
 use crate::conv::im2col::{copy_run, zero_run};
 use crate::fuse::{Epilogue, Start};
-use crate::gemm::matmul::{
-    dispatch, dispatch_b, pack_panels, pack_panels_gather, packed_len, panels,
-};
-use crate::gemm::tile::{strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
+use crate::gemm::matmul::{pack_panels, pack_panels_gather, packed_len, panels};
+use crate::gemm::tile::{dispatch, dispatch_b, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::simd::Isa;
 
 /// The geometry of one implicit convolution over one padded image.

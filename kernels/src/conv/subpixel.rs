@@ -10,8 +10,8 @@
 //! [`crate::conv::implicit`]. Every input pixel belongs to exactly one class and is written once.
 
 use crate::conv::implicit::Implicit;
-use crate::gemm::matmul::{dispatch, pack_panels, packed_len, panels};
-use crate::gemm::tile::{Tile, Walk, LANES};
+use crate::gemm::matmul::{pack_panels, packed_len, panels};
+use crate::gemm::tile::{dispatch, Tile, Walk, LANES};
 use crate::simd::Isa;
 
 /// Kernel taps (rows or columns) feeding an input coordinate of parity `r` (of `u`), in the order

@@ -13,9 +13,7 @@
 //! the same order whatever the split).
 
 use crate::fuse::{Epilogue, Start};
-#[cfg(target_arch = "x86_64")]
-use crate::gemm::tile::run_tile_avx512;
-use crate::gemm::tile::{run_tile, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
+use crate::gemm::tile::{dispatch, dispatch_b, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::runtime::prefetch::prefetch_rows_l2;
 use crate::simd::{active_isa, Isa};
 
@@ -166,80 +164,6 @@ fn span(rows: usize, cols: usize, ld: usize) -> usize {
     } else {
         (rows - 1) * ld + cols
     }
-}
-
-/// [`dispatch`] with the B-masking chosen at run time: `masked` when B rows hold only `cols`
-/// readable floats.
-///
-/// # Safety
-/// The contract of [`run_tile`] for `isa` and `t`, with `MASK_B = masked`.
-pub(crate) unsafe fn dispatch_b(isa: Isa, nv: usize, masked: bool, t: &Tile) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        if masked {
-            dispatch::<true>(isa, nv, t)
-        } else {
-            dispatch::<false>(isa, nv, t)
-        }
-    }
-}
-
-/// Runs the tile kind that fits a panel of `nv` vectors: 6 rows of 1 or 2 vectors; 4 or 3 rows
-/// of 3 ([`tile_height`]; the 4 x 3 tile's 12 accumulators, 3 B vectors and a broadcast fill
-/// the 16 `ymm` registers, so its loop is written in assembly; a masked B, which needs a mask
-/// register too, takes the 3 x 3 tile). With AVX-512, panels of 2 and 3 vectors run 16- and
-/// 24-column tiles of 12, 8 or 6 and 8, 6 or 4 rows, 1-vector panels the AVX2 tile.
-///
-/// # Safety
-/// The contract of [`run_tile`] for `isa` and `t`.
-pub(crate) unsafe fn dispatch<const MASK_B: bool>(isa: Isa, nv: usize, t: &Tile) {
-    // A panel of `nv` vectors holds more than `nv - 1` vectors' columns (as `panels` cuts them):
-    // a narrower one handed to a wider tile would be computed, and B read, past its width.
-    assert!(
-        (1..=3).contains(&nv) && t.cols <= nv * LANES && t.cols > (nv - 1) * LANES,
-        "dispatch: {} columns in a panel of {nv} vectors",
-        t.cols
-    );
-    // SAFETY: forwarded from the caller (an `Isa::Avx512` caller runs on an AVX-512 CPU).
-    unsafe {
-        match (isa, nv) {
-            // 32 `zmm` registers: up to 12 rows of one `zmm` (16 columns) or 8 rows of two (24
-            // columns, the second half-used), the height chosen for the strip. A one-vector
-            // (8-column) panel would fill half of each `zmm`, and measured slower than the AVX2
-            // tile (conv01-02), so it takes the `(_, 1)` arm.
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 2) => match tile_height(t.rows, &[12, 8, 6]) {
-                12 => run_tile_avx512::<12, 2, 1, MASK_B>(t),
-                8 => run_tile_avx512::<8, 2, 1, MASK_B>(t),
-                _ => run_tile_avx512::<6, 2, 1, MASK_B>(t),
-            },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 3) => match tile_height(t.rows, &[8, 6, 4]) {
-                8 => run_tile_avx512::<8, 3, 2, MASK_B>(t),
-                6 => run_tile_avx512::<6, 3, 2, MASK_B>(t),
-                _ => run_tile_avx512::<4, 3, 2, MASK_B>(t),
-            },
-            (_, 1) => run_tile::<6, 1, MASK_B>(isa, t),
-            (_, 2) => run_tile::<6, 2, MASK_B>(isa, t),
-            (_, 3) if !MASK_B => match tile_height(t.rows, &[4, 3]) {
-                4 => run_tile::<4, 3, MASK_B>(isa, t),
-                _ => run_tile::<3, 3, MASK_B>(isa, t),
-            },
-            _ => run_tile::<3, 3, MASK_B>(isa, t),
-        }
-    }
-}
-
-/// The tile height, of `heights` (tallest first), that computes `rows` rows fastest: a group of
-/// `h` rows costs about `h + 2` rows' time (the B loads and the loop are paid per group), and a
-/// last, partial group costs a whole one (conv03's 12-row strips ran 8 + 8 rows in 8-row tiles).
-fn tile_height(rows: usize, heights: &[usize]) -> usize {
-    let cost = |h: usize| rows.div_ceil(h) * (h + 2);
-    heights
-        .iter()
-        .copied()
-        .min_by_key(|&h| cost(h))
-        .expect("at least one height")
 }
 
 /// `C[rows, n] = relu?(start + A[rows, depth] @ B)` with `B` packed by [`pack_panels`]
@@ -688,17 +612,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn tile_heights_avoid_mostly_empty_groups() {
-        assert_eq!(tile_height(96, &[8, 6, 4]), 8);
-        assert_eq!(tile_height(12, &[8, 6, 4]), 6);
-        assert_eq!(tile_height(4, &[8, 6, 4]), 4);
-        assert_eq!(tile_height(48, &[12, 8, 6]), 12);
-        assert_eq!(tile_height(8, &[12, 8, 6]), 8);
-        assert_eq!(tile_height(20, &[4, 3]), 4);
-        assert_eq!(tile_height(9, &[4, 3]), 3);
     }
 
     /// The ReLU post-op equals a ReLU pass after the product, bitwise, NaN included.

@@ -270,84 +270,11 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod table;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests;
+
+pub(crate) use table::{dispatch, dispatch_b};
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-
-#[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
-    use super::*;
-    use crate::testing::pseudo;
-
-    /// The 4 x 3 tile (its reduction loop in assembly) equals the 3 x 3 tile (intrinsics)
-    /// bitwise: the same FMAs in the same order per element. Rows cover every 4-row tail;
-    /// segments, strides, a partly filled last vector, every start and the ReLU post-op too.
-    #[test]
-    fn four_row_assembly_tile_equals_the_three_row_tile_bitwise() {
-        if !Isa::Avx2.supported() {
-            eprintln!(
-                "SKIPPED four_row_assembly_tile_equals_the_three_row_tile_bitwise: this CPU has no AVX2+FMA"
-            );
-            return;
-        }
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        for rows in 1..=14 {
-            for &(segments, depth, a_step, cols) in
-                &[(1, 1, 1, 24), (1, 17, 3, 20), (3, 14, 2, 17), (2, 0, 1, 24)]
-            {
-                let (a_seg, b_step) = (depth as isize * a_step + 5, 24 + 3);
-                let b_seg = depth as isize * b_step + 7;
-                let a_row = segments as isize * a_seg + 1;
-                let a = pseudo(rows * a_row as usize, 1);
-                let b = pseudo((segments * b_seg as usize).max(1) + 24, 2);
-                let bias = pseudo(cols, 3);
-                let ldc = cols + 2;
-                let c0 = pseudo(rows * ldc, 4);
-                let a_rows: Vec<*const f32> = (0..rows)
-                    .map(|i| a[i * a_row as usize..].as_ptr())
-                    .collect();
-                for (accumulate, with_bias, relu) in [
-                    (false, false, false),
-                    (true, false, true),
-                    (false, true, true),
-                ] {
-                    let run = |tall: bool| {
-                        let mut c = c0.clone();
-                        let c_rows: Vec<*mut f32> =
-                            (0..rows).map(|i| c[i * ldc..].as_mut_ptr()).collect();
-                        let walk =
-                            Walk::segmented(segments, depth, (a_step, a_seg), (b_step, b_seg));
-                        let start = match (accumulate, with_bias) {
-                            (true, _) => Start::Accumulate,
-                            (false, true) => Start::Bias(&bias),
-                            (false, false) => Start::Zero,
-                        };
-                        let t = Tile::new(walk, &a_rows, b.as_ptr(), &c_rows, 1, cols)
-                            .with_epilogue(Epilogue {
-                                start,
-                                scale: None,
-                                relu,
-                            });
-                        // SAFETY: AVX2 checked above; every A read lies inside `a` (row `i`
-                        // reads up to `(segments - 1) * a_seg + (depth - 1) * a_step` floats
-                        // on, less than `a_row`), every B row inside `b` for 24 floats, C rows
-                        // inside `c` for `1 + cols <= ldc` floats, the bias `cols` floats.
-                        unsafe {
-                            if tall {
-                                run_tile::<4, 3, false>(Isa::Avx2, &t)
-                            } else {
-                                run_tile::<3, 3, false>(Isa::Avx2, &t)
-                            }
-                        }
-                        bits(&c)
-                    };
-                    assert_eq!(
-                        run(true),
-                        run(false),
-                        "rows {rows} segments {segments} depth {depth} cols {cols} accumulate {accumulate} bias {with_bias} relu {relu}"
-                    );
-                }
-            }
-        }
-    }
-}
