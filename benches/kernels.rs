@@ -20,6 +20,7 @@ use bnconv_kernels::norm::batchnorm::{
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
+use bnconv_kernels::simd::active_isa;
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{Adam, AdamConfig};
 use bnconv_nn::loss::sigmoid_cross_entropy;
@@ -176,6 +177,7 @@ fn conv(c: &mut Criterion) {
 }
 
 fn bn_relu(c: &mut Criterion) {
+    let isa = active_isa();
     let mut fwd = c.benchmark_group("bn_relu_forward");
     for (i, g) in seed_layers()
         .into_iter()
@@ -192,12 +194,12 @@ fn bn_relu(c: &mut Criterion) {
         let (mut y, mut z) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         fwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         fwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_forward(&x, k, &mut y))
+            b.iter(|| bn_relu_forward(isa, &x, k, &mut y))
         });
         fwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
-                bn_forward(&x, k, &mut z);
-                relu_forward(&z, &mut y);
+                bn_forward(isa, &x, k, &mut z);
+                relu_forward(isa, &z, &mut y);
             })
         });
     }
@@ -215,7 +217,7 @@ fn bn_relu(c: &mut Criterion) {
         let beta = random(ch, 10);
         let mut s = BnScratch::default();
         let (mut mean, mut var) = (vec![0.0; ch], vec![0.0; ch]);
-        batch_stats(&x, ch, &mut mean, &mut var, &mut s);
+        batch_stats(isa, &x, ch, &mut mean, &mut var, &mut s);
         let (mut invstd, mut scale) = (vec![0.0; ch], vec![0.0; ch]);
         fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
         let k = BnApply {
@@ -224,7 +226,7 @@ fn bn_relu(c: &mut Criterion) {
             beta: &beta,
         };
         let mut y = vec![0.0; x.len()];
-        bn_relu_forward(&x, k, &mut y);
+        bn_relu_forward(isa, &x, k, &mut y);
         let saved = BnSaved {
             mean: &mean,
             invstd: &invstd,
@@ -239,12 +241,12 @@ fn bn_relu(c: &mut Criterion) {
         );
         bwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         bwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_backward(&x, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
+            b.iter(|| bn_relu_backward(isa, &x, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
         });
         bwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
-                relu_backward(&y, &dy, &mut dz);
-                bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
+                relu_backward(isa, &y, &dy, &mut dz);
+                bn_backward(isa, &x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
             })
         });
     }

@@ -14,6 +14,7 @@ use bnconv_kernels::norm::batchnorm::{
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::simd::active_isa;
 
 pub const DEFAULT_EPS: f32 = 1e-3;
 pub const DEFAULT_DECAY: f32 = 0.99;
@@ -51,6 +52,7 @@ impl BatchNorm {
         match mode {
             Mode::Train => {
                 batch_stats(
+                    active_isa(),
                     x.data(),
                     c,
                     &mut self.mean,
@@ -151,14 +153,14 @@ impl Layer for BatchNorm {
         };
         let apply = profile::scope(Phase::BnApply);
         match (self.relu, exec.bn_path) {
-            (false, _) => bn_forward(x.data(), k, y.data_mut()),
-            (true, BnPath::Fused) => bn_relu_forward(x.data(), k, y.data_mut()),
+            (false, _) => bn_forward(active_isa(), x.data(), k, y.data_mut()),
+            (true, BnPath::Fused) => bn_relu_forward(active_isa(), x.data(), k, y.data_mut()),
             (true, BnPath::Unfused) => {
                 self.between.resize(x.data().len(), 0.0);
-                bn_forward(x.data(), k, &mut self.between);
+                bn_forward(active_isa(), x.data(), k, &mut self.between);
                 drop(apply);
                 let _p = profile::scope(Phase::Relu);
-                relu_forward(&self.between, y.data_mut());
+                relu_forward(active_isa(), &self.between, y.data_mut());
             }
         }
     }
@@ -188,6 +190,7 @@ impl Layer for BatchNorm {
         let bwd = profile::scope(Phase::BnBackward);
         match (self.relu, exec.bn_path) {
             (false, _) => bn_backward(
+                active_isa(),
                 x.data(),
                 dy.data(),
                 saved,
@@ -197,6 +200,7 @@ impl Layer for BatchNorm {
                 &mut self.scratch,
             ),
             (true, BnPath::Fused) => bn_relu_backward(
+                active_isa(),
                 x.data(),
                 dy.data(),
                 saved,
@@ -209,10 +213,11 @@ impl Layer for BatchNorm {
                 self.between.resize(x.data().len(), 0.0);
                 drop(bwd);
                 let relu = profile::scope(Phase::ReluBackward);
-                relu_backward(y.data(), dy.data(), &mut self.between);
+                relu_backward(active_isa(), y.data(), dy.data(), &mut self.between);
                 drop(relu);
                 let _p = profile::scope(Phase::BnBackward);
                 bn_backward(
+                    active_isa(),
                     x.data(),
                     &self.between,
                     saved,
@@ -266,8 +271,8 @@ impl ChannelMap for BatchNorm {
             beta: &self.beta.value,
         };
         match self.relu {
-            true => bn_relu_forward(x.data(), k, y.data_mut()),
-            false => bn_forward(x.data(), k, y.data_mut()),
+            true => bn_relu_forward(active_isa(), x.data(), k, y.data_mut()),
+            false => bn_forward(active_isa(), x.data(), k, y.data_mut()),
         }
     }
 

@@ -5,6 +5,7 @@ use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{Epilogue, Prologue};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::simd::active_isa;
 
 pub struct Relu {
     name: String,
@@ -29,7 +30,7 @@ impl Layer for Relu {
 
     fn forward(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         let _p = profile::scope(Phase::Relu);
-        relu_forward(x.data(), y.data_mut());
+        relu_forward(active_isa(), x.data(), y.data_mut());
     }
 
     fn backward(
@@ -44,7 +45,7 @@ impl Layer for Relu {
             let _p = profile::scope(Phase::ReluBackward);
             // The mask from the input: `x > 0` exactly when `relu(x) > 0` (NaN in neither), and
             // the output may not have been stored (a deferred forward).
-            relu_backward(x.data(), dy.data(), dx.data_mut());
+            relu_backward(active_isa(), x.data(), dy.data(), dx.data_mut());
         }
     }
 
@@ -67,7 +68,7 @@ impl ChannelMap for Relu {
     }
 
     fn write_deferred_output(&mut self, _exec: &Exec, x: &Tensor, y: &mut Tensor) {
-        relu_forward(x.data(), y.data_mut());
+        relu_forward(active_isa(), x.data(), y.data_mut());
     }
 
     fn eval_epilogue(&mut self) -> Epilogue<'_> {

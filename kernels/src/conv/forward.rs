@@ -155,7 +155,10 @@ pub fn conv_forward(
         scale: None,
         ..epilogue
     };
-    let normalize = prologue.normalize.map(|k| WideApply::new(k, prologue.relu));
+    let isa = active_isa();
+    let normalize = prologue
+        .normalize
+        .map(|k| WideApply::new(isa, k, prologue.relu));
     ws.saved_for_backward = keep == Keep::ForBackward;
     let implicit = match plan.forward {
         ForwardPath::SmallImage => return small_image::forward(g, x, w, epilogue, ws, y),
@@ -171,7 +174,7 @@ pub fn conv_forward(
         &mut ws.weights,
     );
     if let Some(im) = implicit {
-        let (isa, weights) = (active_isa(), &ws.weights);
+        let weights = &ws.weights;
         let (in_image, out_image) = (g.in_pixels() * g.in_c, g.out_pixels() * cout);
         // Borders one image (applying the prologue), then multiplies it while it is in L1.
         let image = |img: &[f32], padded: &mut [f32], y_img: &mut [f32]| {
@@ -184,7 +187,7 @@ pub fn conv_forward(
                     bn.run(src, dst)
                 }),
                 (None, true) => pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                    relu_block(src, dst)
+                    relu_block(isa, src, dst)
                 }),
                 (None, false) => pad_image(img, h, w, c, top, left, pw, padded),
             }

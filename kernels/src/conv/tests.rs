@@ -96,7 +96,7 @@ fn prologue_equals_a_separate_batch_norm_pass() {
         (2, 9, 8, 3, 5, 1),
     ] {
         let g = ConvGeometry::same(n, h, w, cin, cout, stride);
-        let gemm = GemmBackend::Native;
+        let (gemm, isa) = (GemmBackend::Native, crate::simd::active_isa());
         assert!(ConvPlan::new(gemm, &g).accepts_prologue(), "{g:?}");
         let x = pseudo(g.input_len(), 11);
         let wt = pseudo(g.weight_len(), 12);
@@ -112,9 +112,9 @@ fn prologue_equals_a_separate_batch_norm_pass() {
         for (with_bn, relu) in [(true, false), (true, true), (false, true)] {
             let mut normalized = vec![0.0; x.len()];
             match (with_bn, relu) {
-                (true, true) => bn_relu_forward(&x, apply, &mut normalized),
-                (true, false) => bn_forward(&x, apply, &mut normalized),
-                _ => crate::norm::relu::relu_forward(&x, &mut normalized),
+                (true, true) => bn_relu_forward(isa, &x, apply, &mut normalized),
+                (true, false) => bn_forward(isa, &x, apply, &mut normalized),
+                _ => crate::norm::relu::relu_forward(isa, &x, &mut normalized),
             }
             let run = |with_prologue: bool| {
                 let mut ws = ConvWorkspace::default();
@@ -225,9 +225,6 @@ fn backward_is_the_adjoint_of_forward() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    let _lock = crate::simd::ISA_TEST_LOCK
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
     // 37 images: tasks of whole images that the thread count splits unevenly; the 4x4 layer
     // takes the column path, whose weight gradient is cut into row blocks.
     for (batch, size) in [(64, 14), (37, 14), (37, 4)] {

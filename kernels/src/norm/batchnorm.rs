@@ -14,7 +14,7 @@
 use crate::fuse::BnApply;
 use crate::runtime::partition::{chunk_count, REDUCTION_ROWS};
 use crate::simd::{
-    accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Simd8, LANES,
+    accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Isa, Simd8, LANES,
 };
 use rayon::prelude::*;
 
@@ -385,45 +385,45 @@ fn in_runs(rows: usize, acc: &mut [f32], block: impl Fn(usize, usize, &mut [f32]
 }
 
 /// [`sum_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
-fn sum_rows(x: &[f32], c: usize, acc: &mut [f32]) {
+fn sum_rows(isa: Isa, x: &[f32], c: usize, acc: &mut [f32]) {
     let p = period(c);
     let cw = c * p;
     if p == 1 {
         return in_runs(x.len() / c, acc, |first, n, acc| {
-            sum_block(&x[first * c..][..n * c], c, acc)
+            sum_block(isa, &x[first * c..][..n * c], c, acc)
         });
     }
     let (main, rest) = split_periods(x, cw);
     let (mut wide, mut tail) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX]);
     in_runs(main.len() / cw, &mut wide[..cw], |first, n, acc| {
-        sum_block(&main[first * cw..][..n * cw], cw, acc)
+        sum_block(isa, &main[first * cw..][..n * cw], cw, acc)
     });
-    sum_block(rest, c, &mut tail[..c]);
+    sum_block(isa, rest, c, &mut tail[..c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
 
 /// [`sq_dev_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
-fn sq_dev_rows(x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
+fn sq_dev_rows(isa: Isa, x: &[f32], c: usize, mean: &[f32], acc: &mut [f32]) {
     let p = period(c);
     let cw = c * p;
     if p == 1 {
         return in_runs(x.len() / c, acc, |first, n, acc| {
-            sq_dev_block(&x[first * c..][..n * c], c, mean, acc)
+            sq_dev_block(isa, &x[first * c..][..n * c], c, mean, acc)
         });
     }
     let (main, rest) = split_periods(x, cw);
     let (mut wide, mut tail, mut mean_w) = ([0.0; WIDE_MAX], [0.0; WIDE_MAX], [0.0; WIDE_MAX]);
     let mean_w = tiled(mean, &mut mean_w[..cw]);
     in_runs(main.len() / cw, &mut wide[..cw], |first, n, acc| {
-        sq_dev_block(&main[first * cw..][..n * cw], cw, mean_w, acc)
+        sq_dev_block(isa, &main[first * cw..][..n * cw], cw, mean_w, acc)
     });
-    sq_dev_block(rest, c, mean, &mut tail[..c]);
+    sq_dev_block(isa, rest, c, mean, &mut tail[..c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
 
 /// [`normalize_block`] in the widened layout ([`period`]).
-fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
-    WideApply::new(k, relu).run(x, y);
+fn normalize_rows(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+    WideApply::new(isa, k, relu).run(x, y);
 }
 
 /// A batch-norm (+ReLU) map with its coefficients tiled once for the widened layout
@@ -431,6 +431,7 @@ fn normalize_rows(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
 /// input applies the preceding batch norm row by row of the image ([`crate::conv`]'s prologue).
 /// Every element gets exactly [`normalize`]'s arithmetic, so the results are bitwise equal.
 pub(crate) struct WideApply<'a> {
+    isa: Isa,
     narrow: BnApply<'a>,
     mean: [f32; WIDE_MAX],
     scale: [f32; WIDE_MAX],
@@ -441,10 +442,11 @@ pub(crate) struct WideApply<'a> {
 }
 
 impl<'a> WideApply<'a> {
-    pub(crate) fn new(k: BnApply<'a>, relu: bool) -> Self {
+    pub(crate) fn new(isa: Isa, k: BnApply<'a>, relu: bool) -> Self {
         let c = k.scale.len();
         let p = period(c);
         let mut wide = WideApply {
+            isa,
             narrow: k,
             mean: [0.0; WIDE_MAX],
             scale: [0.0; WIDE_MAX],
@@ -464,7 +466,7 @@ impl<'a> WideApply<'a> {
     /// `y = relu?((x - mean) * scale + beta)` over whole rows (`x.len()` a multiple of `c`).
     pub(crate) fn run(&self, x: &[f32], y: &mut [f32]) {
         if self.cw == 0 {
-            return normalize_block(x, self.narrow, y, self.relu);
+            return normalize_block(self.isa, x, self.narrow, y, self.relu);
         }
         let cw = self.cw;
         let (main, rest) = split_periods(x, cw);
@@ -474,19 +476,19 @@ impl<'a> WideApply<'a> {
             scale: &self.scale[..cw],
             beta: &self.beta[..cw],
         };
-        normalize_block(main, wide, y_main, self.relu);
-        normalize_block(rest, self.narrow, y_rest, self.relu);
+        normalize_block(self.isa, main, wide, y_main, self.relu);
+        normalize_block(self.isa, rest, self.narrow, y_rest, self.relu);
     }
 }
 
 /// [`backward_sums_block`] in the widened layout ([`period`]), in f32 runs ([`in_runs`]).
-fn backward_sums_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
+fn backward_sums_rows(isa: Isa, x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut [f32]) {
     let c = coef.len() / 4;
     let p = period(c);
     if p == 1 {
         return in_runs(x.len() / c, acc, |first, n, acc| {
             let r = first * c..(first + n) * c;
-            backward_sums_block(&x[r.clone()], &dy[r], relu, coef, acc)
+            backward_sums_block(isa, &x[r.clone()], &dy[r], relu, coef, acc)
         });
     }
     let cw = c * p;
@@ -500,18 +502,18 @@ fn backward_sums_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], acc: &mut
     let (mut wide, mut tail) = ([0.0; 2 * WIDE_MAX], [0.0; 2 * WIDE_MAX]);
     in_runs(x_main.len() / cw, &mut wide[..2 * cw], |first, n, acc| {
         let r = first * cw..(first + n) * cw;
-        backward_sums_block(&x_main[r.clone()], &dy_main[r], relu, coef_w, acc)
+        backward_sums_block(isa, &x_main[r.clone()], &dy_main[r], relu, coef_w, acc)
     });
-    backward_sums_block(x_rest, dy_rest, relu, coef, &mut tail[..2 * c]);
+    backward_sums_block(isa, x_rest, dy_rest, relu, coef, &mut tail[..2 * c]);
     fold_periods(&wide, &tail, c, p, acc);
 }
 
 /// [`backward_input_block`] in the widened layout ([`period`]).
-fn backward_input_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
+fn backward_input_rows(isa: Isa, x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut [f32]) {
     let c = coef.len() / 6;
     let p = period(c);
     if p == 1 {
-        return backward_input_block(x, dy, relu, coef, dx);
+        return backward_input_block(isa, x, dy, relu, coef, dx);
     }
     let cw = c * p;
     let (x_main, x_rest) = split_periods(x, cw);
@@ -521,8 +523,8 @@ fn backward_input_rows(x: &[f32], dy: &[f32], relu: bool, coef: &[f32], dx: &mut
     for (v, out) in coef.chunks_exact(c).zip(coef_w.chunks_exact_mut(cw)) {
         tiled(v, out);
     }
-    backward_input_block(x_main, &dy[..n], relu, &coef_w[..6 * cw], dx_main);
-    backward_input_block(x_rest, &dy[n..], relu, coef, dx_rest);
+    backward_input_block(isa, x_main, &dy[..n], relu, &coef_w[..6 * cw], dx_main);
+    backward_input_block(isa, x_rest, &dy[n..], relu, coef, dx_rest);
 }
 
 fn check_rows(x: &[f32], c: usize, what: &str) -> usize {
@@ -580,6 +582,7 @@ fn reduce_rows(
 /// Per-channel batch mean and biased variance (what `tf.nn.moments` gives) of `x` as `[rows, c]`.
 /// Two passes (mean, then squared deviations) so a large mean cannot cancel the variance away.
 pub fn batch_stats(
+    isa: Isa,
     x: &[f32],
     c: usize,
     mean: &mut [f32],
@@ -594,14 +597,14 @@ pub fn batch_stats(
     );
     let BnScratch { partials, sums, .. } = scratch;
     reduce_rows(rows, c, c, partials, sums, |i, part| {
-        sum_rows(chunk_of(x, c, i), c, part)
+        sum_rows(isa, chunk_of(x, c, i), c, part)
     });
     for (m, s) in mean.iter_mut().zip(sums.iter()) {
         *m = (s / rows as f64) as f32;
     }
     let mean: &[f32] = mean;
     reduce_rows(rows, c, c, partials, sums, |i, part| {
-        sq_dev_rows(chunk_of(x, c, i), c, mean, part)
+        sq_dev_rows(isa, chunk_of(x, c, i), c, mean, part)
     });
     for (v, s) in var.iter_mut().zip(sums.iter()) {
         *v = (s / rows as f64) as f32;
@@ -609,7 +612,7 @@ pub fn batch_stats(
 }
 
 /// Elementwise per-channel `y = (x - mean) * scale + beta` (then ReLU when `relu`), in parallel.
-pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+pub(crate) fn normalize(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     let c = k.scale.len();
     check_rows(x, c, "bn apply");
     assert!(
@@ -619,12 +622,12 @@ pub(crate) fn normalize(x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
     let task = reduction_rows(c) * c;
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| normalize_rows(x, k, y, relu));
+        .for_each(|(x, y)| normalize_rows(isa, x, k, y, relu));
 }
 
-/// Batch-norm forward: `y = (x - mean) * scale + beta`.
-pub fn bn_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
-    normalize(x, k, y, false);
+/// Batch-norm forward: `y = (x - mean) * scale + beta`, on `isa`'s build.
+pub fn bn_forward(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32]) {
+    normalize(isa, x, k, y, false);
 }
 
 /// The per-channel statistics a backward pass needs from its forward pass.
@@ -642,6 +645,7 @@ pub struct BnSaved<'a> {
 /// Shared backward: `g` is `dy`, or with `relu` (the fused path) `dy` masked where the forward
 /// output was not positive, the mask recomputed from `x`.
 pub(crate) fn backward(
+    isa: Isa,
     x: &[f32],
     relu: bool,
     dy: &[f32],
@@ -680,7 +684,7 @@ pub(crate) fn backward(
     coef.extend_from_slice(saved.beta);
     let head: &[f32] = coef;
     reduce_rows(rows, c, 2 * c, partials, sums, |i, part| {
-        backward_sums_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, head, part)
+        backward_sums_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, head, part)
     });
     for ch in 0..c {
         dbeta[ch] = sums[ch] as f32;
@@ -691,7 +695,7 @@ pub(crate) fn backward(
     let coef: &[f32] = coef;
     let task = reduction_rows(c) * c;
     dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
-        backward_input_rows(chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
+        backward_input_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
     });
 }
 
@@ -699,6 +703,7 @@ pub(crate) fn backward(
 /// fills `dx`, `dgamma = sum(dz * xhat)` and `dbeta = sum(dz)`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_backward(
+    isa: Isa,
     x: &[f32],
     dz: &[f32],
     saved: BnSaved,
@@ -707,7 +712,7 @@ pub fn bn_backward(
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(x, false, dz, saved, dx, dgamma, dbeta, scratch);
+    backward(isa, x, false, dz, saved, dx, dgamma, dbeta, scratch);
 }
 
 /// `invstd = 1 / sqrt(var + eps)` and `scale = gamma * invstd`, per channel.
@@ -798,7 +803,6 @@ pub mod reference {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::simd::{active_isa, force_isa, Isa};
     use crate::testing::on_threads;
 
     /// Deterministic values with a channel-dependent offset, so means are not near zero.
@@ -837,27 +841,21 @@ pub(crate) mod tests {
 
     #[test]
     fn stats_match_the_f64_reference() {
-        for &(rows, c) in SHAPES {
-            let x = sample(rows, c, 3);
-            let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-            batch_stats(&x, c, &mut mean, &mut var, &mut BnScratch::default());
-            let (m_ref, v_ref) = reference::batch_stats(&x, c);
-            assert_close(&mean, &m_ref, 1e-6, "mean");
-            assert_close(&var, &v_ref, 1e-5, "var");
+        for isa in Isa::supported_all() {
+            for &(rows, c) in SHAPES {
+                let x = sample(rows, c, 3);
+                let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+                batch_stats(isa, &x, c, &mut mean, &mut var, &mut BnScratch::default());
+                let (m_ref, v_ref) = reference::batch_stats(&x, c);
+                assert_close(&mean, &m_ref, 1e-6, "mean");
+                assert_close(&var, &v_ref, 1e-5, "var");
+            }
         }
     }
 
     #[test]
     fn forward_simd_matches_scalar_bitwise_for_every_isa() {
-        let _lock = crate::simd::ISA_TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let before = active_isa();
-        for isa in [Isa::Portable, Isa::Avx2] {
-            if !force_isa(isa) {
-                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
-                continue;
-            }
+        for isa in Isa::supported_all() {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 5);
                 let mean = sample(1, c, 6);
@@ -870,45 +868,48 @@ pub(crate) mod tests {
                 };
                 let mut y = vec![0.0; x.len()];
                 let mut y_ref = vec![0.0; x.len()];
-                bn_forward(&x, k, &mut y);
+                bn_forward(isa, &x, k, &mut y);
                 reference::normalize(&x, k, &mut y_ref, false);
                 assert_eq!(y, y_ref, "{isa:?} rows {rows} c {c}");
             }
         }
-        force_isa(before);
     }
 
     #[test]
     fn backward_matches_the_f64_reference() {
-        for &(rows, c) in SHAPES {
-            let x = sample(rows, c, 11);
-            let dz = sample(rows, c, 12);
-            let gamma = sample(1, c, 13);
-            let (mean, var) = reference::batch_stats(&x, c);
-            let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
-            let saved = BnSaved {
-                mean: &mean,
-                invstd: &invstd,
-                gamma: &gamma,
-                beta: &gamma,
-            };
-            let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-            bn_backward(
-                &x,
-                &dz,
-                saved,
-                &mut dx,
-                &mut dg,
-                &mut db,
-                &mut BnScratch::default(),
-            );
-            let (mut dx_r, mut dg_r, mut db_r) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-            reference::backward(
-                &x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r,
-            );
-            assert_close(&dx, &dx_r, 1e-4, "dx");
-            assert_close(&dg, &dg_r, 1e-5, "dgamma");
-            assert_close(&db, &db_r, 1e-5, "dbeta");
+        for isa in Isa::supported_all() {
+            for &(rows, c) in SHAPES {
+                let x = sample(rows, c, 11);
+                let dz = sample(rows, c, 12);
+                let gamma = sample(1, c, 13);
+                let (mean, var) = reference::batch_stats(&x, c);
+                let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
+                let saved = BnSaved {
+                    mean: &mean,
+                    invstd: &invstd,
+                    gamma: &gamma,
+                    beta: &gamma,
+                };
+                let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                bn_backward(
+                    isa,
+                    &x,
+                    &dz,
+                    saved,
+                    &mut dx,
+                    &mut dg,
+                    &mut db,
+                    &mut BnScratch::default(),
+                );
+                let (mut dx_r, mut dg_r, mut db_r) =
+                    (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                reference::backward(
+                    &x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r,
+                );
+                assert_close(&dx, &dx_r, 1e-4, "dx");
+                assert_close(&dg, &dg_r, 1e-5, "dgamma");
+                assert_close(&db, &db_r, 1e-5, "dbeta");
+            }
         }
     }
 
@@ -917,11 +918,12 @@ pub(crate) mod tests {
         let (rows, c) = (64 * 196, 12);
         let x = sample(rows, c, 21);
         let dz = sample(rows, c, 22);
+        let isa = crate::simd::active_isa();
         let run = |threads: usize| {
             on_threads(threads, || {
                 let mut s = BnScratch::default();
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                batch_stats(&x, c, &mut mean, &mut var, &mut s);
+                batch_stats(isa, &x, c, &mut mean, &mut var, &mut s);
                 let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
                 let gamma = vec![1.5; c];
                 let saved = BnSaved {
@@ -931,7 +933,7 @@ pub(crate) mod tests {
                     beta: &gamma,
                 };
                 let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_backward(&x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
+                bn_backward(isa, &x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 (bits(&mean), bits(&var), bits(&dx), bits(&dg), bits(&db))
             })

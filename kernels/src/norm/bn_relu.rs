@@ -9,17 +9,19 @@
 
 use crate::fuse::BnApply;
 use crate::norm::batchnorm::{backward, normalize, BnSaved, BnScratch};
+use crate::simd::Isa;
 
 /// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
 /// [`crate::norm::batchnorm::bn_forward`], then ReLU).
-pub fn bn_relu_forward(x: &[f32], k: BnApply, y: &mut [f32]) {
-    normalize(x, k, y, true);
+pub fn bn_relu_forward(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32]) {
+    normalize(isa, x, k, y, true);
 }
 
 /// Backward of [`bn_relu_forward`] in training mode, given the gradient `dy` of its output: fills
 /// `dx`, `dgamma` and `dbeta`. `saved` must hold the forward pass's statistics and `beta`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_relu_backward(
+    isa: Isa,
     x: &[f32],
     dy: &[f32],
     saved: BnSaved,
@@ -28,7 +30,7 @@ pub fn bn_relu_backward(
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(x, true, dy, saved, dx, dgamma, dbeta, scratch);
+    backward(isa, x, true, dy, saved, dx, dgamma, dbeta, scratch);
 }
 
 #[cfg(test)]
@@ -37,7 +39,6 @@ mod tests {
     use crate::norm::batchnorm::tests::{assert_close, sample, SHAPES};
     use crate::norm::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
     use crate::norm::relu::{relu_backward, relu_forward};
-    use crate::simd::{active_isa, force_isa, Isa};
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|f| f.to_bits()).collect()
@@ -45,15 +46,7 @@ mod tests {
 
     #[test]
     fn fused_equals_unfused_bitwise_forward_and_backward_for_every_isa() {
-        let _lock = crate::simd::ISA_TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let before = active_isa();
-        for isa in [Isa::Portable, Isa::Avx2] {
-            if !force_isa(isa) {
-                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
-                continue;
-            }
+        for isa in Isa::supported_all() {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 31);
                 let dy = sample(rows, c, 32);
@@ -61,7 +54,7 @@ mod tests {
                 let beta = sample(1, c, 34);
                 let mut s = BnScratch::default();
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                batch_stats(&x, c, &mut mean, &mut var, &mut s);
+                batch_stats(isa, &x, c, &mut mean, &mut var, &mut s);
                 let (mut invstd, mut scale) = (vec![0.0; c], vec![0.0; c]);
                 fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
                 let k = BnApply {
@@ -77,10 +70,10 @@ mod tests {
                 };
 
                 let mut y_fused = vec![0.0; x.len()];
-                bn_relu_forward(&x, k, &mut y_fused);
+                bn_relu_forward(isa, &x, k, &mut y_fused);
                 let (mut z, mut y_unfused) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-                bn_forward(&x, k, &mut z);
-                relu_forward(&z, &mut y_unfused);
+                bn_forward(isa, &x, k, &mut z);
+                relu_forward(isa, &z, &mut y_unfused);
                 assert_eq!(
                     bits(&y_fused),
                     bits(&y_unfused),
@@ -89,12 +82,12 @@ mod tests {
 
                 let (mut dx_f, mut dg_f, mut db_f) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_relu_backward(&x, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s);
+                bn_relu_backward(isa, &x, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s);
                 let mut dz = vec![0.0; x.len()];
-                relu_backward(&y_unfused, &dy, &mut dz);
+                relu_backward(isa, &y_unfused, &dy, &mut dz);
                 let (mut dx_u, mut dg_u, mut db_u) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_backward(&x, &dz, saved, &mut dx_u, &mut dg_u, &mut db_u, &mut s);
+                bn_backward(isa, &x, &dz, saved, &mut dx_u, &mut dg_u, &mut db_u, &mut s);
                 assert_eq!(bits(&dx_f), bits(&dx_u), "{isa:?} dx rows {rows} c {c}");
                 assert_eq!(bits(&dg_f), bits(&dg_u), "{isa:?} dgamma");
                 assert_eq!(bits(&db_f), bits(&db_u), "{isa:?} dbeta");
@@ -121,6 +114,5 @@ mod tests {
                 assert_close(&db_f, &db_r, 1e-5, "dbeta vs f64 reference");
             }
         }
-        force_isa(before);
     }
 }

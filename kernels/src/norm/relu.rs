@@ -1,6 +1,6 @@
 //! ReLU forward and backward as separate passes: the unfused path, and the plain network's ReLU.
 
-use crate::simd::{multiversion, relu_grad_s, relu_s, LANES};
+use crate::simd::{multiversion, relu_grad_s, relu_s, Isa, LANES};
 use rayon::prelude::*;
 
 /// Floats per parallel task for elementwise passes (any split gives the same result).
@@ -35,16 +35,16 @@ multiversion! {
     }
 }
 
-/// `y = max(x, 0)` elementwise (NaN stays NaN, so divergence stays visible).
-pub fn relu_forward(x: &[f32], y: &mut [f32]) {
+/// `y = max(x, 0)` elementwise (NaN stays NaN, so divergence stays visible), on `isa`'s build.
+pub fn relu_forward(isa: Isa, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "relu_forward: sizes");
     x.par_chunks(TASK)
         .zip(y.par_chunks_mut(TASK))
-        .for_each(|(x, y)| relu_block(x, y));
+        .for_each(|(x, y)| relu_block(isa, x, y));
 }
 
-/// ReLU gradient from the forward output: `dx = dy * (y > 0)`.
-pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+/// ReLU gradient from the forward output: `dx = dy * (y > 0)`, on `isa`'s build.
+pub fn relu_backward(isa: Isa, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert!(
         y.len() == dy.len() && dy.len() == dx.len(),
         "relu_backward: sizes"
@@ -52,7 +52,7 @@ pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     y.par_chunks(TASK)
         .zip(dy.par_chunks(TASK))
         .zip(dx.par_chunks_mut(TASK))
-        .for_each(|((y, dy), dx)| relu_grad_block(y, dy, dx));
+        .for_each(|((y, dy), dx)| relu_grad_block(isa, y, dy, dx));
 }
 
 /// Scalar reference of [`relu_forward`].
@@ -72,32 +72,22 @@ pub fn relu_backward_reference(y: &[f32], dy: &[f32], dx: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::{active_isa, force_isa, Isa};
 
     #[test]
     fn simd_matches_scalar_bitwise_on_odd_lengths_for_every_isa() {
-        let _lock = crate::simd::ISA_TEST_LOCK
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let before = active_isa();
-        for isa in [Isa::Portable, Isa::Avx2] {
-            if !force_isa(isa) {
-                eprintln!("SKIPPED: {isa:?} is not supported by this CPU");
-                continue;
-            }
+        for isa in Isa::supported_all() {
             for n in [0, 1, 7, 8, 9, 31, TASK + 13] {
                 let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
                 let dy: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
                 let (mut y, mut y_ref) = (vec![0.0; n], vec![0.0; n]);
-                relu_forward(&x, &mut y);
+                relu_forward(isa, &x, &mut y);
                 relu_forward_reference(&x, &mut y_ref);
                 assert_eq!(y, y_ref, "{isa:?} n={n}");
                 let (mut dx, mut dx_ref) = (vec![0.0; n], vec![0.0; n]);
-                relu_backward(&y, &dy, &mut dx);
+                relu_backward(isa, &y, &dy, &mut dx);
                 relu_backward_reference(&y, &dy, &mut dx_ref);
                 assert_eq!(dx, dx_ref, "{isa:?} n={n}");
             }
         }
-        force_isa(before);
     }
 }

@@ -55,6 +55,14 @@ impl Isa {
         matches!(self, Isa::Avx512 | Isa::Avx2)
     }
 
+    /// Whether an element-wise kernel given this path runs its AVX2+FMA build: the path asks for
+    /// it and this CPU has AVX2 and FMA (checked here, so any `Isa` value is safe to pass; the
+    /// portable build gives the same bits).
+    #[inline]
+    pub fn runs_avx2_build(self) -> bool {
+        self.has_avx2() && Isa::Avx2.supported()
+    }
+
     fn code(self) -> u8 {
         self as u8 + 1
     }
@@ -83,11 +91,6 @@ pub fn active_isa() -> Isa {
         }
     }
 }
-
-/// Held by unit tests that force a code path, and by those that compare two runs bitwise (which
-/// a path switched by a concurrent test would break): the process-wide choice is shared.
-#[cfg(test)]
-pub(crate) static ISA_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Forces a code path (for tests and profiling). Returns false, changing nothing, if the CPU lacks it.
 pub fn force_isa(isa: Isa) -> bool {

@@ -2,8 +2,9 @@
 //!
 //! Element-wise kernels are written once against `Simd8` (eight `f32` lanes). [`multiversion!`]
 //! compiles each one twice: a portable build on [`wide::f32x8`] (SSE2 on x86_64, NEON on aarch64,
-//! scalar elsewhere) and, on x86_64, an AVX2+FMA build on `Ymm` (one 256-bit register), picked
-//! at run time with `is_x86_feature_detected!`. Nothing assumes the build machine. Rust never
+//! scalar elsewhere) and, on x86_64, an AVX2+FMA build on `Ymm` (one 256-bit register). Every
+//! kernel takes the [`Isa`] to run as its first argument; [`active_isa`] is the process-wide
+//! choice (detected with `is_x86_feature_detected!`, or forced) that callers usually pass. Nothing assumes the build machine. Rust never
 //! contracts `a * b + c` into an FMA on its own, so both builds give bitwise the same results.
 //!
 //! [`Isa::Avx512`] changes only the GEMM register tiles (16-lane `zmm` tiles, in
@@ -17,8 +18,6 @@ mod vector;
 #[cfg(target_arch = "x86_64")]
 mod ymm;
 
-#[cfg(test)]
-pub(crate) use isa::ISA_TEST_LOCK;
 pub use isa::{active_isa, force_isa, Isa};
 pub(crate) use vector::{accumulate, head, head_mut, vectors, vectors_mut, Simd8};
 pub use vector::{relu_grad_s, relu_s};
@@ -28,15 +27,17 @@ pub(crate) use ymm::Ymm;
 /// Lanes of the SIMD vector every kernel uses.
 pub const LANES: usize = 8;
 
-/// Defines a function whose body is compiled twice, portable and AVX2+FMA, dispatched on
-/// [`active_isa`]. The function names its vector type parameter (`fn name<V>(...)`); the body is
-/// generic over [`Simd8`] and runs with `V = wide::f32x8` in the portable build and `V = Ymm`
-/// in the AVX2 build. The body should be (or call) `#[inline(always)]` code so both builds get
-/// their own copy of the loop.
+/// Defines a function whose body is compiled twice, portable and AVX2+FMA, dispatched on the
+/// [`Isa`] its caller passes first (`fn name<V>(a: A, ...)` becomes `fn name(isa: Isa, a: A,
+/// ...)`). The body is generic over [`Simd8`] and runs with `V = wide::f32x8` in the portable
+/// build and `V = Ymm` in the AVX2 build. The body should be (or call) `#[inline(always)]` code
+/// so both builds get their own copy of the loop. Both builds give bitwise the same results, so
+/// an `isa` this CPU does not run (any caller may name one) safely falls back to the portable
+/// build ([`Isa::runs_avx2_build`]).
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident<$v:ident>($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name(isa: $crate::simd::Isa, $($arg: $ty),*) {
             #[inline(always)]
             fn body<$v: $crate::simd::Simd8>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -45,12 +46,14 @@ macro_rules! multiversion {
                 unsafe fn avx2($($arg: $ty),*) {
                     body::<$crate::simd::Ymm>($($arg),*)
                 }
-                if $crate::simd::active_isa().has_avx2() {
-                    // SAFETY: active_isa() only reports Avx2 or Avx512 after
-                    // is_x86_feature_detected! confirmed AVX2 and FMA on this CPU.
+                if isa.runs_avx2_build() {
+                    // SAFETY: `runs_avx2_build` is only true after is_x86_feature_detected!
+                    // confirmed AVX2 and FMA on this CPU.
                     return unsafe { avx2($($arg),*) };
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = isa;
             body::<wide::f32x8>($($arg),*)
         }
     };
@@ -122,11 +125,15 @@ mod tests {
         assert!(!Isa::Avx512.supported() || Isa::Avx2.supported());
     }
 
+    /// The portable path always runs; a path asks for the AVX2 build of the element-wise
+    /// kernels only where this CPU has it. (Forcing the process-wide path is tested in a process
+    /// of its own: tests/isa_equivalence.rs.)
     #[test]
-    fn forcing_portable_is_always_possible() {
-        let before = active_isa();
-        assert!(force_isa(Isa::Portable));
-        assert_eq!(active_isa(), Isa::Portable);
-        force_isa(before);
+    fn the_avx2_build_runs_only_where_the_cpu_has_it() {
+        assert!(Isa::Portable.supported());
+        assert!(!Isa::Portable.runs_avx2_build());
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            assert_eq!(isa.runs_avx2_build(), Isa::Avx2.supported(), "{isa:?}");
+        }
     }
 }
