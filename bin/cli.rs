@@ -247,6 +247,11 @@ pub struct ProfileArgs {
     /// Draw per-layer fused vs unfused times to this .png or .svg file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Predict the fused step time on these thread counts with the scaling model, e.g.
+    /// 4,8,16,32,64: tasks recorded at 1 thread, hand-off costs measured at 2 (both added to the
+    /// sweep), checked against the sweep's measured thread counts (see docs/many-core.md).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub model_threads: Vec<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,7 @@ mod profile_doc;
 mod profile_report;
 mod progress;
 mod report;
+mod scaling_report;
 
 use anyhow::{Context, Result};
 use clap::Parser;

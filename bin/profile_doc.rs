@@ -2,6 +2,7 @@
 //! `--plot`).
 
 use crate::profile_report::Breakdown;
+use crate::scaling_report::ScalingDoc;
 use bnconv_nn::Variant;
 use serde::Serialize;
 
@@ -109,4 +110,7 @@ pub struct ProfileDoc {
     pub overhead: Overhead,
     pub sweep: Vec<SweepEntry>,
     pub agreement: Agreement,
+    /// The scaling model (`--model-threads`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingDoc>,
 }

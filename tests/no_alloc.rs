@@ -7,6 +7,7 @@
 //! its number of matrixmultiply calls, so any allocation of ours still fails it.
 
 use bnconv_kernels::gemm::matrixmultiply_calls;
+use bnconv_kernels::runtime::{profile, task_log};
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::mnist::Dataset;
 use bnconv_nn::train::{TrainConfig, Trainer};
@@ -45,6 +46,7 @@ fn synthetic(n: usize) -> Dataset {
     Dataset::new(pixels, labels).expect("a consistent synthetic set")
 }
 
+/// One test only: the allocation counter is process-wide, and tests run side by side.
 #[test]
 fn training_steps_after_the_first_do_not_allocate() {
     let data = synthetic(256);
@@ -84,6 +86,35 @@ fn training_steps_after_the_first_do_not_allocate() {
                 "{variant} {bn_path} {gemm}: {allocated} allocations in 5 steps, of which {gemms} \
                  are matrixmultiply's packing buffers; the rest come from bnconv"
             );
+            if gemm == GemmBackend::Native {
+                assert_eq!(
+                    recorded_step_allocations(&mut trainer, &data),
+                    0,
+                    "{variant} {bn_path}: recording allocated"
+                );
+            }
         });
     }
+}
+
+/// Allocations of 3 steps recorded for the scaling model (profiler and task log on): none, as the
+/// log's tables are static, so `bnconv profile --model-threads` times the same steps.
+fn recorded_step_allocations(trainer: &mut Trainer, data: &Dataset) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        profile::reset();
+        task_log::reset();
+        profile::set_enabled(true);
+        task_log::set_enabled(true);
+        trainer.step(data).expect("finite loss");
+        task_log::set_enabled(false);
+        profile::set_enabled(false);
+    }
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let log = task_log::take(0, 1);
+    assert!(
+        log.complete && !log.tasks.is_empty(),
+        "nothing was recorded"
+    );
+    allocated
 }

@@ -282,9 +282,79 @@ fn assert_rejected(args: &[&str], needle: &str) {
     assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
 }
 
+/// `--model-threads`: the sweep gains 1 and 2 threads, the JSON holds a prediction for every
+/// thread count (measured ones beside their measurement), a critical path per count whose rows
+/// add up to the prediction, and the model's notes; the table and the check are printed.
+#[test]
+fn profile_model_threads_predicts_every_count_with_its_critical_path() {
+    let dir = scratch("profile", "model");
+    let json = dir.join("model.json");
+    let out = bnconv(&[
+        "profile",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--model-threads",
+        "4,16",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("scaling model (fused path)"), "{stdout}");
+    assert!(stdout.contains("critical path at 16 threads"), "{stdout}");
+    assert!(stdout.contains("check: the model"), "{stdout}");
+    let d: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let swept: Vec<u64> = if cores >= 2 { vec![1, 2] } else { vec![1] };
+    assert_eq!(d["threads"], serde_json::json!(swept));
+    let m = &d["scaling"];
+    assert_eq!(m["recorded_threads"], 1);
+    assert_eq!(m["steps_recorded"], 2);
+    assert!(m["tasks_per_step"].as_u64().unwrap() > m["loops_per_step"].as_u64().unwrap());
+    let predictions = m["predictions"].as_array().unwrap();
+    let counts: Vec<u64> = predictions
+        .iter()
+        .map(|p| p["threads"].as_u64().unwrap())
+        .collect();
+    let mut expected = swept.clone();
+    expected.extend([4, 16]);
+    expected.dedup();
+    assert_eq!(counts, expected);
+    let ms = |i: usize| num(&predictions[i]["predicted_ms_per_step"], "prediction");
+    assert_eq!(num(&predictions[0]["speedup"], "speed-up"), 1.0);
+    assert!((0..predictions.len()).all(|i| ms(i) > 0.0));
+    for p in predictions {
+        let measured = swept.contains(&p["threads"].as_u64().unwrap());
+        assert_eq!(p["measured_ms_per_step"].is_number(), measured, "{p}");
+        assert_eq!(p["error"].is_number(), measured, "{p}");
+    }
+    assert!(m["check"]["tolerance"].is_number());
+    if cores >= 2 {
+        assert_eq!(m["calibration"]["threads"], 2);
+    }
+    for cp in m["critical_paths"].as_array().unwrap() {
+        let total: f64 = cp["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| num(&r["ms_per_step"], "row"))
+            .sum();
+        let predicted = num(&cp["predicted_ms_per_step"], "path");
+        assert!(
+            (total - predicted).abs() <= 1e-9 * predicted,
+            "{total} vs {predicted}"
+        );
+    }
+    assert!(m["notes"].as_array().unwrap().len() >= 2);
+}
+
 #[test]
 fn bad_profile_and_plot_options_are_rejected_before_any_work() {
     assert_rejected(&["profile", "--threads", "0"], "--threads");
+    assert_rejected(&["profile", "--model-threads", "0"], "--model-threads");
     assert_rejected(&["profile", "--steps", "0"], "--steps");
     assert_rejected(&["profile", "--variant", "resnet"], "unknown variant");
     assert_rejected(&["profile", "--plot", "x.pdf"], ".png or .svg");

@@ -17,9 +17,11 @@ use crate::profile_doc::{
 };
 use crate::profile_report::{self as pr, Samples};
 use crate::report;
+use crate::scaling_report;
 use anyhow::{bail, Context, Result};
 use bnconv_kernels::runtime::keep_awake::KeepAwake;
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::runtime::task_log::{self, StepLog};
 use bnconv_nn::mnist::{Dataset, Mnist};
 use bnconv_nn::train::{TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Exec, ParamKind};
@@ -47,6 +49,8 @@ struct PathTimes {
     off_ns: Vec<u64>,
     on_ns: Vec<u64>,
     samples: Samples,
+    /// Task logs of the profiled steps, when the scaling model asked for them.
+    logs: Vec<StepLog>,
 }
 
 fn mean_ms(ns: &[u64]) -> f64 {
@@ -149,13 +153,15 @@ fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
     })
 }
 
-/// Runs the warm-up and the timed rounds of both paths on the current pool.
+/// Runs the warm-up and the timed rounds of both paths on the current pool. Profiled blocks run
+/// when `profiled` or `log_tasks`; with `log_tasks` their steps also fill the task log.
 fn measure(
     cfg: &TrainConfig,
     train: &Dataset,
     steps: usize,
     warmup: usize,
     profiled: bool,
+    log_tasks: bool,
     layers: usize,
 ) -> Result<([PathTimes; 2], f64)> {
     let mut trainers: Vec<Trainer> = [BnPath::Fused, BnPath::Unfused]
@@ -183,7 +189,7 @@ fn measure(
     for r in 0..rounds {
         let block = steps / rounds + usize::from(r < steps % rounds);
         for on in [false, true] {
-            if on && !profiled {
+            if on && !profiled && !log_tasks {
                 continue;
             }
             for (t, times) in trainers.iter_mut().zip(times.iter_mut()) {
@@ -191,15 +197,23 @@ fn measure(
                     // Per-step totals (reset and read outside the timed step) give per-row
                     // medians, which a preempted step on a shared machine does not move.
                     profile::reset();
+                    task_log::reset();
                     profile::set_enabled(on);
+                    task_log::set_enabled(on && log_tasks);
+                    let begin = task_log::now_ns();
                     let start = Instant::now();
                     let step = t.step(train);
                     let ns = start.elapsed().as_nanos() as u64;
+                    let end = task_log::now_ns();
                     profile::set_enabled(false);
+                    task_log::set_enabled(false);
                     step.context("timed step")?;
                     if on {
                         times.on_ns.push(ns);
                         times.samples.push(&profile::snapshot(), layers, ns as f64);
+                        if log_tasks {
+                            times.logs.push(task_log::take(begin, end));
+                        }
                     } else {
                         times.off_ns.push(ns);
                     }
@@ -256,8 +270,26 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             .map(|&t| to_usize(t, "--threads"))
             .collect::<Result<_>>()?
     };
+    let model_threads: Vec<usize> = args
+        .model_threads
+        .iter()
+        .map(|&t| to_usize(t, "--model-threads"))
+        .collect::<Result<_>>()?;
+    let modelling = !model_threads.is_empty();
+    let mut added = Vec::new();
+    if modelling {
+        // The model's input (1 thread) and its hand-off costs (the smallest count above 1).
+        if !threads.contains(&1) {
+            added.push(1);
+        }
+        if cores >= 2 && !threads.iter().any(|&t| t > 1 && t <= cores) {
+            added.push(2);
+        }
+        threads.extend(&added);
+    }
     threads.sort_unstable();
     threads.dedup();
+    let calibration_threads = threads.iter().copied().find(|&t| t > 1 && t <= cores);
     let profile_threads = threads
         .iter()
         .copied()
@@ -296,6 +328,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             args.variant
         );
     }
+    if !added.is_empty() {
+        outln!(
+            "note: --model-threads added {} thread(s) to the sweep (the model records tasks at 1 thread and measures hand-offs at 2)",
+            added
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+    }
     for &t in threads.iter().filter(|&&t| t > cores) {
         outln!("note: {t} threads exceed the {cores} core(s) of this machine: they share cores, so expect no speed-up there");
     }
@@ -311,13 +353,30 @@ pub fn run(args: ProfileArgs) -> Result<()> {
 
     let mut sweep_raw = Vec::new();
     let mut profiled = None;
+    let mut base_logs = Vec::new();
+    let mut calibration_logs = Vec::new();
     for &t in &threads {
         let is_profiled = t == profile_threads;
-        let (times, diff) = pool(t)?
-            .install(|| measure(&cfg, &data.train, steps, warmup, is_profiled, names.len()))?;
+        let log_tasks = modelling && (t == 1 || Some(t) == calibration_threads);
+        let (mut times, diff) = pool(t)?.install(|| {
+            measure(
+                &cfg,
+                &data.train,
+                steps,
+                warmup,
+                is_profiled,
+                log_tasks,
+                names.len(),
+            )
+        })?;
         let ms = [mean_ms(&times[0].off_ns), mean_ms(&times[1].off_ns)];
         let med = [median_ms(&times[0].off_ns), median_ms(&times[1].off_ns)];
         sweep_raw.push((t, ms, med, diff));
+        if t == 1 {
+            base_logs = std::mem::take(&mut times[0].logs);
+        } else if Some(t) == calibration_threads {
+            calibration_logs = std::mem::take(&mut times[0].logs);
+        }
         if is_profiled {
             profiled = Some(times);
         }
@@ -362,6 +421,28 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     };
     let (ft, ut) = (path_total(&times[0]), path_total(&times[1]));
     let breakdown = pr::breakdown(&names, &times[0].samples, &times[1].samples);
+    let scaling = if modelling {
+        let measured: Vec<(usize, f64)> = sweep_raw
+            .iter()
+            .filter(|e| e.0 <= cores)
+            .map(|e| (e.0, e.2[0]))
+            .collect();
+        let calibration = calibration_threads.map(|t| (t, &calibration_logs[..]));
+        Some(
+            scaling_report::build(
+                &names,
+                cfg.batch_size,
+                &base_logs,
+                calibration,
+                &model_threads,
+                &measured,
+            )
+            .map_err(anyhow::Error::msg)
+            .context("the scaling model")?,
+        )
+    } else {
+        None
+    };
     let doc = ProfileDoc {
         bnconv_version: env!("CARGO_PKG_VERSION"),
         command: "profile",
@@ -393,8 +474,12 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         },
         sweep,
         agreement,
+        scaling,
     };
     print_doc(&doc);
+    if let Some(s) = &doc.scaling {
+        scaling_report::print(s);
+    }
     if let Some(path) = &args.json {
         report::write_json_value(path, &doc)?;
         outln!("wrote {}", path.display());

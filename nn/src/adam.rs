@@ -4,6 +4,8 @@
 
 use crate::layer::{ParamKind, ParamMut};
 use crate::network::Network;
+use bnconv_kernels::runtime::profile::Phase;
+use bnconv_kernels::runtime::task_log::ForEachTask;
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct AdamConfig {
@@ -119,7 +121,9 @@ pub fn adam_update(
             .zip(grad.par_chunks(ADAM_TASK))
             .zip(m.par_chunks_mut(ADAM_TASK))
             .zip(v.par_chunks_mut(ADAM_TASK))
-            .for_each(|(((p, g), m), v)| adam_update_serial(c, lr_t, p, g, m, v));
+            .for_each_task(Phase::Optimizer, |(((p, g), m), v)| {
+                adam_update_serial(c, lr_t, p, g, m, v)
+            });
     } else {
         adam_update_serial(c, lr_t, value, grad, m, v);
     }

@@ -14,6 +14,7 @@ use crate::fuse::Epilogue;
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
 use crate::gemm::GemmBackend;
 use crate::runtime::profile::{self, Phase};
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
@@ -73,7 +74,7 @@ fn flipped_kernel(
     dy.par_chunks(task_images * image_out)
         .zip(ws.padded_dy.par_chunks_mut(dim.padded_len()))
         .zip(dx.par_chunks_mut(task_images * g.in_pixels() * cin))
-        .for_each(|((dy_c, padded), dx_c)| {
+        .for_each_task(Phase::ConvGemmBackwardData, |((dy_c, padded), dx_c)| {
             for (dy_img, dx_img) in dy_c
                 .chunks_exact(image_out)
                 .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
@@ -110,7 +111,7 @@ fn sub_pixel(
     dy.par_chunks(images * image_out)
         .zip(ws.padded_dy.par_chunks_mut(images * border.padded_len()))
         .zip(dx.par_chunks_mut(images * g.in_pixels() * g.in_c))
-        .for_each(|((dy_c, bordered_c), dx_c)| {
+        .for_each_task(Phase::ConvGemmBackwardData, |((dy_c, bordered_c), dx_c)| {
             // Zero-bordering `dy` is this path's counterpart of col2im.
             let p = profile::thread_scope(Phase::Col2im);
             for (dy_img, bordered) in dy_c
@@ -167,7 +168,7 @@ fn col2im(
         .par_chunks_mut(ch.cols.max(1))
         .zip(dy.par_chunks(ch.output.max(1)))
         .zip(dx.par_chunks_mut(ch.input.max(1)))
-        .for_each(|((cols_c, dy_c), dx_c)| {
+        .for_each_task(Phase::ConvGemmBackwardData, |((cols_c, dy_c), dx_c)| {
             let p = profile::thread_scope(Phase::ConvGemmBackwardData);
             let rows = dy_c.len() / cout;
             gemm_rows(
@@ -185,7 +186,7 @@ fn col2im(
             cols_c
                 .par_chunks(g.out_pixels() * k)
                 .zip(dx_c.par_chunks_mut(g.in_pixels() * g.in_c))
-                .for_each(|(dcol, dimg)| {
+                .for_each_task(Phase::Col2im, |(dcol, dimg)| {
                     let _p = profile::thread_scope(Phase::Col2im);
                     col2im_image(g, dcol, dimg);
                 });

@@ -13,6 +13,7 @@ use crate::gemm::GemmBackend;
 use crate::norm::batchnorm::WideApply;
 use crate::norm::relu::relu_block;
 use crate::runtime::profile::{self, Phase};
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
@@ -204,7 +205,7 @@ pub fn conv_forward(
             x.par_chunks(task_images * in_image)
                 .zip(ws.padded.par_chunks_mut(im.padded_len()))
                 .zip(y.par_chunks_mut(task_images * out_image))
-                .for_each(|((x_c, padded), y_c)| {
+                .for_each_task(Phase::ConvGemmForward, |((x_c, padded), y_c)| {
                     for (img, y_img) in x_c
                         .chunks_exact(in_image)
                         .zip(y_c.chunks_exact_mut(out_image))
@@ -219,7 +220,7 @@ pub fn conv_forward(
         x.par_chunks(ch.input.max(1))
             .zip(ws.padded.par_chunks_mut(per_chunk.max(1)))
             .zip(y.par_chunks_mut(ch.output.max(1)))
-            .for_each(|((x_c, padded_c), y_c)| {
+            .for_each_task(Phase::ConvGemmForward, |((x_c, padded_c), y_c)| {
                 for ((img, padded), y_img) in x_c
                     .chunks_exact(in_image)
                     .zip(padded_c.chunks_exact_mut(im.padded_len()))
@@ -235,11 +236,11 @@ pub fn conv_forward(
     x.par_chunks(ch.input.max(1))
         .zip(ws.cols.par_chunks_mut(ch.cols.max(1)))
         .zip(y.par_chunks_mut(ch.output.max(1)))
-        .for_each(|((x_c, cols_c), y_c)| {
+        .for_each_task(Phase::ConvGemmForward, |((x_c, cols_c), y_c)| {
             // Images in parallel too: a small layer is one chunk of all 64 images.
             x_c.par_chunks(g.in_pixels() * g.in_c)
                 .zip(cols_c.par_chunks_mut(g.out_pixels() * k))
-                .for_each(|(img, col)| {
+                .for_each_task(Phase::Im2col, |(img, col)| {
                     let _p = profile::thread_scope(Phase::Im2col);
                     im2col_image(g, img, col);
                 });

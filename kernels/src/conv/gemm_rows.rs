@@ -5,6 +5,7 @@ use crate::conv::plan::rows_per_task;
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::matmul_packed;
 use crate::gemm::{sgemm, GemmBackend};
+use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 
 /// `c[rows, n] = relu?(start + a[rows, depth] @ B)` (the [`Epilogue`]'s start, zero or a bias,
@@ -33,7 +34,7 @@ pub(super) fn gemm_rows(
             let block = rows_per_task(2 * n * depth);
             c.par_chunks_mut(block * n)
                 .zip(a.par_chunks(block * depth))
-                .for_each(|(c_b, a_b)| {
+                .for_each_task_in_scope(|(c_b, a_b)| {
                     matmul_packed(c_b.len() / n, n, depth, a_b, depth, b, c_b, n, epilogue)
                 });
         }

@@ -20,6 +20,7 @@ use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
 use crate::gemm::GemmBackend;
 use crate::runtime::profile::{self, Phase};
+use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 
 /// Whether [`ConvGeometry`] `g` is a layer this module handles: stride 1, at most 2x2, and more
@@ -200,7 +201,7 @@ pub(super) fn weight_grad(
     ws.partials
         .par_chunks_mut(block * n)
         .enumerate()
-        .for_each(|(i, out)| {
+        .for_each_task(Phase::ConvGemmBackwardWeights, |(i, out)| {
             matmul_at_b(
                 out.len() / n,
                 n,

@@ -9,8 +9,12 @@ use crate::gemm::{sgemm, GemmBackend};
 use crate::runtime::partition::chunk_count;
 use crate::runtime::prefetch::warm_l2;
 use crate::runtime::profile::{self, Phase};
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
 use rayon::prelude::*;
+
+/// What the task log files this module's parallel loops under.
+const TASKS: Phase = Phase::ConvGemmBackwardWeights;
 
 /// `dw` (and `db`) of a layer on the column path, from the im2col matrix the forward pass kept
 /// in `ws.cols`: partial sums `dW_c = cols_c^T @ dy_c` over fixed row blocks, added in order.
@@ -38,7 +42,7 @@ pub(super) fn column_weight_grad(
         .par_chunks((block_rows * k).max(1))
         .zip(dy.par_chunks((block_rows * cout).max(1)))
         .zip(ws.partials.par_chunks_mut(per_chunk.max(1)))
-        .for_each(|((cols_c, dy_c), part)| {
+        .for_each_task(TASKS, |((cols_c, dy_c), part)| {
             let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
@@ -87,7 +91,7 @@ pub(super) fn implicit_weight_grad(
         .par_chunks(images * im.padded_len())
         .zip(ws.partials.par_chunks_mut(per_chunk))
         .enumerate()
-        .for_each(|(chunk, (padded_c, part))| {
+        .for_each_task(TASKS, |(chunk, (padded_c, part))| {
             let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             let first_image = chunk * images;

@@ -15,6 +15,7 @@
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::tile::{dispatch, dispatch_b, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::runtime::prefetch::prefetch_rows_l2;
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::{active_isa, Isa};
 
 /// Bytes of A a strip (or block) should occupy so that it stays in L1 while every panel passes
@@ -145,7 +146,7 @@ pub fn pack_panels_gather(
     if !head.is_empty() {
         head.par_chunks_mut(depth * 3 * LANES)
             .enumerate()
-            .for_each(|(i, panel)| pack_panel(i * 3 * LANES, 3, panel));
+            .for_each_task_in_scope(|(i, panel)| pack_panel(i * 3 * LANES, 3, panel));
     }
     for (first, nv) in panels(n).skip(head_len / (depth * 3 * LANES).max(1)) {
         let (this, tail) = rest.split_at_mut(depth * nv * LANES);

@@ -13,6 +13,7 @@
 
 use crate::fuse::BnApply;
 use crate::runtime::partition::{chunk_count, REDUCTION_ROWS};
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::{
     accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Isa, Simd8, LANES,
 };
@@ -569,7 +570,7 @@ fn reduce_rows(
     partials
         .par_chunks_mut(width)
         .enumerate()
-        .for_each(|(i, part)| block(i, part));
+        .for_each_task_in_scope(|(i, part)| block(i, part));
     sums.clear();
     sums.resize(width, 0.0);
     for part in partials.chunks_exact(width) {
@@ -622,7 +623,7 @@ pub(crate) fn normalize(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32], relu: bo
     let task = reduction_rows(c) * c;
     x.par_chunks(task)
         .zip(y.par_chunks_mut(task))
-        .for_each(|(x, y)| normalize_rows(isa, x, k, y, relu));
+        .for_each_task_in_scope(|(x, y)| normalize_rows(isa, x, k, y, relu));
 }
 
 /// Batch-norm forward: `y = (x - mean) * scale + beta`, on `isa`'s build.
@@ -694,9 +695,11 @@ pub(crate) fn backward(
     coef.extend(sums[c..].iter().map(|s| (s / rows as f64) as f32));
     let coef: &[f32] = coef;
     let task = reduction_rows(c) * c;
-    dx.par_chunks_mut(task).enumerate().for_each(|(i, dx)| {
-        backward_input_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
-    });
+    dx.par_chunks_mut(task)
+        .enumerate()
+        .for_each_task_in_scope(|(i, dx)| {
+            backward_input_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
+        });
 }
 
 /// Batch-norm backward (training mode, batch statistics) from `dz`, the gradient of the BN output:

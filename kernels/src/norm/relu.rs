@@ -1,5 +1,7 @@
 //! ReLU forward and backward as separate passes: the unfused path, and the plain network's ReLU.
 
+use crate::runtime::profile::Phase;
+use crate::runtime::task_log::ForEachTask;
 use crate::simd::{multiversion, relu_grad_s, relu_s, Isa, LANES};
 use rayon::prelude::*;
 
@@ -40,7 +42,7 @@ pub fn relu_forward(isa: Isa, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "relu_forward: sizes");
     x.par_chunks(TASK)
         .zip(y.par_chunks_mut(TASK))
-        .for_each(|(x, y)| relu_block(isa, x, y));
+        .for_each_task(Phase::Relu, |(x, y)| relu_block(isa, x, y));
 }
 
 /// ReLU gradient from the forward output: `dx = dy * (y > 0)`, on `isa`'s build.
@@ -52,7 +54,9 @@ pub fn relu_backward(isa: Isa, y: &[f32], dy: &[f32], dx: &mut [f32]) {
     y.par_chunks(TASK)
         .zip(dy.par_chunks(TASK))
         .zip(dx.par_chunks_mut(TASK))
-        .for_each(|((y, dy), dx)| relu_grad_block(isa, y, dy, dx));
+        .for_each_task(Phase::ReluBackward, |((y, dy), dx)| {
+            relu_grad_block(isa, y, dy, dx)
+        });
 }
 
 /// Scalar reference of [`relu_forward`].

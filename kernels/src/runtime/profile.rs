@@ -19,6 +19,8 @@
 //! Adding a scope to a kernel: `let _p = profile::scope(Phase::BnApply);` (or `thread_scope`
 //! inside a `par_chunks` closure) at the top of the block to time; it records when dropped.
 
+use crate::runtime::task_log::{self, MarkKind};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -123,7 +125,7 @@ impl Phase {
 }
 
 /// Forward or backward call of a layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Pass {
     Forward,
     Backward,
@@ -187,6 +189,24 @@ pub struct Scope {
     row: usize,
     phase: Phase,
     kind: Kind,
+    /// The thread's current phase before this scope ([`current_phase`]), restored on drop.
+    outer: u8,
+}
+
+/// No scope open on this thread.
+const NO_PHASE: u8 = u8::MAX;
+
+thread_local! {
+    /// The phase of the innermost open scope of this thread (only tracked while enabled).
+    static CURRENT_PHASE: Cell<u8> = const { Cell::new(NO_PHASE) };
+}
+
+/// The phase of the innermost scope open on this thread while the profiler is on (the task log
+/// names a loop after it when the loop's kernel serves several phases).
+pub fn current_phase() -> Option<Phase> {
+    Phase::ALL
+        .get(CURRENT_PHASE.with(Cell::get) as usize)
+        .copied()
 }
 
 #[inline(always)]
@@ -197,13 +217,18 @@ fn start(phase: Phase, kind: Kind) -> Scope {
             row: STEP_ROW,
             phase,
             kind,
+            outer: NO_PHASE,
         };
+    }
+    if let Kind::Wall = kind {
+        task_log::mark(MarkKind::Phase(Some(phase)));
     }
     Scope {
         start: Some(Instant::now()),
         row: CURRENT.load(Ordering::Relaxed),
         phase,
         kind,
+        outer: CURRENT_PHASE.with(|c| c.replace(phase as u8)),
     }
 }
 
@@ -231,6 +256,12 @@ impl Drop for Scope {
             let p = self.phase as usize;
             table[self.row][p].fetch_add(ns, Ordering::Relaxed);
             CALLS[self.row][p].fetch_add(1, Ordering::Relaxed);
+            CURRENT_PHASE.with(|c| c.set(self.outer));
+            if let Kind::Wall = self.kind {
+                task_log::mark(MarkKind::Phase(
+                    Phase::ALL.get(self.outer as usize).copied(),
+                ));
+            }
         }
     }
 }
@@ -246,6 +277,10 @@ pub struct LayerScope {
 
 #[inline(always)]
 pub fn layer(index: usize, pass: Pass) -> LayerScope {
+    task_log::mark(MarkKind::Layer {
+        row: index.min(STEP_ROW),
+        pass: Some(pass),
+    });
     if !enabled() {
         return LayerScope {
             start: None,
@@ -272,7 +307,17 @@ impl Drop for LayerScope {
             LAYER_CALLS[self.row][p].fetch_add(1, Ordering::Relaxed);
             CURRENT.store(STEP_ROW, Ordering::Relaxed);
         }
+        task_log::mark(MarkKind::Layer {
+            row: STEP_ROW,
+            pass: None,
+        });
     }
+}
+
+/// The row inner scopes are filed under now: the layer of the open [`layer`] scope, or
+/// [`STEP_ROW`].
+pub fn current_row() -> usize {
+    CURRENT.load(Ordering::Relaxed)
 }
 
 /// Totals of one row (a layer, or the step row).
