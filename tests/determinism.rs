@@ -1,7 +1,9 @@
 //! Reproducible to the bit, over whole protocol runs (tests/network_equivalence.rs covers single
 //! network steps):
 //! - the same seed twice gives bitwise-identical losses, accuracies and final weights;
-//! - so do 1, 2 and 3 threads (reductions use a fixed chunking that depends only on shapes);
+//! - so do 1, 2 and 3 threads (reductions use a fixed chunking that depends only on shapes),
+//!   and 16 and 64 threads on the seed batch of 64 (oversubscribed on a small machine: these
+//!   check results, not speed);
 //! - so do the fused and unfused BN+ReLU paths.
 //!
 //! Runs are short (20 batches of 16) on the real MNIST training set, with validation and test
@@ -64,11 +66,16 @@ fn assert_same_results(a: &RunReport, b: &RunReport, what: &str) {
 /// Trains `BATCHES` steps with `Trainer` and returns every loss and every final parameter and
 /// statistic, bit for bit.
 fn trainer_bits(variant: Variant, threads: usize) -> Vec<(String, Vec<u32>)> {
-    let cfg = config(variant, BnPath::Fused);
+    trainer_bits_with(&config(variant, BnPath::Fused), BATCHES, threads)
+}
+
+/// `steps` training steps of `cfg` on `threads` threads: every loss, then every parameter and
+/// statistic, bit for bit.
+fn trainer_bits_with(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(String, Vec<u32>)> {
     let train = &data().train;
     with_threads(threads, || {
-        let mut t = Trainer::new(&cfg, train.len());
-        let losses = (0..BATCHES)
+        let mut t = Trainer::new(cfg, train.len());
+        let losses = (0..steps)
             .map(|_| t.step(train).expect("finite").to_bits())
             .collect();
         let mut out = vec![("losses".to_string(), losses)];
@@ -117,6 +124,30 @@ fn one_two_and_three_threads_give_bitwise_identical_results() {
     for threads in [2, 3] {
         let many = trainer_bits(Variant::Bn, threads);
         assert_same_bits(&one, &many, &format!("bn: 1 vs {threads} threads"));
+    }
+}
+
+/// Pools of many-core servers, oversubscribed here: the seed batch of 64 (the tasks a 16- or
+/// 64-core machine shares out) trains bitwise as on one thread, on both BN paths and the plain
+/// network.
+#[test]
+fn sixteen_and_sixty_four_threads_give_bitwise_identical_results() {
+    for (variant, bn_path) in [
+        (Variant::Bn, BnPath::Fused),
+        (Variant::Bn, BnPath::Unfused),
+        (Variant::Plain, BnPath::Fused),
+    ] {
+        let mut cfg = config(variant, bn_path);
+        cfg.batch_size = 64;
+        let one = trainer_bits_with(&cfg, 4, 1);
+        for threads in [16, 64] {
+            let many = trainer_bits_with(&cfg, 4, threads);
+            assert_same_bits(
+                &one,
+                &many,
+                &format!("{variant} {bn_path}: 1 vs {threads} threads, batch 64"),
+            );
+        }
     }
 }
 

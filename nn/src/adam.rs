@@ -2,10 +2,10 @@
 //! `lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)`, `m = beta1 m + (1 - beta1) g`,
 //! `v = beta2 v + (1 - beta2) g^2`, `p -= lr_t * m / (sqrt(v) + epsilon)`.
 
-use crate::layer::{ParamKind, ParamMut};
+use crate::layer::{Layer, ParamKind, ParamMut};
 use crate::network::Network;
 use bnconv_kernels::runtime::profile::Phase;
-use bnconv_kernels::runtime::task_log::ForEachTask;
+use bnconv_kernels::runtime::task_log::{self, ForEachTask, LoopRecord};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct AdamConfig {
@@ -33,6 +33,9 @@ pub struct Adam {
     step: u64,
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// Trainable parameters of each layer of the network being updated (counted on the first
+    /// update): the layers are updated in parallel, each with its own run of moments.
+    per_layer: Vec<usize>,
 }
 
 impl Adam {
@@ -42,6 +45,7 @@ impl Adam {
             step: 0,
             m: Vec::new(),
             v: Vec::new(),
+            per_layer: Vec::new(),
         }
     }
 
@@ -62,6 +66,7 @@ impl Adam {
         self.step = step;
         self.m = m;
         self.v = v;
+        self.per_layer.clear();
     }
 
     /// The step size of update `t`, computed in f64.
@@ -72,32 +77,84 @@ impl Adam {
             as f32
     }
 
-    /// One update of every trainable parameter of `net` from its current gradients. Moments are
-    /// allocated on the first call only.
+    /// One update of every trainable parameter of `net` from its current gradients, the layers
+    /// in parallel (each element's update is independent: bitwise the same on any number of
+    /// threads). Moments are allocated on the first call only.
     pub fn step(&mut self, net: &mut Network) {
         self.step += 1;
         let lr_t = self.lr_t(self.step);
         let config = self.config;
-        let mut slot = 0;
-        let (m_all, v_all) = (&mut self.m, &mut self.v);
-        net.visit_params(&mut |p: ParamMut<'_>| {
-            if p.kind != ParamKind::Trainable {
+        if self.per_layer.len() != net.layers().len() {
+            self.per_layer.clear();
+            let (m_all, v_all) = (&mut self.m, &mut self.v);
+            let mut slot = 0;
+            for layer in net.layers_mut() {
+                let first = slot;
+                layer.visit_params(&mut |p: ParamMut<'_>| {
+                    if p.kind != ParamKind::Trainable {
+                        return;
+                    }
+                    if m_all.len() <= slot {
+                        m_all.push(vec![0.0; p.value.len()]);
+                        v_all.push(vec![0.0; p.value.len()]);
+                    }
+                    slot += 1;
+                });
+                self.per_layer.push(slot - first);
+            }
+        }
+        let record = task_log::begin_loop(Phase::Optimizer);
+        update_layers(
+            net.layers_mut(),
+            &self.per_layer,
+            &mut self.m,
+            &mut self.v,
+            &config,
+            lr_t,
+            &record,
+        );
+    }
+}
+
+/// Updates `layers` (with `per_layer[i]` trainable parameters each, whose moments are `m` and
+/// `v` in order) as parallel tasks, one per layer with parameters: a fork-join tree, which
+/// allocates nothing.
+fn update_layers(
+    layers: &mut [Box<dyn Layer>],
+    per_layer: &[usize],
+    m: &mut [Vec<f32>],
+    v: &mut [Vec<f32>],
+    c: &AdamConfig,
+    lr_t: f32,
+    record: &LoopRecord,
+) {
+    match layers {
+        [] => {}
+        [layer] => {
+            if per_layer[0] == 0 {
                 return;
             }
-            if m_all.len() <= slot {
-                m_all.push(vec![0.0; p.value.len()]);
-                v_all.push(vec![0.0; p.value.len()]);
-            }
-            adam_update(
-                &config,
-                lr_t,
-                p.value,
-                p.grad,
-                &mut m_all[slot],
-                &mut v_all[slot],
+            let _t = record.task();
+            let mut slot = 0;
+            layer.visit_params(&mut |p: ParamMut<'_>| {
+                if p.kind == ParamKind::Trainable {
+                    adam_update(c, lr_t, p.value, p.grad, &mut m[slot], &mut v[slot]);
+                    slot += 1;
+                }
+            });
+        }
+        _ => {
+            let mid = layers.len() / 2;
+            let slots: usize = per_layer[..mid].iter().sum();
+            let (layers_a, layers_b) = layers.split_at_mut(mid);
+            let (per_a, per_b) = per_layer.split_at(mid);
+            let (m_a, m_b) = m.split_at_mut(slots);
+            let (v_a, v_b) = v.split_at_mut(slots);
+            rayon::join(
+                || update_layers(layers_a, per_a, m_a, v_a, c, lr_t, record),
+                || update_layers(layers_b, per_b, m_b, v_b, c, lr_t, record),
             );
-            slot += 1;
-        });
+        }
     }
 }
 

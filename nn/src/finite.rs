@@ -16,7 +16,11 @@
 
 use crate::layer::ParamKind;
 use crate::network::Network;
+use bnconv_kernels::runtime::profile::Phase;
+use bnconv_kernels::runtime::task_log::ForEachTask;
+use rayon::prelude::*;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What held the non-finite value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,15 +84,20 @@ fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
         .map(|index| (index, v[index]))
 }
 
-/// The every-step check: are all trainable parameters' gradients finite? Allocates nothing.
+/// The every-step check: are all trainable parameters' gradients finite? The layers are checked
+/// as parallel tasks. Allocates nothing.
 pub fn gradients_finite(net: &mut Network) -> bool {
-    let mut finite = true;
-    net.visit_params(&mut |p| {
-        if finite && p.kind == ParamKind::Trainable && !all_finite(p.grad) {
-            finite = false;
-        }
-    });
-    finite
+    let finite = AtomicBool::new(true);
+    net.layers_mut()
+        .par_iter_mut()
+        .for_each_task(Phase::Other, |layer| {
+            layer.visit_params(&mut |p| {
+                if p.kind == ParamKind::Trainable && !all_finite(p.grad) {
+                    finite.store(false, Ordering::Relaxed);
+                }
+            })
+        });
+    finite.into_inner()
 }
 
 /// After a non-finite `loss`: the first layer, in forward order, whose output holds a non-finite

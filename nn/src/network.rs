@@ -167,6 +167,11 @@ impl Network {
         self.exec = exec;
     }
 
+    /// The layers, to visit their parameters in parallel (the optimizer, the gradient check).
+    pub(crate) fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
+        &mut self.layers
+    }
+
     /// Runs every layer on `batch` items stored back to back in `x`; returns the output.
     ///
     /// # Panics
