@@ -14,7 +14,7 @@
 use bnconv_kernels::conv::im2col::im2col_image;
 use bnconv_kernels::conv::{conv_backward, conv_forward, ConvOps, ConvWorkspace};
 use bnconv_kernels::fuse::BnApply;
-use bnconv_kernels::gemm::sgemm;
+use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::norm::batchnorm::{
     batch_stats, bn_backward, bn_forward, fold_scale, BnSaved, BnScratch,
 };
@@ -65,29 +65,31 @@ fn sgemm_shapes(c: &mut Criterion) {
         let w = random(k * n, 2);
         let dy = random(m * n, 3);
         let (mut y, mut dcols, mut dw) = (vec![0.0; m * n], vec![0.0; m * k], vec![0.0; k * n]);
+        let (av, wv, dyv) = (
+            MatRef::dense(&a, m, k),
+            MatRef::dense(&w, k, n),
+            MatRef::dense(&dy, m, n),
+        );
         group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
         for &backend in GemmBackend::available() {
             let name = |product: &str| BenchmarkId::new(format!("conv{i:02}.{product}"), backend);
             group.bench_function(name("forward"), |b| {
-                b.iter(|| {
-                    sgemm(
-                        backend, false, false, m, n, k, 1.0, &a, k, &w, n, 0.0, &mut y, n,
-                    )
-                })
+                b.iter(|| sgemm(backend, 1.0, av, wv, 0.0, MatMut::dense(&mut y, m, n)))
             });
             group.bench_function(name("data_grad"), |b| {
                 b.iter(|| {
                     sgemm(
-                        backend, false, true, m, k, n, 1.0, &dy, n, &w, n, 0.0, &mut dcols, k,
+                        backend,
+                        1.0,
+                        dyv,
+                        wv.t(),
+                        0.0,
+                        MatMut::dense(&mut dcols, m, k),
                     )
                 })
             });
             group.bench_function(name("weight_grad"), |b| {
-                b.iter(|| {
-                    sgemm(
-                        backend, true, false, k, n, m, 1.0, &a, k, &dy, n, 0.0, &mut dw, n,
-                    )
-                })
+                b.iter(|| sgemm(backend, 1.0, av.t(), dyv, 0.0, MatMut::dense(&mut dw, k, n)))
             });
         }
     }

@@ -28,22 +28,24 @@
 //! thread as on three:
 //!
 //! ```
-//! use bnconv_kernels::gemm::{sgemm, sgemm_reference};
+//! use bnconv_kernels::gemm::{sgemm, sgemm_reference, MatMut, MatRef};
 //! use bnconv_kernels::GemmBackend;
 //!
 //! // Odd sizes, so that edge tiles and masked lanes are used.
 //! let (m, n, k) = (37, 29, 53);
 //! let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 8.0).collect();
 //! let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 8.0).collect();
+//! // Views: each slice with its shape (and row stride), checked once here.
+//! let (a, b) = (MatRef::dense(&a, m, k), MatRef::dense(&b, k, n));
 //! let product = |threads: usize| {
 //!     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
 //!     let mut c = vec![0.0f32; m * n];
 //!     let backend = GemmBackend::default();
-//!     pool.install(|| sgemm(backend, false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n));
+//!     pool.install(|| sgemm(backend, 1.0, a, b, 0.0, MatMut::dense(&mut c, m, n)));
 //!     c
 //! };
 //! let mut want = vec![0.0f32; m * n];
-//! sgemm_reference(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut want, n);
+//! sgemm_reference(1.0, a, b, 0.0, MatMut::dense(&mut want, m, n));
 //! let one = product(1);
 //! for (got, want) in one.iter().zip(&want) {
 //!     assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");

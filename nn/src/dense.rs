@@ -2,7 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::gemm::sgemm;
+use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::runtime::profile::{self, Phase};
 
 pub struct Dense {
@@ -63,21 +63,17 @@ impl Layer for Dense {
             }
             None => 0.0,
         };
+        let (x, w) = (
+            MatRef::dense(x.data(), n, i),
+            MatRef::dense(&self.weight.value, i, o),
+        );
         sgemm(
             exec.gemm,
-            false,
-            false,
-            n,
-            o,
-            i,
             1.0,
-            x.data(),
-            i,
-            &self.weight.value,
-            o,
+            x,
+            w,
             beta,
-            y.data_mut(),
-            o,
+            MatMut::dense(y.data_mut(), n, o),
         );
     }
 
@@ -91,22 +87,12 @@ impl Layer for Dense {
     ) {
         let _p = profile::scope(Phase::DenseBackward);
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
-        sgemm(
-            exec.gemm,
-            true,
-            false,
-            i,
-            o,
-            n,
-            1.0,
-            x.data(),
-            i,
-            dy.data(),
-            o,
-            0.0,
-            &mut self.weight.grad,
-            o,
+        let (xv, dyv) = (
+            MatRef::dense(x.data(), n, i),
+            MatRef::dense(dy.data(), n, o),
         );
+        let dw = MatMut::dense(&mut self.weight.grad, i, o);
+        sgemm(exec.gemm, 1.0, xv.t(), dyv, 0.0, dw);
         if let Some(b) = &mut self.bias {
             b.grad.fill(0.0);
             for row in dy.data().chunks_exact(o) {
@@ -116,21 +102,14 @@ impl Layer for Dense {
             }
         }
         if let Some(dx) = dx {
+            let w = MatRef::dense(&self.weight.value, i, o);
             sgemm(
                 exec.gemm,
-                false,
-                true,
-                n,
-                i,
-                o,
                 1.0,
-                dy.data(),
-                o,
-                &self.weight.value,
-                o,
+                dyv,
+                w.t(),
                 0.0,
-                dx.data_mut(),
-                i,
+                MatMut::dense(dx.data_mut(), n, i),
             );
         }
     }

@@ -5,14 +5,14 @@ use crate::conv::forward::prepare_forward_weights;
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::col2im_image;
-use crate::conv::implicit::{forward_image, pad_image, Implicit};
+use crate::conv::implicit::{forward_image, pad_image, Implicit, Placement};
 use crate::conv::plan::{chunking, scratch_tasks, weight_row, DataGradPath, TASK_FLOPS};
 use crate::conv::small_image;
 use crate::conv::subpixel::{self, SubPixel};
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::Epilogue;
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
-use crate::gemm::GemmBackend;
+use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::runtime::profile::{self, Phase};
 use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
@@ -81,7 +81,7 @@ fn flipped_kernel(
             {
                 // Zero-bordering `dy` is the implicit path's counterpart of col2im.
                 let p = profile::thread_scope(Phase::Col2im);
-                pad_image(dy_img, g.out_h, g.out_w, cout, 1, 1, dim.padded_w, padded);
+                pad_image(dy_img, &Placement::output_bordered(g), padded);
                 drop(p);
                 let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
                 forward_image(isa, dim, padded, weights, cin, dx_img, Epilogue::NONE);
@@ -118,16 +118,7 @@ fn sub_pixel(
                 .chunks_exact(image_out)
                 .zip(bordered_c.chunks_exact_mut(border.padded_len()))
             {
-                pad_image(
-                    dy_img,
-                    g.out_h,
-                    g.out_w,
-                    g.out_c,
-                    1,
-                    1,
-                    border.padded_w,
-                    bordered,
-                );
+                pad_image(dy_img, &Placement::output_bordered(g), bordered);
             }
             drop(p);
             let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
@@ -171,17 +162,11 @@ fn col2im(
         .for_each_task(Phase::ConvGemmBackwardData, |((cols_c, dy_c), dx_c)| {
             let p = profile::thread_scope(Phase::ConvGemmBackwardData);
             let rows = dy_c.len() / cout;
-            gemm_rows(
-                gemm,
-                rows,
-                k,
-                cout,
-                dy_c,
-                weights,
-                true,
-                cols_c,
-                Epilogue::NONE,
+            let (dy_c, dcols) = (
+                MatRef::dense(dy_c, rows, cout),
+                MatMut::dense(cols_c, rows, k),
             );
+            gemm_rows(gemm, dy_c, weights, true, dcols, Epilogue::NONE);
             drop(p);
             cols_c
                 .par_chunks(g.out_pixels() * k)

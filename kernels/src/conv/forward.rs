@@ -3,13 +3,13 @@
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::im2col_image;
-use crate::conv::implicit::{forward_image, pad_image, pad_image_with, Implicit};
+use crate::conv::implicit::{forward_image, pad_image, pad_image_with, Implicit, Placement};
 use crate::conv::plan::{chunking, scratch_tasks, weight_row, ForwardPath};
 use crate::conv::small_image;
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::{Epilogue, Prologue, Start};
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
-use crate::gemm::GemmBackend;
+use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::norm::batchnorm::WideApply;
 use crate::norm::relu::relu_block;
 use crate::runtime::profile::{self, Phase};
@@ -180,17 +180,13 @@ pub fn conv_forward(
         // Borders one image (applying the prologue), then multiplies it while it is in L1.
         let image = |img: &[f32], padded: &mut [f32], y_img: &mut [f32]| {
             let p = profile::thread_scope(Phase::Im2col);
-            let (h, w, c) = (g.in_h, g.in_w, g.in_c);
-            let (top, left) = (g.pad_top, g.pad_left);
-            let pw = im.padded_w;
+            let at = Placement::input(g, im.padded_w);
             match (&normalize, prologue.relu) {
-                (Some(bn), _) => pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                    bn.run(src, dst)
-                }),
-                (None, true) => pad_image_with(img, h, w, c, top, left, pw, padded, |dst, src| {
-                    relu_block(isa, src, dst)
-                }),
-                (None, false) => pad_image(img, h, w, c, top, left, pw, padded),
+                (Some(bn), _) => pad_image_with(img, &at, padded, |dst, src| bn.run(src, dst)),
+                (None, true) => {
+                    pad_image_with(img, &at, padded, |dst, src| relu_block(isa, src, dst))
+                }
+                (None, false) => pad_image(img, &at, padded),
             }
             drop(p);
             let _p = profile::thread_scope(Phase::ConvGemmForward);
@@ -246,6 +242,10 @@ pub fn conv_forward(
                 });
             let _p = profile::thread_scope(Phase::ConvGemmForward);
             let rows = y_c.len() / cout;
-            gemm_rows(gemm, rows, cout, k, cols_c, weights, false, y_c, on_tiles);
+            let (cols_c, y_c) = (
+                MatRef::dense(cols_c, rows, k),
+                MatMut::dense(y_c, rows, cout),
+            );
+            gemm_rows(gemm, cols_c, weights, false, y_c, on_tiles);
         });
 }

@@ -11,6 +11,7 @@
 //!   layer: the convolution of the padded `dy` with the flipped, transposed kernel).
 //! - [`weight_grad_image`]: `dW += virtual_cols^T @ dy` for one image, reduced pixel by pixel.
 
+use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::{copy_run, zero_run};
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{pack_panels, pack_panels_gather, packed_len, panels};
@@ -135,38 +136,65 @@ fn pair_run(c: usize) -> usize {
     (3 + PAIR - 1) * c
 }
 
-/// Copies an `h x w x c` image into `padded` (`padded_h x padded_w x c`) at row `top`, column
-/// `left`, zeroing every other float.
-#[allow(clippy::too_many_arguments)]
-pub fn pad_image(
-    image: &[f32],
-    h: usize,
-    w: usize,
-    c: usize,
-    top: usize,
-    left: usize,
-    padded_w: usize,
-    padded: &mut [f32],
-) {
-    pad_image_with(image, h, w, c, top, left, padded_w, padded, |dst, src| {
-        copy_run(dst, src)
-    });
+/// Where an `h x w x c` image goes in its zero-bordered copy: at row `top`, column `left` of an
+/// image `padded_w` pixels wide (and as tall as the buffer it is written to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub top: usize,
+    pub left: usize,
+    pub padded_w: usize,
+}
+
+impl Placement {
+    /// A layer's input image in its SAME padding, in a padded image `padded_w` pixels wide.
+    pub fn input(g: &ConvGeometry, padded_w: usize) -> Placement {
+        Placement {
+            h: g.in_h,
+            w: g.in_w,
+            c: g.in_c,
+            top: g.pad_top,
+            left: g.pad_left,
+            padded_w,
+        }
+    }
+
+    /// A layer's output gradient image with one zero pixel all round (`padded_w = out_w + 2`).
+    pub fn output_bordered(g: &ConvGeometry) -> Placement {
+        Placement {
+            h: g.out_h,
+            w: g.out_w,
+            c: g.out_c,
+            top: 1,
+            left: 1,
+            padded_w: g.out_w + 2,
+        }
+    }
+}
+
+/// Copies an image into `padded` where `at` places it, zeroing every other float.
+pub fn pad_image(image: &[f32], at: &Placement, padded: &mut [f32]) {
+    pad_image_with(image, at, padded, copy_run);
 }
 
 /// [`pad_image`] with `map(dst, src)` writing each image row (`w * c` floats) into place instead
 /// of a copy: a per-channel map of the input rides on the bordering pass.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn pad_image_with(
     image: &[f32],
-    h: usize,
-    w: usize,
-    c: usize,
-    top: usize,
-    left: usize,
-    padded_w: usize,
+    at: &Placement,
     padded: &mut [f32],
     map: impl Fn(&mut [f32], &[f32]),
 ) {
+    let Placement {
+        h,
+        w,
+        c,
+        top,
+        left,
+        padded_w,
+    } = *at;
     assert_eq!(image.len(), h * w * c, "pad_image: image size");
     assert!(left + w <= padded_w && padded.len().is_multiple_of(padded_w * c));
     assert!(
@@ -189,7 +217,6 @@ pub(crate) fn pad_image_with(
 /// output pixel `q` of one image, with `B` (`9C x n`, HWIO order, any scale already folded in)
 /// packed by [`Implicit::pack_weights`]: the [`Epilogue`]'s start (zero or a bias) and ReLU on
 /// the output tiles.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_image(
     isa: Isa,
     im: &Implicit,
@@ -273,7 +300,6 @@ struct TileRows {
 }
 
 /// The strip loop of [`forward_image`]: `y` as `rows.count` rows of `rows.width` floats.
-#[allow(clippy::too_many_arguments)]
 fn forward_rows(
     isa: Isa,
     im: &Implicit,
@@ -526,16 +552,7 @@ mod tests {
                     cin,
                 );
                 let mut padded = vec![f32::NAN; im.padded_len()];
-                pad_image(
-                    &x,
-                    h,
-                    w,
-                    cin,
-                    g.pad_top,
-                    g.pad_left,
-                    im.padded_w,
-                    &mut padded,
-                );
+                pad_image(&x, &Placement::input(&g, im.padded_w), &mut padded);
                 let mut cols = vec![0.0; g.cols_len()];
                 im2col_image(&g, &x, &mut cols);
                 let k = g.k();

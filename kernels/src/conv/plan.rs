@@ -183,9 +183,7 @@ impl ConvPlan {
         // Without a stride-1 flipped-kernel plan, the data gradient runs by parity classes or
         // through columns; the implicit path always runs on bnconv's GEMM.
         let by_columns_or_parity = if sub_pixel_data_grad(gemm, g) {
-            DataGradPath::SubPixel(SubPixel::new(
-                g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.pad_top, g.pad_left,
-            ))
+            DataGradPath::SubPixel(SubPixel::new(g))
         } else {
             DataGradPath::Col2im
         };

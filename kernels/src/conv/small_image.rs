@@ -18,7 +18,7 @@ use crate::conv::weight_grad::bias_grad;
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
-use crate::gemm::GemmBackend;
+use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::runtime::profile::{self, Phase};
 use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
@@ -164,13 +164,10 @@ pub(super) fn forward(
     });
     gemm_rows(
         GemmBackend::Native,
-        g.batch,
-        n,
-        k,
-        x,
+        MatRef::dense(x, g.batch, k),
         &ws.weights,
         false,
-        y,
+        MatMut::dense(y, g.batch, n),
         Epilogue {
             start,
             scale: None,
@@ -202,18 +199,11 @@ pub(super) fn weight_grad(
         .par_chunks_mut(block * n)
         .enumerate()
         .for_each_task(Phase::ConvGemmBackwardWeights, |(i, out)| {
-            matmul_at_b(
-                out.len() / n,
-                n,
-                g.batch,
-                &x[i * block..],
-                k,
-                dy,
-                n,
-                out,
-                n,
-                false,
-            )
+            // Columns `i * block..` of `x` (`batch x k`) against `dy` (`batch x n`).
+            let cols = out.len() / n;
+            let x_cols = MatRef::new(&x[i * block..], g.batch, cols, k);
+            let dy = MatRef::dense(dy, g.batch, n);
+            matmul_at_b(x_cols, dy, MatMut::dense(out, cols, n), false)
         });
     fold_weight_grad(g, &ws.partials, dw);
     if let Some(db) = db {
@@ -236,13 +226,10 @@ pub(super) fn data_grad(
     pack_data_grad(g, w, &mut ws.weights);
     gemm_rows(
         GemmBackend::Native,
-        g.batch,
-        k,
-        n,
-        dy,
+        MatRef::dense(dy, g.batch, n),
         &ws.weights,
         false,
-        dx,
+        MatMut::dense(dx, g.batch, k),
         Epilogue::NONE,
     );
 }

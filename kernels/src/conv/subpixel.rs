@@ -9,6 +9,7 @@
 //! In NHWC a window row is one contiguous run, so the register tiles read it in place, as in
 //! [`crate::conv::implicit`]. Every input pixel belongs to exactly one class and is written once.
 
+use crate::conv::geometry::ConvGeometry;
 use crate::conv::implicit::Implicit;
 use crate::gemm::matmul::{pack_panels, packed_len, panels};
 use crate::gemm::tile::{dispatch, Tile, Walk, LANES};
@@ -40,20 +41,15 @@ pub struct SubPixel {
 }
 
 impl SubPixel {
+    /// The data-gradient geometry of layer `g`.
+    ///
     /// # Panics
     /// If a padding exceeds 1 or the output is not `ceil(in / 2)` (not a SAME stride-2 layer: a
     /// bug in the caller).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        in_h: usize,
-        in_w: usize,
-        in_c: usize,
-        out_h: usize,
-        out_w: usize,
-        out_c: usize,
-        pad_top: usize,
-        pad_left: usize,
-    ) -> Self {
+    pub fn new(g: &ConvGeometry) -> Self {
+        let (in_h, in_w, in_c, out_h, out_w, out_c) =
+            (g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c);
+        let (pad_top, pad_left) = (g.pad_top, g.pad_left);
         assert!(
             pad_top <= 1 && pad_left <= 1 && out_h == in_h.div_ceil(2) && out_w == in_w.div_ceil(2),
             "sub-pixel data gradient: not a SAME stride-2 layer ({in_h}x{in_w} -> {out_h}x{out_w}, padding {pad_top}/{pad_left})"
@@ -316,9 +312,8 @@ pub(crate) fn data_grad_images(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::geometry::ConvGeometry;
     use crate::conv::im2col::reference::col2im_image;
-    use crate::conv::implicit::pad_image;
+    use crate::conv::implicit::{pad_image, Placement};
     use crate::testing::pseudo;
 
     /// Against col2im of `dy @ W^T` in f64, for both ISAs, on two images at once, even and odd
@@ -341,14 +336,14 @@ mod tests {
                 let images = 2;
                 let wt = pseudo(g.weight_len(), 7);
                 let dy = pseudo(images * g.output_len(), 8);
-                let sp = SubPixel::new(h, w, cin, g.out_h, g.out_w, cout, g.pad_top, g.pad_left);
+                let sp = SubPixel::new(&g);
                 let border = sp.bordered();
                 let mut bordered = vec![f32::NAN; images * border.padded_len()];
                 for (dy, bordered) in dy
                     .chunks_exact(g.output_len())
                     .zip(bordered.chunks_exact_mut(border.padded_len()))
                 {
-                    pad_image(dy, g.out_h, g.out_w, cout, 1, 1, border.padded_w, bordered);
+                    pad_image(dy, &Placement::output_bordered(&g), bordered);
                 }
                 let mut packed = vec![f32::NAN; sp.packed_len()];
                 sp.pack_weights(&wt, &mut packed);

@@ -5,7 +5,7 @@ use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Imp
 use crate::conv::plan::{chunking, weight_row};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
-use crate::gemm::{sgemm, GemmBackend};
+use crate::gemm::{sgemm, GemmBackend, MatMut, MatRef};
 use crate::runtime::partition::chunk_count;
 use crate::runtime::prefetch::warm_l2;
 use crate::runtime::profile::{self, Phase};
@@ -46,18 +46,26 @@ pub(super) fn column_weight_grad(
             let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let rows = dy_c.len() / cout;
             let (dw_part, db_part) = part.split_at_mut(k * cout);
+            let (cols_v, dy_v) = (
+                MatRef::dense(cols_c, rows, k),
+                MatRef::dense(dy_c, rows, cout),
+            );
             match gemm {
                 GemmBackend::Native => {
                     warm_l2(cols_c);
                     if transposed {
-                        matmul_at_b(cout, k, rows, dy_c, cout, cols_c, k, dw_part, k, false);
+                        matmul_at_b(dy_v, cols_v, MatMut::dense(dw_part, cout, k), false);
                     } else {
-                        matmul_at_b(k, cout, rows, cols_c, k, dy_c, cout, dw_part, cout, false);
+                        matmul_at_b(cols_v, dy_v, MatMut::dense(dw_part, k, cout), false);
                     }
                 }
                 _ => sgemm(
-                    gemm, true, false, k, cout, rows, 1.0, cols_c, k, dy_c, cout, 0.0, dw_part,
-                    cout,
+                    gemm,
+                    1.0,
+                    cols_v.t(),
+                    dy_v,
+                    0.0,
+                    MatMut::dense(dw_part, k, cout),
                 ),
             }
             if with_bias {

@@ -22,6 +22,8 @@ use std::sync::Once;
 
 use cblas_sys::{cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
 
+use crate::gemm::{MatMut, MatRef};
+
 // Reference blas-src so that its `-lopenblas` reaches the linker.
 use blas_src as _;
 
@@ -51,71 +53,21 @@ fn blas_int(value: usize, what: &str) -> c_int {
     }
 }
 
-/// Elements a row-major `rows x cols` matrix with leading dimension `ld` spans, after checking
-/// `ld >= cols`; panics with a message naming `what` on a bad stride or overflow.
-fn required_len(what: &str, rows: usize, cols: usize, ld: usize) -> usize {
-    assert!(
-        ld >= cols,
-        "sgemm: leading dimension of {what} is {ld}, less than its {cols} columns"
-    );
-    if rows == 0 || cols == 0 {
-        return 0;
-    }
-    (rows - 1)
-        .checked_mul(ld)
-        .and_then(|x| x.checked_add(cols))
-        .unwrap_or_else(|| panic!("sgemm: {what} ({rows} x {cols}, ld {ld}) overflows usize"))
-}
-
-/// C[m,n] = alpha * op(A) @ op(B) + beta * C, all row-major; op(A) is A^T when `trans_a` (A
-/// stored k x m, lda >= m) else A (m x k, lda >= k); likewise B; ldc >= n.
+/// `C = alpha * A @ B + beta * C` on OpenBLAS, the views' transposes passed as CBLAS
+/// transposes ([`crate::gemm::sgemm`] has checked that the shapes chain).
 ///
 /// As in BLAS, `beta == 0` overwrites C without reading it (NaNs in C do not propagate).
-/// Panics if a slice is too short for its dims and stride, or a dim or stride exceeds `i32`.
-#[allow(clippy::too_many_arguments)] // mirrors the BLAS signature
-pub(crate) fn sgemm(
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
-    let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
-    let a_len = required_len("A", a_rows, a_cols, lda);
-    let b_len = required_len("B", b_rows, b_cols, ldb);
-    let c_len = required_len("C", m, n, ldc);
-    assert!(
-        a.len() >= a_len,
-        "sgemm: A has {} elements, needs {a_len} ({a_rows} x {a_cols}, lda {lda})",
-        a.len()
-    );
-    assert!(
-        b.len() >= b_len,
-        "sgemm: B has {} elements, needs {b_len} ({b_rows} x {b_cols}, ldb {ldb})",
-        b.len()
-    );
-    assert!(
-        c.len() >= c_len,
-        "sgemm: C has {} elements, needs {c_len} ({m} x {n}, ldc {ldc})",
-        c.len()
-    );
-
+/// Panics if a dimension or stride exceeds `i32`.
+pub(crate) fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    debug_assert!(b.rows() == k && c.rows() == m && c.cols() == n);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         // op(A) @ op(B) is the zero matrix: C = beta * C (BLAS would also require lda >= 1).
-        for row in c.chunks_mut(ldc).take(m) {
-            for x in &mut row[..n] {
+        for i in 0..m {
+            for x in c.row(i) {
                 *x = if beta == 0.0 { 0.0 } else { beta * *x };
             }
         }
@@ -124,9 +76,9 @@ pub(crate) fn sgemm(
 
     let (m_i, n_i, k_i) = (blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"));
     let (lda_i, ldb_i, ldc_i) = (
-        blas_int(lda, "lda"),
-        blas_int(ldb, "ldb"),
-        blas_int(ldc, "ldc"),
+        blas_int(a.ld(), "lda"),
+        blas_int(b.ld(), "ldb"),
+        blas_int(c.ld(), "ldc"),
     );
     let op = |t: bool| {
         if t {
@@ -137,27 +89,28 @@ pub(crate) fn sgemm(
     };
 
     init();
-    // SAFETY: m, n, k >= 1 here and each fits in a c_int. The asserts above checked that every
-    // leading dimension covers its matrix's row length (so CBLAS's lda/ldb/ldc >= max(1, cols)
-    // rules hold) and that `a`, `b` and `c` hold at least (rows - 1) * ld + cols elements, which
-    // is exactly the extent CBLAS reads (A, B) or reads and writes (C) in row-major layout. `c`
-    // is a unique borrow, so it overlaps neither `a` nor `b`. OpenBLAS keeps no pointer after
-    // returning and, set single-threaded by `init`, may be called from several threads at once.
+    // SAFETY: m, n, k >= 1 here and each fits in a c_int. Each view checked when it was made
+    // that its row stride covers its storage's rows (so CBLAS's lda/ldb/ldc >= max(1, cols)
+    // rules hold) and that its slice holds (rows - 1) * ld + cols elements of that storage,
+    // which is exactly the extent CBLAS reads (A, B) or reads and writes (C) in row-major
+    // layout. `c` is a unique borrow, so it overlaps neither `a` nor `b`. OpenBLAS keeps no
+    // pointer after returning and, set single-threaded by `init`, may be called from several
+    // threads at once.
     unsafe {
         cblas_sgemm(
             CBLAS_LAYOUT::CblasRowMajor,
-            op(trans_a),
-            op(trans_b),
+            op(a.is_transposed()),
+            op(b.is_transposed()),
             m_i,
             n_i,
             k_i,
             alpha,
-            a.as_ptr(),
+            a.data().as_ptr(),
             lda_i,
-            b.as_ptr(),
+            b.data().as_ptr(),
             ldb_i,
             beta,
-            c.as_mut_ptr(),
+            c.data().as_mut_ptr(),
             ldc_i,
         );
     }
@@ -201,12 +154,18 @@ mod tests {
         let c0 = fill(m * ldc, 3);
         let mut got = c0.clone();
         let mut want = c0;
-        sgemm(
-            trans_a, trans_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
-        );
-        crate::gemm::sgemm_reference(
-            trans_a, trans_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
-        );
+        let view = |data, rows, cols, ld, t: bool| {
+            let stored = MatRef::new(data, rows, cols, ld);
+            if t {
+                stored.t()
+            } else {
+                stored
+            }
+        };
+        let a = view(&a, a_rows, a_cols, lda, trans_a);
+        let b = view(&b, b_rows, b_cols, ldb, trans_b);
+        sgemm(alpha, a, b, beta, MatMut::new(&mut got, m, n, ldc));
+        crate::gemm::sgemm_reference(alpha, a, b, beta, MatMut::new(&mut want, m, n, ldc));
         for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -236,7 +195,8 @@ mod tests {
         let a = fill(m * k, 4);
         let b = fill(k * n, 5);
         let mut c = vec![f32::NAN; m * n];
-        sgemm(false, false, m, n, k, 1.0, &a, k, &b, n, 0.0, &mut c, n);
+        let (a, b) = (MatRef::dense(&a, m, k), MatRef::dense(&b, k, n));
+        sgemm(1.0, a, b, 0.0, MatMut::dense(&mut c, m, n));
         assert!(c.iter().all(|x| x.is_finite()), "{c:?}");
     }
 
@@ -244,62 +204,22 @@ mod tests {
     fn zero_dims() {
         // k == 0: C = beta * C, padding untouched.
         let mut c = vec![2.0f32; 2 * 4];
-        sgemm(false, true, 2, 3, 0, 1.0, &[], 0, &[], 0, 0.5, &mut c, 4);
+        let (a, b) = (MatRef::new(&[], 2, 0, 0), MatRef::new(&[], 3, 0, 0).t());
+        sgemm(1.0, a, b, 0.5, MatMut::new(&mut c, 2, 3, 4));
         assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 2.0]);
         let mut c = vec![f32::NAN; 3];
-        sgemm(true, false, 1, 3, 0, 1.0, &[], 1, &[], 3, 0.0, &mut c, 3);
+        let (a, b) = (MatRef::new(&[], 0, 1, 1).t(), MatRef::new(&[], 0, 3, 3));
+        sgemm(1.0, a, b, 0.0, MatMut::dense(&mut c, 1, 3));
         assert_eq!(c, [0.0; 3]);
         // m == 0 or n == 0: nothing to do, C untouched, empty slices are fine.
         let mut c = vec![7.0f32; 4];
-        sgemm(
-            false,
-            false,
-            0,
-            4,
-            5,
-            1.0,
-            &[],
-            5,
-            &fill(20, 6),
-            4,
-            0.0,
-            &mut [],
-            4,
-        );
-        sgemm(
-            false,
-            false,
-            1,
-            0,
-            5,
-            1.0,
-            &fill(5, 7),
-            5,
-            &[],
-            0,
-            0.0,
-            &mut c[..0],
-            0,
-        );
+        let b = fill(20, 6);
+        let (a, b) = (MatRef::new(&[], 0, 5, 5), MatRef::new(&b, 5, 4, 4));
+        sgemm(1.0, a, b, 0.0, MatMut::new(&mut [], 0, 4, 4));
+        let a = fill(5, 7);
+        let (a, b) = (MatRef::new(&a, 1, 5, 5), MatRef::new(&[], 5, 0, 0));
+        sgemm(1.0, a, b, 0.0, MatMut::new(&mut c[..0], 1, 0, 0));
         assert_eq!(c, [7.0; 4]);
-    }
-
-    #[test]
-    #[should_panic(expected = "sgemm: B has 14 elements, needs 15")]
-    fn short_b_panics() {
-        let mut c = vec![0.0f32; 2 * 5];
-        sgemm(
-            false, false, 2, 5, 3, 1.0, &[0.0; 6], 3, &[0.0; 14], 5, 0.0, &mut c, 5,
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "sgemm: leading dimension of A is 2, less than its 3 columns")]
-    fn small_lda_panics() {
-        let mut c = vec![0.0f32; 4];
-        sgemm(
-            true, false, 3, 1, 2, 1.0, &[0.0; 6], 2, &[0.0; 2], 1, 0.0, &mut c, 1,
-        );
     }
 
     #[test]
@@ -307,21 +227,11 @@ mod tests {
     fn huge_dim_panics() {
         // lda = 2^31 > i32::MAX is valid for a 1 x 1 A (its one row needs one element).
         let mut c = vec![0.0f32; 1];
-        sgemm(
-            false,
-            false,
-            1,
-            1,
-            1,
-            1.0,
-            &[1.0],
-            1usize << 31,
-            &[1.0],
-            1,
-            0.0,
-            &mut c,
-            1,
+        let (a, b) = (
+            MatRef::new(&[1.0], 1, 1, 1usize << 31),
+            MatRef::dense(&[1.0], 1, 1),
         );
+        sgemm(1.0, a, b, 0.0, MatMut::dense(&mut c, 1, 1));
     }
 
     #[test]
@@ -331,13 +241,14 @@ mod tests {
         let a = fill(m * k, 8);
         let b = fill(n * k, 9);
         let mut want = vec![0.0f32; m * n];
-        crate::gemm::sgemm_reference(false, true, m, n, k, 1.0, &a, k, &b, k, 0.0, &mut want, n);
+        let (a, b) = (MatRef::dense(&a, m, k), MatRef::dense(&b, n, k).t());
+        crate::gemm::sgemm_reference(1.0, a, b, 0.0, MatMut::dense(&mut want, m, n));
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..200 {
                         let mut c = vec![0.0f32; m * n];
-                        sgemm(false, true, m, n, k, 1.0, &a, k, &b, k, 0.0, &mut c, n);
+                        sgemm(1.0, a, b, 0.0, MatMut::dense(&mut c, m, n));
                         for (g, w) in c.iter().zip(&want) {
                             assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
                         }

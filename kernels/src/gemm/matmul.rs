@@ -14,6 +14,7 @@
 
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::tile::{dispatch, dispatch_b, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
+use crate::gemm::{MatMut, MatRef};
 use crate::runtime::prefetch::prefetch_rows_l2;
 use crate::runtime::task_log::ForEachTask;
 use crate::simd::{active_isa, Isa};
@@ -158,61 +159,19 @@ pub fn pack_panels_gather(
 /// Packs of at least this many floats run their 3-vector panels in parallel.
 const PARALLEL_PACK: usize = 16 * 1024;
 
-/// Elements a row-major `rows x cols` view with row stride `ld` spans.
-fn span(rows: usize, cols: usize, ld: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * ld + cols
-    }
-}
-
 /// `C[rows, n] = relu?(start + A[rows, depth] @ B)` with `B` packed by [`pack_panels`]
 /// (`depth x n`): the [`Epilogue`]'s start and ReLU applied on the output tiles (its scale, if
 /// any, must already be in the packed `B`).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_packed(
-    rows: usize,
-    n: usize,
-    depth: usize,
-    a: &[f32],
-    lda: usize,
-    packed: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    matmul_packed_on(
-        active_isa(),
-        rows,
-        n,
-        depth,
-        a,
-        lda,
-        packed,
-        c,
-        ldc,
-        epilogue,
-    );
+pub fn matmul_packed(a: MatRef, packed: &[f32], c: MatMut, epilogue: Epilogue) {
+    matmul_packed_on(active_isa(), a, packed, c, epilogue);
 }
 
 /// [`matmul_packed`] with the code path for `isa` (one this CPU runs).
-#[allow(clippy::too_many_arguments)]
-fn matmul_packed_on(
-    isa: Isa,
-    rows: usize,
-    n: usize,
-    depth: usize,
-    a: &[f32],
-    lda: usize,
-    packed: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-    epilogue: Epilogue,
-) {
+fn matmul_packed_on(isa: Isa, a: MatRef, packed: &[f32], mut c: MatMut, epilogue: Epilogue) {
+    let (rows, depth, n) = (a.rows(), a.cols(), c.cols());
     assert!(
-        lda >= depth && a.len() >= span(rows, depth, lda),
-        "matmul_packed: A too short"
+        !a.is_transposed() && c.rows() == rows,
+        "matmul_packed: A must be row-major and as tall as C"
     );
     if let Some(b) = epilogue.start.bias() {
         assert_eq!(b.len(), n, "matmul_packed: bias size");
@@ -222,16 +181,12 @@ fn matmul_packed_on(
         "matmul_packed: a scale belongs in the packed B"
     );
     assert_eq!(packed.len(), packed_len(depth, n), "matmul_packed: B size");
-    assert!(
-        ldc >= n && c.len() >= span(rows, n, ldc),
-        "matmul_packed: C too short"
-    );
     if rows == 0 || n == 0 {
         return;
     }
     if depth == 0 {
         for row in 0..rows {
-            for (j, v) in c[row * ldc..][..n].iter_mut().enumerate() {
+            for (j, v) in c.row(row).iter_mut().enumerate() {
                 let kept = match epilogue.start {
                     Start::Bias(b) => b[j],
                     Start::Accumulate => *v,
@@ -247,6 +202,8 @@ fn matmul_packed_on(
         return;
     }
     let strip_rows = strip_rows(isa, depth);
+    let (lda, ldc) = (a.ld(), c.ld());
+    let (a, c) = (a.data(), c.data());
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_MAX],
         [std::ptr::null_mut(); STRIP_MAX],
@@ -271,72 +228,36 @@ fn matmul_packed_on(
             )
             .with_epilogue(epilogue.on_tile(first));
             // SAFETY: `isa` runs on this CPU (callers' contract); rows `strip..strip_end` of A
-            // are inside `a` (span asserted) for all `depth` steps; the panel holds `depth` rows
-            // of `8*nv` floats; C's rows `strip..strip_end`, columns `first..first + cols`, are
-            // inside `c` (span asserted) and `c` is exclusively borrowed; a bias holds `n`
-            // floats (asserted), `cols` of them from `first`.
+            // are inside `a` (its view checked the span) for all `depth` steps; the panel holds
+            // `depth` rows of `8*nv` floats; C's rows `strip..strip_end`, columns `first..first
+            // + cols`, are inside `c` (its view checked the span) and `c` is exclusively
+            // borrowed; a bias holds `n` floats (asserted), `cols` of them from `first`.
             unsafe { dispatch::<false>(isa, nv, &t) };
         }
     }
 }
 
-/// `C[k, n] (+)= A[depth, k]^T @ B[depth, n]`: both operands row-major and unpacked; each
-/// element of C is reduced over `p = 0..depth` in order (blocks of rows pass over the whole of
-/// C in turn so that they are read from L1, and C carries the running sums between blocks).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_at_b(
-    k: usize,
-    n: usize,
-    depth: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    matmul_at_b_on(
-        active_isa(),
-        k,
-        n,
-        depth,
-        a,
-        lda,
-        b,
-        ldb,
-        c,
-        ldc,
-        accumulate,
-    );
+/// `C[k, n] (+)= A[depth, k]^T @ B[depth, n]`: `A` and `B` as stored, row-major and unpacked
+/// (views, not transposed); each element of C is reduced over `p = 0..depth` in order (blocks of
+/// rows pass over the whole of C in turn so that they are read from L1, and C carries the
+/// running sums between blocks).
+pub fn matmul_at_b(a: MatRef, b: MatRef, c: MatMut, accumulate: bool) {
+    matmul_at_b_on(active_isa(), a, b, c, accumulate);
 }
 
 /// [`matmul_at_b`] with the code path for `isa` (one this CPU runs).
-#[allow(clippy::too_many_arguments)]
-fn matmul_at_b_on(
-    isa: Isa,
-    k: usize,
-    n: usize,
-    depth: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
+fn matmul_at_b_on(isa: Isa, a: MatRef, b: MatRef, mut c: MatMut, accumulate: bool) {
+    let (depth, k, n) = (a.rows(), a.cols(), b.cols());
     assert!(
-        lda >= k && a.len() >= span(depth, k, lda),
-        "matmul_at_b: A too short"
-    );
-    assert!(
-        ldb >= n && b.len() >= span(depth, n, ldb),
-        "matmul_at_b: B too short"
-    );
-    assert!(
-        ldc >= n && c.len() >= span(k, n, ldc),
-        "matmul_at_b: C too short"
+        !a.is_transposed()
+            && !b.is_transposed()
+            && b.rows() == depth
+            && c.rows() == k
+            && c.cols() == n,
+        "matmul_at_b: shapes {depth}x{k} ^T @ {}x{n} into {}x{}",
+        b.rows(),
+        c.rows(),
+        c.cols()
     );
     if k == 0 || n == 0 {
         return;
@@ -344,11 +265,13 @@ fn matmul_at_b_on(
     if depth == 0 {
         if !accumulate {
             for row in 0..k {
-                c[row * ldc..][..n].fill(0.0);
+                c.row(row).fill(0.0);
             }
         }
         return;
     }
+    let (lda, ldb, ldc) = (a.ld(), b.ld(), c.ld());
+    let (a, b, c) = (a.data(), b.data(), c.data());
     let block_rows = 128;
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_MAX],
@@ -392,9 +315,9 @@ fn matmul_at_b_on(
                     };
                     // SAFETY: `isa` runs on this CPU (callers' contract); A(i, p) = a[(start +
                     // p)*lda + strip + i] with `strip + i < k` and `start + p < depth` is inside
-                    // the asserted span. B row `p` is read for `8*nv` floats when `p <
+                    // the span A's view checked. B row `p` is read for `8*nv` floats when `p <
                     // unmasked_depth` (inside `b` by construction of `fits`), else for `cols`
-                    // floats (masked), inside the asserted span. C's rows `strip..strip +
+                    // floats (masked), inside the span B's view checked. C's rows `strip..strip +
                     // count`, columns `first..first + cols`, are inside `c`, which is
                     // exclusively borrowed.
                     unsafe { dispatch_b(isa, nv, masked, &t) };
@@ -459,14 +382,9 @@ mod tests {
                 };
                 matmul_packed_on(
                     isa,
-                    rows,
-                    n,
-                    depth,
-                    &a,
-                    lda,
+                    MatRef::new(&a, rows, depth, lda),
                     &packed,
-                    &mut got,
-                    ldc,
+                    MatMut::new(&mut got, rows, n, ldc),
                     Epilogue {
                         start,
                         ..Epilogue::NONE
@@ -474,7 +392,11 @@ mod tests {
                 );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
-                    false, false, rows, n, depth, 1.0, &a, lda, &b, n, beta, &mut want, ldc,
+                    1.0,
+                    MatRef::new(&a, rows, depth, lda),
+                    MatRef::new(&b, depth, n, n),
+                    beta,
+                    MatMut::new(&mut want, rows, n, ldc),
                 );
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     let tol = 1e-5 * (depth as f32 + 1.0);
@@ -493,32 +415,18 @@ mod tests {
                 let (mut got, mut want) = (c1.clone(), c1.clone());
                 matmul_at_b_on(
                     isa,
-                    k,
-                    n,
-                    depth,
-                    &at,
-                    k + 2,
-                    &bt,
-                    ldb,
-                    &mut got,
-                    ldc,
+                    MatRef::new(&at, depth, k, k + 2),
+                    MatRef::new(&bt, depth, n, ldb),
+                    MatMut::new(&mut got, k, n, ldc),
                     accumulate,
                 );
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 sgemm_reference(
-                    true,
-                    false,
-                    k,
-                    n,
-                    depth,
                     1.0,
-                    &at,
-                    k + 2,
-                    &bt,
-                    ldb,
+                    MatRef::new(&at, depth, k, k + 2).t(),
+                    MatRef::new(&bt, depth, n, ldb),
                     beta,
-                    &mut want,
-                    ldc,
+                    MatMut::new(&mut want, k, n, ldc),
                 );
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     let tol = 1e-5 * (depth as f32 + 1.0);
@@ -578,14 +486,9 @@ mod tests {
                         let mut c = c0.clone();
                         matmul_packed_on(
                             isa,
-                            rows,
-                            n,
-                            depth,
-                            &a,
-                            depth,
+                            MatRef::new(&a, rows, depth, depth),
                             &packed,
-                            &mut c,
-                            n,
+                            MatMut::new(&mut c, rows, n, n),
                             Epilogue {
                                 start,
                                 scale: None,
@@ -605,7 +508,11 @@ mod tests {
                     let run = |isa| {
                         let mut c = random(depth * n, &mut ChaCha8Rng::seed_from_u64(12));
                         matmul_at_b_on(
-                            isa, depth, n, rows, &a, depth, &c0, n, &mut c, n, accumulate,
+                            isa,
+                            MatRef::new(&a, rows, depth, depth),
+                            MatRef::new(&c0, rows, n, n),
+                            MatMut::new(&mut c, depth, n, n),
+                            accumulate,
                         );
                         bits(&c)
                     };
@@ -629,26 +536,16 @@ mod tests {
             let (mut plain, mut fused) = (vec![0.0; rows * n], vec![0.0; rows * n]);
             matmul_packed_on(
                 isa,
-                rows,
-                n,
-                depth,
-                &a,
-                depth,
+                MatRef::new(&a, rows, depth, depth),
                 &packed,
-                &mut plain,
-                n,
+                MatMut::new(&mut plain, rows, n, n),
                 Epilogue::NONE,
             );
             matmul_packed_on(
                 isa,
-                rows,
-                n,
-                depth,
-                &a,
-                depth,
+                MatRef::new(&a, rows, depth, depth),
                 &packed,
-                &mut fused,
-                n,
+                MatMut::new(&mut fused, rows, n, n),
                 Epilogue::NONE.with_relu(true),
             );
             let want: Vec<u32> = plain
@@ -706,14 +603,9 @@ mod tests {
                     let run = |c: &mut [f32], start: Start| {
                         matmul_packed_on(
                             isa,
-                            rows,
-                            n,
-                            depth,
-                            &a,
-                            depth,
+                            MatRef::new(&a, rows, depth, depth),
                             &packed,
-                            c,
-                            n,
+                            MatMut::new(c, rows, n, n),
                             Epilogue {
                                 start,
                                 scale: None,

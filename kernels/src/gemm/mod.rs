@@ -10,6 +10,9 @@
 mod blas;
 pub mod matmul;
 pub(crate) mod tile;
+mod view;
+
+pub use view::{MatMut, MatRef};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,101 +88,55 @@ impl fmt::Display for GemmBackend {
     }
 }
 
-/// Elements a row-major matrix view of `rows` x `cols` with row stride `ld` spans.
-fn span(rows: usize, cols: usize, ld: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * ld + cols
-    }
-}
-
-/// `C[m,n] = alpha * op(A) @ op(B) + beta * C`, all row-major.
-///
-/// `op(A)` is `A` stored `m x k` (row stride `lda >= k`), or with `trans_a` its transpose, `A`
-/// stored `k x m` (`lda >= m`); likewise `B` (`k x n` or, transposed, `n x k`). When `beta == 0`,
+/// `C = alpha * A @ B + beta * C` on `backend`, with `A` (`m x k`), `B` (`k x n`) and `C`
+/// (`m x n`) as views: [`MatRef::t`] makes an operand its storage's transpose. When `beta == 0`,
 /// `C` is overwritten without being read (NaNs already in `C` do not leak through).
 ///
 /// # Panics
-/// If a slice is too short for the dimensions and strides given: that is a bug in the caller.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    backend: GemmBackend,
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
-    let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
+/// If the shapes do not chain (`A.cols != B.rows`, or `C` is not `A.rows x B.cols`): a bug in
+/// the caller. (Each view checked its storage when it was made.)
+pub fn sgemm(backend: GemmBackend, alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert!(
-        lda >= a_cols && a.len() >= span(a_rows, a_cols, lda),
-        "sgemm: A is {} floats, needs {a_rows}x{a_cols} with lda {lda}",
-        a.len()
-    );
-    assert!(
-        ldb >= b_cols && b.len() >= span(b_rows, b_cols, ldb),
-        "sgemm: B is {} floats, needs {b_rows}x{b_cols} with ldb {ldb}",
-        b.len()
-    );
-    assert!(
-        ldc >= n && c.len() >= span(m, n, ldc),
-        "sgemm: C is {} floats, needs {m}x{n} with ldc {ldc}",
-        c.len()
+        b.rows() == k && c.rows() == m && c.cols() == n,
+        "sgemm: shapes {m}x{k} @ {}x{n} into {}x{}",
+        b.rows(),
+        c.rows(),
+        c.cols()
     );
     if m == 0 || n == 0 {
         return;
     }
     match backend {
         GemmBackend::Native
-            if alpha == 1.0 && (beta == 0.0 || beta == 1.0) && !(trans_a && trans_b) =>
+            if alpha == 1.0
+                && (beta == 0.0 || beta == 1.0)
+                && !(a.is_transposed() && b.is_transposed()) =>
         {
-            native_sgemm(
-                trans_a,
-                trans_b,
-                m,
-                n,
-                k,
-                a,
-                lda,
-                b,
-                ldb,
-                beta == 1.0,
-                c,
-                ldc,
-            )
+            native_sgemm(a, b, beta == 1.0, c)
         }
         GemmBackend::Native | GemmBackend::MatrixMultiply => {
             if k > 0 {
                 MATRIXMULTIPLY_CALLS.fetch_add(1, Ordering::Relaxed);
             }
-            let (rsa, csa) = if trans_a { (1, lda) } else { (lda, 1) };
-            let (rsb, csb) = if trans_b { (1, ldb) } else { (ldb, 1) };
-            // SAFETY: the asserts above prove every element the strides address lies inside `a`,
-            // `b` and `c`; `c` is exclusively borrowed, so it aliases neither input.
+            let ((rsa, csa), (rsb, csb), ldc) = (a.strides(), b.strides(), c.ld());
+            // SAFETY: each view checked when it was made that every element its shape and
+            // strides address lies inside its slice; `c` is exclusively borrowed, so it aliases
+            // neither input.
             unsafe {
                 matrixmultiply::sgemm(
                     m,
                     k,
                     n,
                     alpha,
-                    a.as_ptr(),
+                    a.data().as_ptr(),
                     rsa as isize,
                     csa as isize,
-                    b.as_ptr(),
+                    b.data().as_ptr(),
                     rsb as isize,
                     csb as isize,
                     beta,
-                    c.as_mut_ptr(),
+                    c.data().as_mut_ptr(),
                     ldc as isize,
                     1,
                 );
@@ -188,9 +145,7 @@ pub fn sgemm(
         #[cfg(feature = "blas")]
         GemmBackend::Blas => {
             crate::gemm::blas::init();
-            crate::gemm::blas::sgemm(
-                trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
-            );
+            crate::gemm::blas::sgemm(alpha, a, b, beta, c);
         }
     }
 }
@@ -202,82 +157,50 @@ thread_local! {
 
 /// bnconv's GEMM for the products the layers use (`alpha = 1`, `beta` 0 or 1, not both
 /// transposed): `A^T B` runs unpacked, the others pack `op(B)` into a per-thread buffer.
-#[allow(clippy::too_many_arguments)]
-fn native_sgemm(
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    accumulate: bool,
-    c: &mut [f32],
-    ldc: usize,
-) {
+fn native_sgemm(a: MatRef, b: MatRef, accumulate: bool, c: MatMut) {
     use crate::fuse::Epilogue;
     use crate::gemm::matmul::{matmul_at_b, matmul_packed, pack_panels_gather, packed_len};
-    if trans_a {
-        matmul_at_b(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+    if a.is_transposed() {
+        matmul_at_b(a.t(), b, c, accumulate);
         return;
     }
+    let (k, n, ldb) = (b.rows(), b.cols(), b.ld());
     PACKED_B.with_borrow_mut(|packed| {
         packed.resize(packed_len(k, n), 0.0);
-        if trans_b {
-            pack_panels_gather(k, n, b, |p| p, |j| j * ldb, None, packed);
+        if b.is_transposed() {
+            pack_panels_gather(k, n, b.data(), |p| p, |j| j * ldb, None, packed);
         } else {
-            pack_panels_gather(k, n, b, |p| p * ldb, |j| j, None, packed);
+            pack_panels_gather(k, n, b.data(), |p| p * ldb, |j| j, None, packed);
         }
         let epilogue = if accumulate {
             Epilogue::accumulate()
         } else {
             Epilogue::NONE
         };
-        matmul_packed(m, n, k, a, lda, packed, c, ldc, epilogue);
+        matmul_packed(a, packed, c, epilogue);
     });
 }
 
-/// Plain triple loop, accumulated in f64: the reference the tests hold every backend to.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_reference(
-    trans_a: bool,
-    trans_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+/// Plain triple loop, accumulated in f64: the reference the tests hold every backend to
+/// (`C = alpha * A @ B + beta * C`, as [`sgemm`]).
+pub fn sgemm_reference(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    assert!(
+        b.rows() == k && c.rows() == m && c.cols() == n,
+        "sgemm_reference: shapes"
+    );
     for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0f64;
-            for p in 0..k {
-                let av = if trans_a {
-                    a[p * lda + i]
-                } else {
-                    a[i * lda + p]
-                };
-                let bv = if trans_b {
-                    b[j * ldb + p]
-                } else {
-                    b[p * ldb + j]
-                };
-                acc += av as f64 * bv as f64;
-            }
+        let row = c.row(i);
+        for (j, out) in row.iter_mut().enumerate() {
+            let acc: f64 = (0..k)
+                .map(|p| a.get(i, p) as f64 * b.get(p, j) as f64)
+                .sum();
             let old = if beta == 0.0 {
                 0.0
             } else {
-                beta as f64 * c[i * ldc + j] as f64
+                beta as f64 * *out as f64
             };
-            c[i * ldc + j] = (alpha as f64 * acc + old) as f32;
+            *out = (alpha as f64 * acc + old) as f32;
         }
     }
 }
@@ -290,6 +213,16 @@ mod tests {
 
     fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// The `rows x cols` operand: stored so with row stride `ld`, or (`transposed`) the
+    /// transpose of a `cols x rows` storage with that stride.
+    fn op(data: &[f32], rows: usize, cols: usize, ld: usize, transposed: bool) -> MatRef<'_> {
+        if transposed {
+            MatRef::new(data, cols, rows, ld).t()
+        } else {
+            MatRef::new(data, rows, cols, ld)
+        }
     }
 
     /// Every backend, every transpose pair, on odd shapes; with `alpha = 1` and `beta` 0 or 1
@@ -317,12 +250,11 @@ mod tests {
                         let b = random((if tb { n } else { k }).max(1) * ldb, &mut rng);
                         let c0 = random(m * ldc, &mut rng);
                         let (mut got, mut want) = (c0.clone(), c0.clone());
-                        sgemm(
-                            backend, ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
-                        );
-                        sgemm_reference(
-                            ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
-                        );
+                        let a = op(&a, m, k, lda, ta);
+                        let b = op(&b, k, n, ldb, tb);
+                        let c = |c| MatMut::new(c, m, n, ldc);
+                        sgemm(backend, alpha, a, b, beta, c(&mut got));
+                        sgemm_reference(alpha, a, b, beta, c(&mut want));
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert!(
                                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -342,9 +274,8 @@ mod tests {
             let a = [1.0, 2.0];
             let b = [3.0, 4.0];
             let mut c = [f32::NAN];
-            sgemm(
-                backend, false, false, 1, 1, 2, 1.0, &a, 2, &b, 1, 0.0, &mut c, 1,
-            );
+            let (a, b) = (MatRef::dense(&a, 1, 2), MatRef::dense(&b, 2, 1));
+            sgemm(backend, 1.0, a, b, 0.0, MatMut::dense(&mut c, 1, 1));
             assert_eq!(c[0], 11.0, "{backend}");
         }
     }
@@ -359,24 +290,17 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "sgemm: A")]
-    fn short_slices_are_caught_before_any_unsafe_code() {
+    #[should_panic(expected = "sgemm: shapes 2x2 @ 3x2")]
+    fn shapes_that_do_not_chain_are_caught_before_any_unsafe_code() {
         let mut c = [0.0; 4];
+        let (a, b) = ([1.0; 4], [1.0; 6]);
         sgemm(
             GemmBackend::MatrixMultiply,
-            false,
-            false,
-            2,
-            2,
-            2,
             1.0,
-            &[1.0; 3],
-            2,
-            &[1.0; 4],
-            2,
+            MatRef::dense(&a, 2, 2),
+            MatRef::dense(&b, 3, 2),
             0.0,
-            &mut c,
-            2,
+            MatMut::dense(&mut c, 2, 2),
         );
     }
 }
