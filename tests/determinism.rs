@@ -86,21 +86,6 @@ fn trainer_bits_with(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(St
     })
 }
 
-fn assert_same_bits(a: &[(String, Vec<u32>)], b: &[(String, Vec<u32>)], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: different tensors");
-    for ((name_a, va), (name_b, vb)) in a.iter().zip(b) {
-        assert_eq!(name_a, name_b, "{what}");
-        assert_eq!(va.len(), vb.len(), "{what}: {name_a} sizes");
-        let differing = va.iter().zip(vb).filter(|(x, y)| x != y).count();
-        assert_eq!(
-            differing,
-            0,
-            "{what}: {name_a} differs in {differing} of {} values",
-            va.len()
-        );
-    }
-}
-
 #[test]
 fn the_same_seed_twice_gives_bitwise_identical_results() {
     let a = protocol(Variant::Bn, BnPath::Fused, 2);
@@ -108,7 +93,7 @@ fn the_same_seed_twice_gives_bitwise_identical_results() {
     assert_same_results(&a, &b, "bn: run 1 vs run 2");
     let a = trainer_bits(Variant::Bn, 2);
     let b = trainer_bits(Variant::Bn, 2);
-    assert_same_bits(&a, &b, "bn: trainer run 1 vs run 2");
+    report_bits::assert_same_bits(&a, &b, "bn: trainer run 1 vs run 2");
 }
 
 #[test]
@@ -123,7 +108,7 @@ fn one_two_and_three_threads_give_bitwise_identical_results() {
     let one = trainer_bits(Variant::Bn, 1);
     for threads in [2, 3] {
         let many = trainer_bits(Variant::Bn, threads);
-        assert_same_bits(&one, &many, &format!("bn: 1 vs {threads} threads"));
+        report_bits::assert_same_bits(&one, &many, &format!("bn: 1 vs {threads} threads"));
     }
 }
 

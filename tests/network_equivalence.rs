@@ -7,6 +7,9 @@
 //! Also: evaluation with batch norm folded into the convolutions (the default) against layer by
 //! layer evaluation, within a stated tolerance (folding changes the rounding).
 
+#[path = "support/report_bits.rs"]
+mod report_bits;
+
 use bnconv_nn::adam::{Adam, AdamConfig};
 use bnconv_nn::loss::sigmoid_cross_entropy;
 use bnconv_nn::{seed_network, BnPath, Exec, Mode, Network, Variant};
@@ -75,26 +78,12 @@ fn run(variant: Variant, bn_path: BnPath, threads: usize, steps: usize) -> Vec<(
     })
 }
 
-fn assert_same(a: &[(String, Vec<u32>)], b: &[(String, Vec<u32>)], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: different traces");
-    for ((name_a, va), (name_b, vb)) in a.iter().zip(b) {
-        assert_eq!(name_a, name_b);
-        let differing = va.iter().zip(vb).filter(|(x, y)| x != y).count();
-        assert_eq!(
-            differing,
-            0,
-            "{what}: {name_a} differs in {differing} of {} values",
-            va.len()
-        );
-    }
-}
-
 #[test]
 fn fused_and_unfused_bn_relu_agree_bitwise_in_train_and_eval() {
     for variant in [Variant::Bn, Variant::BnLowLevel] {
         let fused = run(variant, BnPath::Fused, 2, 3);
         let unfused = run(variant, BnPath::Unfused, 2, 3);
-        assert_same(&fused, &unfused, &format!("{variant} fused vs unfused"));
+        report_bits::assert_same_bits(&fused, &unfused, &format!("{variant} fused vs unfused"));
     }
 }
 
@@ -104,7 +93,11 @@ fn results_are_bitwise_identical_for_any_thread_count() {
         let one = run(variant, BnPath::Fused, 1, 2);
         for threads in [2, 3, 5] {
             let many = run(variant, BnPath::Fused, threads, 2);
-            assert_same(&one, &many, &format!("{variant}: 1 vs {threads} threads"));
+            report_bits::assert_same_bits(
+                &one,
+                &many,
+                &format!("{variant}: 1 vs {threads} threads"),
+            );
         }
     }
 }

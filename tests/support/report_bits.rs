@@ -1,4 +1,5 @@
-//! Comparing two training runs bit for bit: every result of a `RunReport` except its timing.
+//! Comparing two training runs bit for bit: every result of a `RunReport` except its timing, or
+//! any trace of named values.
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
@@ -33,10 +34,22 @@ pub fn results(r: &RunReport) -> Vec<(String, Vec<u32>)> {
 
 /// Fails, naming the first differing result, unless `a` and `b` have the same results bit for bit.
 pub fn assert_same_results(a: &RunReport, b: &RunReport, what: &str) {
-    let (ra, rb) = (results(a), results(b));
-    assert_eq!(ra.len(), rb.len(), "{what}: different numbers of results");
-    for ((name_a, bits_a), (name_b, bits_b)) in ra.iter().zip(&rb) {
+    assert_same_bits(&results(a), &results(b), what);
+}
+
+/// Fails unless two traces of named values (results, tensors) are the same bit for bit, naming
+/// the first value that differs and in how many of its elements.
+pub fn assert_same_bits(a: &[(String, Vec<u32>)], b: &[(String, Vec<u32>)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: different numbers of values");
+    for ((name_a, va), (name_b, vb)) in a.iter().zip(b) {
         assert_eq!(name_a, name_b, "{what}");
-        assert_eq!(bits_a, bits_b, "{what}: {name_a} differs");
+        assert_eq!(va.len(), vb.len(), "{what}: {name_a} sizes");
+        let differing = va.iter().zip(vb).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differing,
+            0,
+            "{what}: {name_a} differs in {differing} of {} values",
+            va.len()
+        );
     }
 }

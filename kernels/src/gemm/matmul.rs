@@ -331,12 +331,7 @@ fn matmul_at_b_on(isa: Isa, a: MatRef, b: MatRef, mut c: MatMut, accumulate: boo
 mod tests {
     use super::*;
     use crate::gemm::sgemm_reference;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-    }
+    use crate::testing::Pseudo;
 
     #[test]
     fn panels_cover_the_columns_with_few_wide_panels() {
@@ -356,7 +351,7 @@ mod tests {
 
     /// Every ISA path against the f64 reference, on odd sizes that leave row and column tails.
     fn check_both_products(isa: Isa) {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut rng = Pseudo::new(3);
         for &(rows, n, depth) in &[
             (1, 1, 1),
             (7, 5, 3),
@@ -368,9 +363,9 @@ mod tests {
         ] {
             let lda = depth + 3;
             let ldc = n + 2;
-            let a = random(rows * lda, &mut rng);
-            let b = random(depth * n, &mut rng);
-            let c0 = random(rows * ldc, &mut rng);
+            let a = rng.take(rows * lda);
+            let b = rng.take(depth * n);
+            let c0 = rng.take(rows * ldc);
             let mut packed = vec![0.0; packed_len(depth, n)];
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
             for accumulate in [false, true] {
@@ -408,9 +403,9 @@ mod tests {
             }
             // A^T @ B: A is depth x k (k = rows here), B depth x n.
             let (k, ldb) = (rows, n + 1);
-            let at = random(depth * (k + 2), &mut rng);
-            let bt = random(depth * ldb, &mut rng);
-            let c1 = random(k * ldc, &mut rng);
+            let at = rng.take(depth * (k + 2));
+            let bt = rng.take(depth * ldb);
+            let c1 = rng.take(k * ldc);
             for accumulate in [false, true] {
                 let (mut got, mut want) = (c1.clone(), c1.clone());
                 matmul_at_b_on(
@@ -457,7 +452,7 @@ mod tests {
             eprintln!("SKIPPED avx512_tiles_equal_avx2_tiles_bitwise: this CPU has no AVX-512");
             return;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut rng = Pseudo::new(11);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for rows in (1..=26).chain([47, 96, 101]) {
             for &(n, depth) in &[
@@ -471,10 +466,10 @@ mod tests {
                 (44, 13),
                 (76, 6),
             ] {
-                let a = random(rows * depth, &mut rng);
-                let b = random(depth * n, &mut rng);
-                let bias = random(n, &mut rng);
-                let c0 = random(rows * n, &mut rng);
+                let a = rng.take(rows * depth);
+                let b = rng.take(depth * n);
+                let bias = rng.take(n);
+                let c0 = rng.take(rows * n);
                 let mut packed = vec![0.0; packed_len(depth, n)];
                 pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
                 for (start, relu) in [
@@ -506,7 +501,7 @@ mod tests {
                 // C[depth, n] = A^T @ B with A = `a` seen as rows x depth, B = `c0` (rows x n).
                 for accumulate in [false, true] {
                     let run = |isa| {
-                        let mut c = random(depth * n, &mut ChaCha8Rng::seed_from_u64(12));
+                        let mut c = Pseudo::new(12).take(depth * n);
                         matmul_at_b_on(
                             isa,
                             MatRef::new(&a, rows, depth, depth),
@@ -525,11 +520,11 @@ mod tests {
     /// The ReLU post-op equals a ReLU pass after the product, bitwise, NaN included.
     #[test]
     fn relu_on_the_tile_equals_a_relu_pass() {
-        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut rng = Pseudo::new(4);
         let (rows, n, depth) = (29, 21, 13);
-        let mut a = random(rows * depth, &mut rng);
+        let mut a = rng.take(rows * depth);
         a[5] = f32::NAN;
-        let b = random(depth * n, &mut rng);
+        let b = rng.take(depth * n);
         let mut packed = vec![0.0; packed_len(depth, n)];
         pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
         for isa in Isa::supported_all() {
@@ -591,11 +586,11 @@ mod tests {
     /// for both ISAs, on widths that leave a masked last vector.
     #[test]
     fn bias_on_the_tile_equals_filled_rows() {
-        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut rng = Pseudo::new(6);
         for &(rows, n, depth) in &[(29, 21, 13), (7, 4, 5), (12, 76, 30)] {
-            let a = random(rows * depth, &mut rng);
-            let b = random(depth * n, &mut rng);
-            let bias = random(n, &mut rng);
+            let a = rng.take(rows * depth);
+            let b = rng.take(depth * n);
+            let bias = rng.take(n);
             let mut packed = vec![0.0; packed_len(depth, n)];
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
             for isa in Isa::supported_all() {

@@ -208,12 +208,7 @@ pub fn sgemm_reference(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-    }
+    use crate::testing::Pseudo;
 
     /// The `rows x cols` operand: stored so with row stride `ld`, or (`transposed`) the
     /// transpose of a `cols x rows` storage with that stride.
@@ -230,7 +225,7 @@ mod tests {
     /// `alpha`/`beta` (which it hands to matrixmultiply).
     #[test]
     fn every_backend_matches_the_reference_on_odd_shapes_and_transposes() {
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut rng = Pseudo::new(7);
         let shapes = [
             (7, 5, 3),
             (1, 1, 1),
@@ -246,9 +241,9 @@ mod tests {
                         let lda = if ta { m } else { k } + 2;
                         let ldb = if tb { k } else { n } + 1;
                         let ldc = n + 3;
-                        let a = random((if ta { k } else { m }).max(1) * lda, &mut rng);
-                        let b = random((if tb { n } else { k }).max(1) * ldb, &mut rng);
-                        let c0 = random(m * ldc, &mut rng);
+                        let a = rng.take((if ta { k } else { m }).max(1) * lda);
+                        let b = rng.take((if tb { n } else { k }).max(1) * ldb);
+                        let c0 = rng.take(m * ldc);
                         let (mut got, mut want) = (c0.clone(), c0.clone());
                         let a = op(&a, m, k, lda, ta);
                         let b = op(&b, k, n, ldb, tb);

@@ -806,16 +806,13 @@ pub mod reference {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testing::on_threads;
+    use crate::testing::{on_threads, Pseudo};
 
     /// Deterministic values with a channel-dependent offset, so means are not near zero.
     pub(crate) fn sample(rows: usize, c: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
+        let mut values = Pseudo::new(seed);
         (0..rows * c)
-            .map(|i| {
-                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 3.0 + (i % c) as f32 * 0.25
-            })
+            .map(|i| values.next_value() * 3.0 + (i % c) as f32 * 0.25)
             .collect()
     }
 

@@ -184,7 +184,7 @@ pub(crate) fn check_case(run: &Runner, case: &StripCase) {
         "{} vs the one-row tile: {case:?}",
         run.kind.name
     );
-    // Operands are in [-1, 1): a sum of `terms` products rounds differently with and without
+    // Operands are in [-0.5, 0.5): a sum of `terms` products rounds differently with and without
     // fused multiply-adds by at most about `terms` ulps of a partial sum of at most `terms`.
     let terms = (case.segments * case.depth + 2) as f32;
     let tol = terms * terms * f32::EPSILON;
