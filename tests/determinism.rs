@@ -127,7 +127,7 @@ fn sixteen_and_sixty_four_threads_give_bitwise_identical_results() {
         let one = trainer_bits_with(&cfg, 4, 1);
         for threads in [16, 64] {
             let many = trainer_bits_with(&cfg, 4, threads);
-            assert_same_bits(
+            report_bits::assert_same_bits(
                 &one,
                 &many,
                 &format!("{variant} {bn_path}: 1 vs {threads} threads, batch 64"),
