@@ -1,13 +1,18 @@
-//! `--save` and `--resume`: where checkpoints go (checked before any work), and training one
-//! variant from scratch or from a checkpoint, saving its final state.
+//! `--save`, `--save-every`, `--resume` and `eval --checkpoint`: where checkpoints go (checked
+//! before any work), reading them (verified, or not with `--no-verify`), and training one variant
+//! from scratch or from a checkpoint, saving its state periodically, at the end, and when a
+//! signal stops it.
 
 use crate::cli::Plan;
-use crate::outpath::check_output;
+use crate::interrupt::{self, Interrupted};
+use crate::outpath::check_file_output;
 use anyhow::{bail, Context, Result};
-use bnconv_nn::checkpoint::{load_trainer, save_trainer};
+use bnconv_kernels::GemmBackend;
+use bnconv_nn::checkpoint::{save_trainer, Checkpoint, Integrity, Verify};
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::{
-    continue_protocol_with_progress, LogLine, RunReport, StepProgress, TrainConfig, Trainer,
+    continue_protocol_with_hook, AfterStep, LogLine, RunReport, StepProgress, TrainConfig,
+    TrainError, Trainer,
 };
 use bnconv_nn::Variant;
 use std::path::{Path, PathBuf};
@@ -46,44 +51,116 @@ pub fn save_paths(
         } else {
             save.to_path_buf()
         };
-        check_output("--save", &path)?;
+        check_file_output("--save", &path)?;
         paths.push(Some(path));
     }
     Ok(paths)
 }
 
+/// Reads a checkpoint named by `flag` (`--checkpoint`, `--resume`): its digests checked unless
+/// `no_verify`, its values known to be finite. Says on stderr when it could not be verified.
+pub fn read_checkpoint(flag: &str, path: &Path, no_verify: bool) -> Result<Checkpoint> {
+    let verify = if no_verify {
+        Verify::Skip
+    } else {
+        Verify::Digests
+    };
+    let checkpoint = Checkpoint::read(path, verify).with_context(|| flag.to_string())?;
+    match checkpoint.info().integrity {
+        Integrity::Verified => {}
+        Integrity::NoDigests => eprintln!(
+            "warning: {flag} {}: written in checkpoint format {} (an older bnconv), which has no \
+             digests: a changed byte cannot be detected. Saving it again adds them.",
+            path.display(),
+            checkpoint.info().format_version
+        ),
+        Integrity::Skipped => eprintln!(
+            "warning: {flag} {}: digests not checked (--no-verify)",
+            path.display()
+        ),
+    }
+    Ok(checkpoint)
+}
+
+/// How a checkpoint's integrity is named in reports.
+pub fn integrity_name(integrity: Integrity) -> &'static str {
+    match integrity {
+        Integrity::Verified => "verified",
+        Integrity::NoDigests => "no digests (format 1)",
+        Integrity::Skipped => "not checked (--no-verify)",
+    }
+}
+
 /// The run saved in `path`, ready to continue: the trainer as it was, and its configuration with
-/// this invocation's `--batches` (the run's new total), `--eval-batch`, `--bn` and `--gemm`.
-pub fn load_resume(path: &Path, plan: &Plan) -> Result<(Trainer, TrainConfig)> {
-    let (trainer, saved) = load_trainer(path, plan.exec).context("--resume")?;
-    let asked = plan.config(saved.variant);
-    if trainer.steps() >= asked.batches {
+/// this invocation's `--batches` (the run's new total; by default the total it recorded),
+/// `--eval-batch`, `--bn` and `--gemm` (by default the one it trained with: another backend may
+/// change the last bits, so naming a different one is warned about).
+pub fn load_resume(path: &Path, plan: &Plan, no_verify: bool) -> Result<(Trainer, TrainConfig)> {
+    let checkpoint = read_checkpoint("--resume", path, no_verify)?;
+    let recorded = checkpoint.trained_with_gemm();
+    let mut exec = plan.exec;
+    match (&recorded, plan.gemm_given) {
+        (Some(name), false) => match GemmBackend::from_name(name) {
+            Ok(gemm) => exec.gemm = gemm,
+            Err(e) => eprintln!(
+                "warning: --resume {}: the run trained with GEMM {name}, which this build cannot \
+                 use ({e}); continuing with {}: the last bits may differ from an uninterrupted run",
+                path.display(),
+                exec.gemm
+            ),
+        },
+        (Some(name), true) if name != exec.gemm.name() => eprintln!(
+            "warning: --resume {}: the run trained with GEMM {name}; continuing with --gemm {} \
+             may change the last bits against an uninterrupted run",
+            path.display(),
+            exec.gemm
+        ),
+        _ => {}
+    }
+    let (trainer, saved) = checkpoint.trainer(exec).context("--resume")?;
+    let batches = plan.batches.unwrap_or(saved.batches);
+    if trainer.steps() >= batches {
         bail!(
-            "--resume {}: the run has already taken {} steps and --batches {} is the total from \
-             its start; ask for more than {} (it was started with --batches {})",
+            "--resume {}: the run has already taken {} steps, its recorded total{}; ask for more \
+             with --batches N, N > {} (the total from the run's start)",
             path.display(),
             trainer.steps(),
-            asked.batches,
+            match plan.batches {
+                Some(b) => format!(" was {} and --batches {b} is no more", saved.batches),
+                None => format!(" ({})", saved.batches),
+            },
             trainer.steps(),
-            saved.batches
         );
     }
     let cfg = TrainConfig {
-        batches: asked.batches,
-        eval_batch: asked.eval_batch,
-        exec: plan.exec,
+        batches,
+        eval_batch: plan.config(saved.variant).eval_batch,
+        exec,
         ..saved
     };
     Ok((trainer, cfg))
 }
 
-/// Trains one variant from `resume` (or from scratch) up to `cfg.batches` steps, then saves its
-/// final state, training state included, to `save`.
+/// Where and how often a run saves itself.
+#[derive(Clone, Copy)]
+pub struct Saving<'a> {
+    /// `--save`: the final state, and the state when a signal stops the run.
+    pub path: Option<&'a Path>,
+    /// `--save-every N`: also every N steps (the file replaced atomically each time).
+    pub every: Option<usize>,
+    /// Options a resume command must repeat (`--data DIR`), for the interruption message.
+    pub resume_options: &'a str,
+}
+
+/// Trains one variant from `resume` (or from scratch) up to `cfg.batches` steps, saving its state
+/// (training state included) to `saving.path` every `saving.every` steps and at the end. A
+/// SIGINT/SIGTERM ([`crate::interrupt`]) stops it at the next step boundary, saves, and returns
+/// [`Interrupted`].
 pub fn train(
     cfg: &TrainConfig,
     data: &Mnist,
     resume: Option<Trainer>,
-    save: Option<&Path>,
+    saving: Saving<'_>,
     on_log: &mut dyn FnMut(&LogLine),
     on_step: &mut dyn FnMut(&StepProgress),
 ) -> Result<RunReport> {
@@ -94,11 +171,48 @@ pub fn train(
             Trainer::new(cfg, data.train.len())
         }
     };
-    let report = continue_protocol_with_progress(cfg, data, &mut trainer, on_log, on_step)?;
-    if let Some(path) = save {
-        save_trainer(path, &mut trainer, cfg)?;
+    let mut save_error = None;
+    let result = continue_protocol_with_hook(cfg, data, &mut trainer, on_log, &mut |p, trainer| {
+        on_step(p);
+        if let (Some(path), Some(every)) = (saving.path, saving.every) {
+            if p.step % every == 0 && p.step < p.batches {
+                if let Err(e) = save_trainer(path, trainer, cfg) {
+                    save_error = Some(e);
+                    return AfterStep::Stop;
+                }
+            }
+        }
+        if interrupt::requested().is_some() {
+            AfterStep::Stop
+        } else {
+            AfterStep::Continue
+        }
+    });
+    if let Some(e) = save_error {
+        return Err(e).context("--save-every");
     }
-    Ok(report)
+    match result {
+        Ok(report) => {
+            if let Some(path) = saving.path {
+                save_trainer(path, &mut trainer, cfg)?;
+            }
+            Ok(report)
+        }
+        Err(TrainError::Stopped { steps, batches }) => {
+            if let Some(path) = saving.path {
+                save_trainer(path, &mut trainer, cfg)?;
+            }
+            Err(Interrupted {
+                signal: interrupt::requested().unwrap_or(0),
+                steps,
+                batches,
+                saved: saving.path.map(Path::to_path_buf),
+                resume_options: saving.resume_options.to_string(),
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

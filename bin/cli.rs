@@ -60,13 +60,21 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_variant, default_value = "bn")]
     pub variant: Variant,
     /// Save the final state (weights, BN statistics, Adam and data-order state) as a safetensors
-    /// checkpoint, usable by `eval --checkpoint` and `train --resume`.
+    /// checkpoint, usable by `eval --checkpoint` and `train --resume`. Also written when Ctrl-C
+    /// or SIGTERM stops the run.
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
-    /// Continue the run saved in this checkpoint up to --batches steps in total (counted from
-    /// the run's start). Variant, batch size, learning rate and seed come from the checkpoint.
+    /// Also save the resumable state every N batches (the --save file, replaced atomically).
+    #[arg(long, value_name = "N", value_parser = parse_count, requires = "save")]
+    pub save_every: Option<u64>,
+    /// Continue the run saved in this checkpoint up to its recorded total of batches, or to
+    /// --batches in total (counted from the run's start). Variant, batch size, learning rate, seed
+    /// and (unless given) GEMM come from the checkpoint.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["variant", "batch_size", "lr", "seed"])]
     pub resume: Option<PathBuf>,
+    /// Load the --resume checkpoint without checking its digests (a file edited on purpose).
+    #[arg(long, requires = "resume")]
+    pub no_verify: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -76,14 +84,18 @@ pub struct EvalArgs {
     /// A checkpoint written by `train --save` or `compare --save`.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
-    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    /// Load the checkpoint without checking its digests (a file edited on purpose).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: $BNCONV_DATA, else
+    /// ./data/mnist, else the data/mnist of the source tree bnconv was built from.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Worker threads (default: every core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
     /// Images per forward pass (does not change results).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
     /// Batch norm + ReLU kernels: fused or unfused.
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
@@ -91,7 +103,8 @@ pub struct EvalArgs {
     /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
     #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
-    /// Also write the figures as JSON to this file.
+    /// Also write the figures as JSON to this file (`-`: standard output, the report then goes
+    /// to standard error).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// The set that --predictions and the confusion matrix cover.
@@ -143,7 +156,7 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
     pub top: u64,
     /// Worker threads (default: every core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
     /// Also write every prediction (and every error) as JSON to this file.
     #[arg(long)]
@@ -238,7 +251,8 @@ pub struct ProfileArgs {
     /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
     #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
     pub gemm: GemmBackend,
-    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    /// Directory of the MNIST IDX files (gzipped or not). Default: $BNCONV_DATA, else
+    /// ./data/mnist, else the data/mnist of the source tree bnconv was built from.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Write every figure as JSON to this file.
@@ -262,9 +276,10 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Worker threads (default: every core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
-    /// Also write every figure as JSON to this file.
+    /// Also write every figure as JSON to this file (`-`: standard output, the report then goes
+    /// to standard error).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Print only the final results and the summary.
@@ -278,11 +293,11 @@ pub struct CommonArgs {
 /// How each training run goes: the settings `train`, `compare` and `sweep` share.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Training steps.
-    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batches: u64,
+    /// Training steps [default: 800; with --resume, the run's recorded total].
+    #[arg(long, value_parser = parse_count)]
+    pub batches: Option<u64>,
     /// Images per training step.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 64, value_parser = parse_count)]
     pub batch_size: u64,
     /// Adam learning rate (positive, finite).
     #[arg(long, default_value_t = 0.002, value_parser = parse_lr, allow_negative_numbers = true)]
@@ -290,35 +305,48 @@ pub struct RunArgs {
     /// Batch norm + ReLU kernels: fused (one pass) or unfused (BN pass, then ReLU pass).
     #[arg(long, default_value = "fused", value_parser = BnPath::from_name)]
     pub bn: BnPath,
-    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`.
-    #[arg(long, default_value = "bnconv", value_parser = GemmBackend::from_name)]
-    pub gemm: GemmBackend,
-    /// Directory of the MNIST IDX files (gzipped or not). Default: the repository's data/mnist.
+    /// GEMM: bnconv (its own tiles), matrixmultiply, or blas when built with `--features blas`
+    /// [default: bnconv; with --resume, the one the run trained with].
+    #[arg(long, value_parser = GemmBackend::from_name)]
+    pub gemm: Option<GemmBackend>,
+    /// Directory of the MNIST IDX files (gzipped or not). Default: $BNCONV_DATA, else
+    /// ./data/mnist, else the data/mnist of the source tree bnconv was built from.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Images per forward pass when evaluating whole sets (does not change results).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
 }
 
 impl RunArgs {
     pub fn exec(&self) -> Exec {
         Exec {
-            gemm: self.gemm,
+            gemm: self.gemm.unwrap_or_default(),
             bn_path: self.bn,
             ..Exec::default()
         }
     }
 
-    pub fn data_dir(&self) -> PathBuf {
-        self.data.clone().unwrap_or_else(default_data_dir)
+    /// `--data`, or [`default_data_dir`].
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        match &self.data {
+            Some(dir) => Ok(dir.clone()),
+            None => default_data_dir(),
+        }
+    }
+
+    /// `--batches` as given.
+    pub fn batches(&self) -> Result<Option<usize>> {
+        self.batches.map(|b| to_usize(b, "--batches")).transpose()
     }
 
     /// The run of `variant` from `seed` these settings describe.
     pub fn config(&self, variant: Variant, seed: u64) -> Result<TrainConfig> {
         Ok(TrainConfig {
             variant,
-            batches: to_usize(self.batches, "--batches")?,
+            batches: self
+                .batches()?
+                .unwrap_or(TrainConfig::protocol(variant).batches),
             batch_size: to_usize(self.batch_size, "--batch-size")?,
             adam: AdamConfig {
                 lr: self.lr,
@@ -333,6 +361,15 @@ impl RunArgs {
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
     Variant::from_name(s)
+}
+
+/// A count of at least 1 (threads, batches, images).
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?} is not a whole number: {e}")),
+    }
 }
 
 fn parse_lr(s: &str) -> Result<f32, String> {
@@ -352,6 +389,12 @@ fn parse_lr(s: &str) -> Result<f32, String> {
 pub struct Plan {
     pub threads: usize,
     pub data_dir: PathBuf,
+    /// Whether `--data` was given (a resume command must then repeat it).
+    pub data_given: bool,
+    /// `--batches` as given.
+    pub batches: Option<usize>,
+    /// Whether `--gemm` was given (else a resumed run keeps the one it trained with).
+    pub gemm_given: bool,
     pub json: Option<PathBuf>,
     pub quiet: bool,
     pub exec: Exec,
@@ -375,10 +418,7 @@ pub fn to_usize(v: u64, what: &str) -> Result<usize> {
 
 impl CommonArgs {
     pub fn plan(&self) -> Result<Plan> {
-        let threads = match self.threads {
-            Some(t) => to_usize(t, "--threads")?,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = threads_option(self.threads)?;
         if let Some(json) = &self.json {
             outpath::check_output("--json", json)?;
         }
@@ -388,7 +428,10 @@ impl CommonArgs {
         };
         Ok(Plan {
             threads,
-            data_dir: self.run.data_dir(),
+            data_dir: self.run.data_dir()?,
+            data_given: self.run.data.is_some(),
+            batches: self.run.batches()?,
+            gemm_given: self.run.gemm.is_some(),
             json: self.json.clone(),
             quiet: self.quiet,
             exec: self.run.exec(),
@@ -398,14 +441,52 @@ impl CommonArgs {
     }
 }
 
-/// `data/mnist` under the current directory if it exists, else the copy in this source tree.
-pub fn default_data_dir() -> PathBuf {
-    let local = PathBuf::from("data/mnist");
-    if local.is_dir() {
-        local
-    } else {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+/// The environment variable naming the default MNIST directory.
+pub const DATA_VAR: &str = "BNCONV_DATA";
+
+/// The MNIST directory when `--data` is not given: `$BNCONV_DATA` if set (and not empty), else
+/// `data/mnist` under the current directory if it exists, else the copy in the source tree this
+/// binary was built from. An error names all three when none exists.
+pub fn default_data_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(DATA_VAR).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
     }
+    let local = PathBuf::from("data/mnist");
+    let built = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"));
+    if local.is_dir() {
+        Ok(local)
+    } else if built.is_dir() {
+        Ok(built)
+    } else {
+        anyhow::bail!(
+            "no MNIST directory found: ${DATA_VAR} is not set, and neither ./{} nor {} exists; \
+             pass --data DIR or set {DATA_VAR}",
+            local.display(),
+            built.display()
+        )
+    }
+}
+
+/// The cores this machine offers.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--threads` (default: every core), with a warning on stderr when it asks for more threads than
+/// there are cores (they would share cores and slow every step).
+pub fn threads_option(threads: Option<u64>) -> Result<usize> {
+    let cores = cores();
+    let Some(t) = threads else {
+        return Ok(cores);
+    };
+    let t = to_usize(t, "--threads")?;
+    if t > cores {
+        eprintln!(
+            "warning: --threads {t} is more than the {cores} core(s) of this machine: the extra \
+             threads share cores and slow each step down"
+        );
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

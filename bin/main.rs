@@ -11,6 +11,8 @@ mod checkpoints;
 mod cli;
 mod commands;
 mod digit_image;
+mod interrupt;
+mod memory;
 mod outpath;
 mod plot;
 mod profile_doc;
@@ -31,7 +33,8 @@ const ISA_VAR: &str = "BNCONV_ISA";
 /// Applies [`ISA_VAR`] when it is set.
 fn choose_isa() -> Result<()> {
     use bnconv_kernels::simd::{force_isa, Isa};
-    let Some(value) = std::env::var_os(ISA_VAR) else {
+    // Set but empty means unset, as for most tools' variables.
+    let Some(value) = std::env::var_os(ISA_VAR).filter(|v| !v.is_empty()) else {
         return Ok(());
     };
     let names = Isa::ALL.map(Isa::name).join(", ");
@@ -46,11 +49,24 @@ fn choose_isa() -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this bnconv is a debug build (built without --release): it runs tens of \
+             times slower than `cargo run --release` or `cargo build --release`"
+        );
+    }
     match choose_isa().and_then(|()| commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<interrupt::Interrupted>() {
+            // Stopped by Ctrl-C or SIGTERM: not a failure of bnconv, but not a finished run.
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                std::process::ExitCode::from(stopped.exit_code())
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

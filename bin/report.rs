@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use bnconv_nn::train::RunReport;
-use std::io::Write;
 use std::path::Path;
 
 /// The seed notebook's closing lines for one run.
@@ -12,7 +11,15 @@ pub fn print_final(r: &RunReport) {
         r.final_validation.accuracy
     );
     outln!("Final test accuracy: {:>3.5}", r.test.accuracy);
-    outln!("Accuracy on 100 samples: {}", r.single_sample_accuracy);
+    outln!(
+        "Accuracy on 100 samples: {}",
+        single_sample(r.single_sample_accuracy)
+    );
+}
+
+/// The first-100 single-image accuracy, always with two decimals (it counts hundredths).
+pub fn single_sample(accuracy: f32) -> String {
+    format!("{accuracy:.2}")
 }
 
 /// How long the FMA probe runs (once per process, after training, on one thread).
@@ -66,7 +73,12 @@ pub fn print_summary(reports: &[RunReport]) {
         outln!(
             "{:<12} {:>7} {:>8.4} {:>8.4} {:>12.0} {:>8.2} {:>9.1} {:>6.1}% {:>9.2} {:>12.0} {:>8}",
             r.variant.name(),
-            r.bn_path.name(),
+            // The plain variant has no batch norm to fuse.
+            if r.variant.uses_batch_norm() {
+                r.bn_path.name()
+            } else {
+                "-"
+            },
             r.final_validation.accuracy,
             r.test.accuracy,
             t.train_images_per_second,
@@ -94,9 +106,14 @@ pub fn print_summary(reports: &[RunReport]) {
             r.timing.gflop_per_step,
         );
     }
+    outln!(
+        "peak memory (resident set): {}",
+        crate::memory::peak_rss_shown()
+    );
 }
 
-/// Writes the reports as JSON next to `path`, then renames into place: never a half-written file.
+/// Writes the reports as JSON to `path` (`-`: standard output). Which fields are timings (and so
+/// differ between two otherwise identical runs) is listed in docs/outputs.md.
 pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
     let (peak, peak_source) = peak_gflops_per_core();
     let doc = serde_json::json!({
@@ -104,20 +121,41 @@ pub fn write_json(path: &Path, reports: &[RunReport]) -> Result<()> {
         "peak_gflops_per_core": peak,
         "peak_gflops_per_core_source": peak_source,
         "peak_share": reports.iter().map(peak_share).collect::<Vec<_>>(),
-        "runs": reports,
+        "peak_rss_bytes": crate::memory::peak_rss_bytes(),
+        "runs": json_value(&reports)?,
     });
     write_json_value(path, &doc)
 }
 
-/// Writes any serialisable document as JSON, atomically (temporary file, then rename).
+/// `value` as a JSON tree whose numbers print as `value` prints them: an f32 keeps its shortest
+/// round-trip decimal (`0.002`, not the widened `0.0020000000949949026` that
+/// `serde_json::to_value` gives). Goes through the text, which is exact for every number.
+pub fn json_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<serde_json::Value> {
+    let text = serde_json::to_string(value).context("could not encode JSON")?;
+    serde_json::from_str(&text).context("could not encode JSON")
+}
+
+/// `value` with the keys of every object in sorted order (whatever serde_json's map type).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// Writes any serialisable document as pretty JSON with sorted keys and f32 figures as their
+/// shortest decimals ([`json_value`]), to `path` (`-`: standard output) through
+/// [`crate::outpath::write_output`].
 pub fn write_json_value(path: &Path, doc: &impl serde::Serialize) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, doc)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().with_context(|| format!("could not write {}", path.display()))
+    let doc = sorted(json_value(doc)?);
+    crate::outpath::write_output(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, &doc)?;
+        w.write_all(b"\n")
+    })
 }

@@ -9,10 +9,29 @@
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Writes one line to stdout, dropping it if stdout is gone.
+/// Set when standard output carries a data file (`--json -`): the printed report then goes to
+/// standard error, so `bnconv train --json - | jq` reads clean JSON.
+static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Sends every later [`line`] (and the progress bar) to standard error.
+pub fn report_to_stderr() {
+    TO_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// Whether the report goes to standard error ([`report_to_stderr`]).
+pub fn reporting_to_stderr() -> bool {
+    TO_STDERR.load(Ordering::Relaxed)
+}
+
+/// Writes one line to stdout (or stderr, see [`report_to_stderr`]), dropping it if that is gone.
 pub fn line(args: std::fmt::Arguments) {
     static REPORTED: AtomicBool = AtomicBool::new(false);
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+    let written = if reporting_to_stderr() {
+        writeln!(std::io::stderr().lock(), "{args}")
+    } else {
+        writeln!(std::io::stdout().lock(), "{args}")
+    };
+    if let Err(e) = written {
         if e.kind() != ErrorKind::BrokenPipe && !REPORTED.swap(true, Ordering::Relaxed) {
             eprintln!("warning: cannot write to stdout ({e}); further output lines are dropped");
         }

@@ -681,7 +681,7 @@ fn bad_sweep_eval_and_predict_options_are_rejected_before_any_work() {
 }
 
 /// `BNCONV_ISA` naming no SIMD path fails every command before any work, with the names it
-/// takes; a valid name is the path the program then reports.
+/// takes (empty counts as unset); a valid name is the path the program then reports.
 #[test]
 fn unknown_simd_paths_are_rejected_before_any_work() {
     let run = |isa: &str, args: &[&str]| bnconv_with_env(args, &[("BNCONV_ISA", isa)]);
@@ -691,7 +691,14 @@ fn unknown_simd_paths_are_rejected_before_any_work() {
         &["eval", "--checkpoint", "none.safetensors"],
         &["profile", "--steps", "1"],
     ];
-    for isa in ["sse9", "AVX2", ""] {
+    // Set but empty means unset: the command goes on to its own checks.
+    let out = run("", &["eval", "--checkpoint", "none.safetensors"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("BNCONV_ISA") && stderr.contains("none.safetensors"),
+        "{stderr}"
+    );
+    for isa in ["sse9", "AVX2"] {
         for args in commands {
             let out = run(isa, args);
             let stderr = String::from_utf8_lossy(&out.stderr);

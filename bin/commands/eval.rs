@@ -3,11 +3,12 @@
 //! accuracy, evaluation throughput, and the confusion matrix of one set (`--split`), which
 //! `--predictions` writes image by image and `--plot` draws.
 
-use crate::cli::{default_data_dir, EvalArgs, Split};
-use crate::outpath::{check_output, check_plot_path};
+use crate::checkpoints::{integrity_name, read_checkpoint};
+use crate::cli::{default_data_dir, threads_option, EvalArgs, Split};
+use crate::outpath::{self, check_output, check_plot_path};
 use crate::plot;
+use crate::report;
 use anyhow::{Context, Result};
-use bnconv_nn::checkpoint::load_network;
 use bnconv_nn::confusion::ConfusionMatrix;
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::predictions::evaluate_predictions;
@@ -18,13 +19,13 @@ use bnconv_nn::Exec;
 const MOST_CONFUSED: usize = 5;
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let threads = match args.threads {
-        Some(t) => usize::try_from(t).context("--threads is too large")?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = threads_option(args.threads)?;
     let eval_batch = usize::try_from(args.eval_batch).context("--eval-batch is too large")?;
     if let Some(json) = &args.json {
         check_output("--json", json)?;
+        if outpath::is_stdout(json) {
+            crate::stdout::report_to_stderr();
+        }
     }
     if let Some(csv) = &args.predictions {
         check_output("--predictions", csv)?;
@@ -38,8 +39,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         ..Exec::default()
     };
     // The checkpoint before the data: a bad file is reported without waiting for MNIST.
-    let (mut net, info) = load_network(&args.checkpoint, exec)?;
-    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let checkpoint = read_checkpoint("--checkpoint", &args.checkpoint, args.no_verify)?;
+    let info = checkpoint.info().clone();
+    let mut net = checkpoint.network(exec).context("--checkpoint")?;
+    drop(checkpoint);
+    let data_dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -87,7 +94,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             e.images as f64 / e.seconds
         );
     }
-    outln!("Accuracy on 100 samples: {single}");
+    outln!("Accuracy on 100 samples: {}", report::single_sample(single));
     let eval_images_per_second = test.images as f64 / test.seconds;
     outln!(
         "eval img/s: {eval_images_per_second:.0} (test set, batches of {eval_batch}, {threads} thread(s))"
@@ -95,11 +102,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     print_confusion(&confusion, args.split);
     let most_confused = confusion.most_confused(MOST_CONFUSED);
     if let Some(path) = &args.predictions {
-        bnconv_nn::atomic_write::write_atomic(path, |w| predictions.write_csv(w))
-            .with_context(|| format!("could not write {}", path.display()))?;
+        outpath::write_output(path, |w| predictions.write_csv(w))?;
         outln!(
             "wrote {} ({} rows, the {} set)",
-            path.display(),
+            outpath::shown(path),
             predictions.len(),
             args.split.name()
         );
@@ -114,12 +120,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             confusion.total()
         );
         plot::confusion_heatmap(path, format, &confusion, &title)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "bnconv_version": env!("CARGO_PKG_VERSION"),
             "checkpoint": args.checkpoint,
+            "integrity": integrity_name(info.integrity),
             "variant": info.variant,
             "steps": info.steps,
             "threads": threads,
@@ -127,20 +134,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "gemm": exec.gemm.name(),
             "isa": bnconv_kernels::simd::active_isa().name(),
             "eval_batch": eval_batch,
-            "validation": validation,
-            "test": test,
-            "single_sample_accuracy": single,
+            "validation": report::json_value(&validation)?,
+            "test": report::json_value(&test)?,
+            "single_sample_accuracy": report::json_value(&single)?,
             "eval_images_per_second": eval_images_per_second,
             "split": args.split,
-            "confusion": confusion,
-            "most_confused": most_confused,
+            "confusion": report::json_value(&confusion)?,
+            "most_confused": report::json_value(&most_confused)?,
+            "peak_rss_bytes": crate::memory::peak_rss_bytes(),
         });
-        bnconv_nn::atomic_write::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, &doc)?;
-            w.write_all(b"\n")
-        })
-        .with_context(|| format!("could not write {}", path.display()))?;
-        outln!("wrote {}", path.display());
+        report::write_json_value(path, &doc)?;
+        outln!("wrote {}", outpath::shown(path));
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ pub fn run(cli: Cli) -> Result<()> {
             save: t.save,
             per_variant: false,
             resume: t.resume,
+            no_verify: t.no_verify,
+            save_every: t.save_every,
         }),
         Some(Command::Compare(c)) => train::run(Runs {
             opts: c.common,
@@ -32,6 +34,8 @@ pub fn run(cli: Cli) -> Result<()> {
             save: c.save,
             per_variant: true,
             resume: None,
+            no_verify: false,
+            save_every: None,
         }),
         Some(Command::Eval(e)) => eval::run(&e),
         Some(Command::Profile(p)) => profile::run(p),
@@ -43,6 +47,8 @@ pub fn run(cli: Cli) -> Result<()> {
             save: cli.compare.save,
             per_variant: true,
             resume: None,
+            no_verify: false,
+            save_every: None,
         }),
     }
 }

@@ -39,10 +39,6 @@ fn default_threads(cores: usize) -> Vec<usize> {
     v
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Step times of one path in one configuration.
 #[derive(Default)]
 struct PathTimes {
@@ -256,12 +252,15 @@ the median step time; mean_ms_per_step and mean_share are means, which add up ex
 pub fn run(args: ProfileArgs) -> Result<()> {
     if let Some(json) = &args.json {
         outpath::check_output("--json", json)?;
+        if outpath::is_stdout(json) {
+            crate::stdout::report_to_stderr();
+        }
     }
     let plot_format = match &args.plot {
         Some(p) => Some(outpath::check_plot_path("--plot", p)?),
         None => None,
     };
-    let cores = cores();
+    let cores = crate::cli::cores();
     let mut threads: Vec<usize> = if args.threads.is_empty() {
         default_threads(cores)
     } else {
@@ -307,7 +306,10 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         ..Exec::default()
     };
     cfg.batches = steps + warmup;
-    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let data_dir = match &args.data {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
     cfg.validate(data.train.len())?;
@@ -482,7 +484,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     }
     if let Some(path) = &args.json {
         report::write_json_value(path, &doc)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     if let (Some(path), Some(format)) = (&args.plot, plot_format) {
         plot::profile_bars(path, format, &doc)?;

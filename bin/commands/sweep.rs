@@ -34,7 +34,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         jobs,
         threads_per_job,
     };
-    let data_dir = args.run.data_dir();
+    let data_dir = args.run.data_dir()?;
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
     cfg.validate(data.train.len())?;

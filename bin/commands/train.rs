@@ -4,6 +4,8 @@
 
 use crate::checkpoints;
 use crate::cli::CommonArgs;
+use crate::interrupt;
+use crate::outpath;
 use crate::plot;
 use crate::progress;
 use crate::report;
@@ -23,6 +25,10 @@ pub struct Runs {
     pub per_variant: bool,
     /// `--resume` (train only).
     pub resume: Option<PathBuf>,
+    /// `--no-verify` (with `--resume`).
+    pub no_verify: bool,
+    /// `--save-every` (train only).
+    pub save_every: Option<u64>,
 }
 
 /// Trains each variant of `runs` in turn and reports.
@@ -33,16 +39,39 @@ pub fn run(runs: Runs) -> Result<()> {
         save,
         per_variant,
         resume,
+        no_verify,
+        save_every,
     } = runs;
-    let plan = opts.plan()?;
+    let mut plan = opts.plan()?;
+    let save_every = save_every
+        .map(|n| crate::cli::to_usize(n, "--save-every"))
+        .transpose()?;
+    outpath::check_one_stdout(&[
+        ("--json", plan.json.as_deref()),
+        ("--plot", plan.plot.as_ref().map(|(p, _)| p.as_path())),
+    ])?;
+    if plan.json.as_deref().is_some_and(outpath::is_stdout) {
+        crate::stdout::report_to_stderr();
+    }
     let mut resume = match &resume {
-        Some(path) => Some(checkpoints::load_resume(path, &plan)?),
+        Some(path) => Some(checkpoints::load_resume(path, &plan, no_verify)?),
         None => None,
     };
     if let Some((_, cfg)) = &resume {
         variants = vec![cfg.variant];
+        // What the resumed run uses (the GEMM it trained with unless --gemm was given).
+        plan.exec = cfg.exec;
     }
     let saves = checkpoints::save_paths(save.as_deref(), per_variant, &variants)?;
+    let resume_options = if plan.data_given {
+        format!(
+            " --data {}",
+            interrupt::shell_quote(&plan.data_dir.display().to_string())
+        )
+    } else {
+        String::new()
+    };
+    interrupt::install().context("could not install the Ctrl-C/SIGTERM handlers")?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.threads)
         .build()
@@ -91,7 +120,11 @@ pub fn run(runs: Runs) -> Result<()> {
                     &cfg,
                     &data,
                     resumed.map(|(trainer, _)| trainer),
-                    save.as_deref(),
+                    checkpoints::Saving {
+                        path: save.as_deref(),
+                        every: save_every,
+                        resume_options: &resume_options,
+                    },
                     &mut |line| progress.log(line),
                     &mut |p| progress.step(p),
                 )
@@ -99,6 +132,10 @@ pub fn run(runs: Runs) -> Result<()> {
             .with_context(|| format!("variant {variant}"));
         progress.finish();
         let report = report?;
+        if plan.quiet {
+            // The only lines of this variant: say whose they are.
+            outln!("== {variant} ==");
+        }
         report::print_final(&report);
         if let Some(path) = &save {
             outln!(
@@ -112,11 +149,11 @@ pub fn run(runs: Runs) -> Result<()> {
     report::print_summary(&reports);
     if let Some(path) = &plan.json {
         report::write_json(path, &reports)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     if let Some((path, format)) = &plan.plot {
         plot::curves(path, *format, &reports)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `eval --plot`: the confusion matrix as a heat map, each cell shaded by its share of the true
 //! class's images and labelled with its count.
 
-use super::{register_fonts, temp_path, DrawResult, FONT};
+use super::{register_fonts, DrawResult, FONT};
 use crate::outpath::ImageFormat;
 use anyhow::{anyhow, Context, Result};
 use bnconv_nn::confusion::ConfusionMatrix;

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use bnconv_nn::train::RunReport;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 const FONT: &str = "sans-serif";
@@ -39,36 +39,41 @@ const UNFUSED: RGBColor = RGBColor(255, 127, 14);
 
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp.{ext}"))
+/// A temporary file for plotters to draw into (in the system temp directory, removed when
+/// dropped), with the extension plotters picks the encoding by.
+pub(crate) fn temp_image(format: ImageFormat) -> std::io::Result<tempfile::NamedTempFile> {
+    let suffix = match format {
+        ImageFormat::Png => ".png",
+        ImageFormat::Svg => ".svg",
+    };
+    tempfile::Builder::new()
+        .prefix("bnconv-plot-")
+        .suffix(suffix)
+        .tempfile()
 }
 
 macro_rules! with_backend {
     ($path:expr, $format:expr, $size:expr, |$root:ident| $body:expr) => {{
         register_fonts();
-        let tmp = temp_path($path);
+        let tmp = $crate::plot::temp_image($format)
+            .with_context(|| format!("could not draw {}", $path.display()))?;
         let result: DrawResult<()> = match $format {
             ImageFormat::Png => {
-                let $root = BitMapBackend::new(&tmp, $size).into_drawing_area();
+                let $root = BitMapBackend::new(tmp.path(), $size).into_drawing_area();
                 $body.and_then(|()| $root.present().map_err(|e| e.to_string().into()))
             }
             ImageFormat::Svg => {
-                let $root = SVGBackend::new(&tmp, $size).into_drawing_area();
+                let $root = SVGBackend::new(tmp.path(), $size).into_drawing_area();
                 $body.and_then(|()| $root.present().map_err(|e| e.to_string().into()))
             }
         };
+        // Drawn aside, then written like every output (atomically; links followed; FIFOs and
+        // devices in place).
         result
             .map_err(|e| anyhow!("{e}"))
-            .and_then(|()| std::fs::rename(&tmp, $path).map_err(Into::into))
+            .and_then(|()| std::fs::read(tmp.path()).map_err(Into::into))
             .with_context(|| format!("could not draw {}", $path.display()))
+            .and_then(|bytes| $crate::outpath::write_output($path, |w| w.write_all(&bytes)))
     }};
 }
 

@@ -1,7 +1,7 @@
 //! `sweep --plot`: every run's validation accuracy against the batch number, and each variant's
 //! final test accuracies side by side with their mean.
 
-use super::{category_labels, register_fonts, temp_path, DrawResult, FONT, PALETTE};
+use super::{category_labels, register_fonts, DrawResult, FONT, PALETTE};
 use crate::outpath::ImageFormat;
 use anyhow::{anyhow, Context, Result};
 use bnconv_nn::sweep::SweepRun;

@@ -81,6 +81,18 @@ pub enum TrainError {
         loss: f32,
         at: NonFinite,
     },
+    /// The caller's step hook asked to stop ([`AfterStep::Stop`]) after `steps` steps in total;
+    /// the trainer is intact and can be saved and resumed.
+    #[error("training stopped after step {steps} of {batches}")]
+    Stopped { steps: usize, batches: usize },
+}
+
+/// What [`continue_protocol_with_hook`] does after a step, as its hook decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStep {
+    Continue,
+    /// End the run now, without the final evaluations: [`TrainError::Stopped`].
+    Stop,
 }
 
 /// One printed line of the seed's log.
@@ -345,6 +357,22 @@ pub fn continue_protocol_with_progress(
     on_log: &mut dyn FnMut(&LogLine),
     on_step: &mut dyn FnMut(&StepProgress),
 ) -> Result<RunReport, TrainError> {
+    continue_protocol_with_hook(cfg, data, trainer, on_log, &mut |progress, _| {
+        on_step(progress);
+        AfterStep::Continue
+    })
+}
+
+/// [`continue_protocol`], also calling `after_step` after every training step (and its log
+/// line), outside its timing, with the trainer: it may save it (periodic checkpoints: a saved
+/// trainer resumes to the same bits) and may stop the run at that step boundary.
+pub fn continue_protocol_with_hook(
+    cfg: &TrainConfig,
+    data: &Mnist,
+    trainer: &mut Trainer,
+    on_log: &mut dyn FnMut(&LogLine),
+    after_step: &mut dyn FnMut(&StepProgress, &mut Trainer) -> AfterStep,
+) -> Result<RunReport, TrainError> {
     cfg.validate(data.train.len())?;
     check_resumable(cfg, trainer, data.train.len())?;
     let wall = Instant::now();
@@ -383,12 +411,18 @@ pub fn continue_protocol_with_progress(
             on_log(&line);
             log.push(line);
         }
-        on_step(&StepProgress {
+        let progress = StepProgress {
             step: batch_i + 1,
             batches: cfg.batches,
             batch_size: cfg.batch_size,
             train_seconds: train_time.as_secs_f64(),
-        });
+        };
+        if after_step(&progress, trainer) == AfterStep::Stop && batch_i + 1 < cfg.batches {
+            return Err(TrainError::Stopped {
+                steps: batch_i + 1,
+                batches: cfg.batches,
+            });
+        }
     }
     let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
