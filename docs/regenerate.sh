@@ -181,6 +181,7 @@ mask() {
                 -e 's#(img/s|GFLOP/s per thread|GFLOP/s per core): [0-9.]+#\1: <t>#g' \
                 -e 's#[0-9]+(\.[0-9]+)? ?(img/s|images/s|ms|s|GFLOP/s|%)([^A-Za-z/]|$)#<t> \2\3#g' \
                 -e 's#over [0-9.]+ GFLOP/s#over <t> GFLOP/s#g' \
+                -e 's#(peak memory \(resident set\)): [0-9.]+ MiB#\1: <t> MiB#g' \
                 "$1" |
                 awk '$1 ~ /^(plain|bn|bn-lowlevel)$/ && NF >= 11 { for (i = 5; i < NF; i++) $i = "<t>" } { print }'
             ;;
