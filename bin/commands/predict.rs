@@ -131,7 +131,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             "invert": args.invert,
             "fit": args.fit.name(),
             "probability": "sigmoid of the class's logit (the network is trained with sigmoid cross-entropy per class)",
-            "predictions": classified,
+            "predictions": crate::report::json_value(&classified)?,
             "errors": failed,
         });
         write_json_value(path, &doc)?;

@@ -96,7 +96,11 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                     "job": r.job,
                 });
                 match &r.outcome {
-                    Ok(report) => entry["report"] = serde_json::to_value(report)?,
+                    // Through the text, so f32 figures stay their shortest decimals
+                    // (report::json_value).
+                    Ok(report) => {
+                        entry["report"] = serde_json::from_str(&serde_json::to_string(report)?)?
+                    }
                     Err(e) => entry["error"] = e.to_string().into(),
                 }
                 Ok(entry)
@@ -112,15 +116,15 @@ pub fn run(args: &SweepArgs) -> Result<()> {
                 "cores": cores,
                 "batches": cfg.base.batches,
                 "batch_size": cfg.base.batch_size,
-                "adam": cfg.base.adam,
+                "adam": crate::report::json_value(&cfg.base.adam)?,
                 "bn_path": cfg.base.exec.bn_path,
                 "gemm": cfg.base.exec.gemm.name(),
                 "isa": bnconv_kernels::simd::active_isa().name(),
-                "near_chance": NEAR_CHANCE,
+                "near_chance": crate::report::json_value(&NEAR_CHANCE)?,
             },
             "wall_seconds": sweep.wall_seconds,
             "run_wall_seconds_sum": run_seconds,
-            "summary": summaries,
+            "summary": crate::report::json_value(&summaries)?,
             "runs": runs,
         });
         write_json_value(path, &doc)?;
