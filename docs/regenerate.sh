@@ -168,7 +168,7 @@ markdown_files() {
     done
 }
 
-# Timing figures vary from run to run: masked before outputs are compared. Everything else
+# Timing and memory figures vary from run to run: masked before outputs are compared. Everything else
 # (log lines, accuracies, losses, digests, messages, the agreement check) must match exactly.
 mask() {
     case "$1" in
@@ -179,7 +179,7 @@ mask() {
             sed -E \
                 -e 's/SIMD [a-z0-9]+/SIMD <isa>/g' \
                 -e 's#(img/s|GFLOP/s per thread|GFLOP/s per core): [0-9.]+#\1: <t>#g' \
-                -e 's#[0-9]+(\.[0-9]+)? ?(img/s|images/s|ms|s|GFLOP/s|%)([^A-Za-z/]|$)#<t> \2\3#g' \
+                -e 's#[0-9]+(\.[0-9]+)? ?(img/s|images/s|ms|s|GFLOP/s|%|KiB|MiB|GiB)([^A-Za-z/]|$)#<t> \2\3#g' \
                 -e 's#over [0-9.]+ GFLOP/s#over <t> GFLOP/s#g' \
                 -e 's#(peak memory \(resident set\)): [0-9.]+ MiB#\1: <t> MiB#g' \
                 "$1" |
