@@ -26,8 +26,8 @@ use clap::Parser;
 use cli::Cli;
 
 /// Environment variable naming the SIMD code path: `avx512`, `avx2` or `portable` (default: the
-/// best this CPU runs). All paths give bitwise the same results; this is for speed comparisons
-/// (on AMD Zen 4, AVX-512 is no faster than AVX2) and for working around a faulty path.
+/// best this CPU runs), for comparing the paths (docs/design.md says which give the same bits)
+/// and for working around a faulty one.
 const ISA_VAR: &str = "BNCONV_ISA";
 
 /// Applies [`ISA_VAR`] when it is set.

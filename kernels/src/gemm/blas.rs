@@ -1,8 +1,8 @@
 //! Optional sgemm backend on the system OpenBLAS (cargo feature `blas`).
 //!
-//! The default backend is `matrixmultiply`, which needs nothing outside crates.io; this module
-//! lets the same row-major GEMM run on the machine's OpenBLAS instead, to compare the two and to
-//! use OpenBLAS where it is faster.
+//! The default backend is bnconv's own GEMM ([`crate::gemm::matmul`]), and `matrixmultiply` the
+//! library alternative that needs nothing outside crates.io; this module lets the same
+//! row-major GEMM run on the machine's OpenBLAS instead, to compare with it.
 //!
 //! Linking: `cblas-sys` only declares the CBLAS functions. The library itself comes from
 //! `blas-src` (feature `openblas`) -> `openblas-src` (features `system`, `cblas`), whose build

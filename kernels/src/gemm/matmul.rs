@@ -82,8 +82,8 @@ pub fn pack_panels(depth: usize, n: usize, value: impl Fn(usize, usize) -> f32, 
     }
 }
 
-/// [`pack_panels`] for the common case of a strided gather, several times faster (no closure
-/// call per element; offsets are computed once per row and per column):
+/// [`pack_panels`] for the common case of a strided gather, without a closure call per element
+/// (offsets are computed once per row and per column):
 /// `B(p, j) = src[row_offset(p) + col_offset(j)]`, times `scale[j]` when given. Rows of `W`,
 /// `W^T` and the convolution's live-tap and flipped-kernel views are all of this form.
 ///

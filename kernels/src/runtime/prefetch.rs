@@ -4,7 +4,7 @@
 //! it was written: by then it has left L2, and the product's strided reads (a few floats of each
 //! long row at a time) bring it back one missed line after another, faster than the hardware
 //! prefetchers follow. Asking for the next block of rows while computing this one overlaps the
-//! memory traffic with the arithmetic (on conv11's weight-gradient shape it halved the time).
+//! memory traffic with the arithmetic (figures in docs/performance/kernel-notes.md).
 //! The implicit path's bordered images are a few KiB each; prefetching the next image there did
 //! not help, so it does not.
 //!

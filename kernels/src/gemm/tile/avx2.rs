@@ -14,8 +14,8 @@ unsafe fn lane_mask(n: usize) -> __m256i {
 
 /// The 4 x 3 tile's reduction loop (`acc[i][j] += A(i, p) * B(p, 8j..8j+8)` for `p <
 /// depth`), in assembly: its 12 accumulators, 3 B vectors and a broadcast fill the 16 `ymm`
-/// registers exactly, and the compiler's version of this loop spilled and shuffled them
-/// (3x slower than the 3 x 3 tile). Same FMAs in the same order as the generic loop, so the
+/// registers exactly, and the compiler's version of this loop spilled and shuffled them (the
+/// cost is in docs/performance/kernel-notes.md). Same FMAs in the same order as the generic loop, so the
 /// results are bitwise the same.
 ///
 /// # Safety
