@@ -6,7 +6,7 @@ use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::col2im_image;
 use crate::conv::implicit::{forward_image, pad_image, Implicit, Placement};
-use crate::conv::plan::{chunking, scratch_tasks, weight_row, DataGradPath, TASK_FLOPS};
+use crate::conv::plan::{chunking, images_per_task, weight_row, DataGradPath, TASK_FLOPS};
 use crate::conv::small_image;
 use crate::conv::subpixel::{self, SubPixel};
 use crate::conv::workspace::ConvWorkspace;
@@ -64,28 +64,29 @@ fn flipped_kernel(
         None,
         &mut ws.weights,
     );
-    // One bordered image per task, reused for each of its images: written, then read at once
-    // by the product, it stays in L1 (a whole batch of them was fetched from memory just to be
-    // overwritten). Images are independent here, so the split, which depends on the thread
-    // count, changes no result.
-    let (tasks, task_images) = scratch_tasks(g.batch);
-    ws.padded_dy.resize(tasks * dim.padded_len(), 0.0);
-    let weights = &ws.weights;
-    dy.par_chunks(task_images * image_out)
-        .zip(ws.padded_dy.par_chunks_mut(dim.padded_len()))
-        .zip(dx.par_chunks_mut(task_images * g.in_pixels() * cin))
-        .for_each_task(Phase::ConvGemmBackwardData, |((dy_c, padded), dx_c)| {
-            for (dy_img, dx_img) in dy_c
-                .chunks_exact(image_out)
-                .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
-            {
-                // Zero-bordering `dy` is the implicit path's counterpart of col2im.
-                let p = profile::thread_scope(Phase::Col2im);
-                pad_image(dy_img, &Placement::output_bordered(g), padded);
-                drop(p);
-                let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
-                forward_image(isa, dim, padded, weights, cin, dx_img, Epilogue::NONE);
-            }
+    // Tasks of whole images cut by work (images are independent here: no partial sums); each
+    // borders its images into its worker's scratch image, which, written and then read at once
+    // by the product, stays in L1 (a whole batch of them was fetched from memory just to be
+    // overwritten).
+    let images = images_per_task(g.out_pixels(), (g.gemm_flops() / g.batch as u64) as usize);
+    ws.scratch.prepare(dim.padded_len());
+    let (weights, scratch) = (&ws.weights, &ws.scratch);
+    dy.par_chunks(images * image_out)
+        .zip(dx.par_chunks_mut(images * g.in_pixels() * cin))
+        .for_each_task(Phase::ConvGemmBackwardData, |(dy_c, dx_c)| {
+            scratch.with(|padded| {
+                for (dy_img, dx_img) in dy_c
+                    .chunks_exact(image_out)
+                    .zip(dx_c.chunks_exact_mut(g.in_pixels() * cin))
+                {
+                    // Zero-bordering `dy` is the implicit path's counterpart of col2im.
+                    let p = profile::thread_scope(Phase::Col2im);
+                    pad_image(dy_img, &Placement::output_bordered(g), padded);
+                    drop(p);
+                    let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
+                    forward_image(isa, dim, padded, weights, cin, dx_img, Epilogue::NONE);
+                }
+            })
         });
 }
 

@@ -4,7 +4,7 @@ use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::im2col::im2col_image;
 use crate::conv::implicit::{forward_image, pad_image, pad_image_with, Implicit, Placement};
-use crate::conv::plan::{chunking, scratch_tasks, weight_row, ForwardPath};
+use crate::conv::plan::{chunking, images_per_task, weight_row, ForwardPath};
 use crate::conv::small_image;
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::{Epilogue, Prologue, Start};
@@ -23,8 +23,8 @@ pub enum Keep {
     /// Training: the columns (or bordered input images) the gradients read.
     #[default]
     ForBackward,
-    /// Evaluation: nothing, so the implicit path borders each image into a small per-task
-    /// scratch instead of a batch-sized buffer (and `conv_backward` then refuses to run).
+    /// Evaluation: nothing, so the implicit path borders each image into its worker's scratch
+    /// image instead of a batch-sized buffer (and `conv_backward` then refuses to run).
     Nothing,
 }
 
@@ -192,30 +192,32 @@ pub fn conv_forward(
             let _p = profile::thread_scope(Phase::ConvGemmForward);
             forward_image(isa, &im, padded, weights, cout, y_img, on_tiles);
         };
+        // Images are independent: tasks of whole images, cut by work (no partial sums here).
+        let images = images_per_task(g.out_pixels(), (g.gemm_flops() / g.batch as u64) as usize);
         if keep == Keep::Nothing {
-            // Evaluation keeps no bordered images: one scratch image per task, reused (a batch
-            // of 500 of them was up to 7 MB, written to memory and never read again). Images
-            // are independent, so the split changes no result.
-            let (tasks, task_images) = scratch_tasks(g.batch);
-            ws.padded.resize(tasks * im.padded_len(), 0.0);
-            x.par_chunks(task_images * in_image)
-                .zip(ws.padded.par_chunks_mut(im.padded_len()))
-                .zip(y.par_chunks_mut(task_images * out_image))
-                .for_each_task(Phase::ConvGemmForward, |((x_c, padded), y_c)| {
-                    for (img, y_img) in x_c
-                        .chunks_exact(in_image)
-                        .zip(y_c.chunks_exact_mut(out_image))
-                    {
-                        image(img, padded, y_img);
-                    }
+            // Evaluation keeps no bordered images: each task borders its images into its
+            // worker's scratch image (a batch of 500 of them was up to 7 MB, written to memory
+            // and never read again).
+            ws.scratch.prepare(im.padded_len());
+            let scratch = &ws.scratch;
+            x.par_chunks(images * in_image)
+                .zip(y.par_chunks_mut(images * out_image))
+                .for_each_task(Phase::ConvGemmForward, |(x_c, y_c)| {
+                    scratch.with(|padded| {
+                        for (img, y_img) in x_c
+                            .chunks_exact(in_image)
+                            .zip(y_c.chunks_exact_mut(out_image))
+                        {
+                            image(img, padded, y_img);
+                        }
+                    })
                 });
             return;
         }
-        let per_chunk = ch.input / in_image * im.padded_len();
         ws.padded.resize(g.batch * im.padded_len(), 0.0);
-        x.par_chunks(ch.input.max(1))
-            .zip(ws.padded.par_chunks_mut(per_chunk.max(1)))
-            .zip(y.par_chunks_mut(ch.output.max(1)))
+        x.par_chunks(images * in_image)
+            .zip(ws.padded.par_chunks_mut(images * im.padded_len()))
+            .zip(y.par_chunks_mut(images * out_image))
             .for_each_task(Phase::ConvGemmForward, |((x_c, padded_c), y_c)| {
                 for ((img, padded), y_img) in x_c
                     .chunks_exact(in_image)

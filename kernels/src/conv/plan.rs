@@ -70,17 +70,13 @@ pub(super) fn rows_per_task(row_flops: usize) -> usize {
     (TASK_FLOPS / row_flops.max(1)).div_ceil(24).max(1) * 24
 }
 
-/// Tasks per thread where images are independent and a task reuses one scratch image: enough to
-/// even out uneven threads, few enough that the scratch images stay small.
-pub(super) const TASKS_PER_THREAD: usize = 8;
-
-/// Tasks, and images per task, for a pass over `batch` independent images where each task
-/// reuses one scratch image ([`TASKS_PER_THREAD`] per thread of the current pool).
-pub(super) fn scratch_tasks(batch: usize) -> (usize, usize) {
-    let tasks = batch
-        .min(TASKS_PER_THREAD * rayon::current_num_threads())
-        .max(1);
-    (tasks, batch.div_ceil(tasks).max(1))
+/// Whole images per task for a pass over independent images (no partial sums) of `image_flops`
+/// GEMM work each, on a layer with `out_pixels` output pixels per image: enough images for a
+/// [`TASK_FLOPS`] task, but never more than the layer's chunk ([`images_per_chunk`]), so that
+/// a layer splits into at least as many tasks as it has chunks. Shape alone decides it, never
+/// the thread count: a 64-core pool gets every task a 1-core pool does.
+pub(super) fn images_per_task(out_pixels: usize, image_flops: usize) -> usize {
+    (TASK_FLOPS / image_flops.max(1)).clamp(1, images_per_chunk(out_pixels))
 }
 
 /// Rows of `cols` (and of `dy`) per weight-gradient task on bnconv's GEMM: each task reduces

@@ -3,6 +3,7 @@
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::ConvPlan;
 use crate::gemm::GemmBackend;
+use crate::runtime::scratch::WorkerScratch;
 
 /// A convolution layer's plan and the buffers it reuses every step (sized on first use, never
 /// shrunk).
@@ -23,8 +24,11 @@ pub struct ConvWorkspace {
     pub(super) sums: Vec<f64>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     pub(super) padded: Vec<f32>,
-    /// The zero-bordered output gradient images of the implicit data gradient.
+    /// The zero-bordered output gradient images of the sub-pixel data gradient.
     pub(super) padded_dy: Vec<f32>,
+    /// A bordered image per worker: the flipped-kernel data gradient's, and the evaluation
+    /// forward pass's on the implicit path.
+    pub(super) scratch: WorkerScratch,
     /// Whether the last forward pass kept what [`conv_backward`](super::conv_backward) reads
     /// ([`Keep::ForBackward`](super::Keep::ForBackward)).
     pub(super) saved_for_backward: bool,

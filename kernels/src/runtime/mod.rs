@@ -1,7 +1,8 @@
 //! What the kernels need from the machine around them: how work is cut into chunks
 //! ([`partition`]), cache warming ([`prefetch`]), keeping the pool's workers awake between a
 //! step's parallel loops ([`keep_awake`]), the FMA peak probe ([`peak`]), the phase profiler
-//! ([`profile`]), the task log of parallel loops ([`task_log`]) and the scaling model built on it
+//! ([`profile`]), the task log of parallel loops ([`task_log`]),
+//! per-worker scratch buffers ([`scratch`]) and the scaling model built on it
 //! ([`scaling`]).
 
 pub mod keep_awake;
@@ -10,4 +11,5 @@ pub mod peak;
 pub(crate) mod prefetch;
 pub mod profile;
 pub mod scaling;
+pub mod scratch;
 pub mod task_log;
