@@ -119,33 +119,31 @@ pub(crate) fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::pseudo as fill;
 
-    /// Deterministic values in [-1, 1) without a RNG dependency.
-    fn fill(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
-    /// Runs both implementations on one case with padded strides (`pad` extra per row) and
-    /// compares the whole C buffer, so writes into the padding would be caught too.
-    #[allow(clippy::too_many_arguments)]
-    fn check(
+    /// One product's shape: `op(A)` is m x k, `op(B)` k x n; each stored row has `pad` (A), `2 *
+    /// pad` (B) or `3 * pad` (C) floats of padding.
+    #[derive(Clone, Copy)]
+    struct Case {
         trans_a: bool,
         trans_b: bool,
         m: usize,
         n: usize,
         k: usize,
-        alpha: f32,
-        beta: f32,
         pad: usize,
-    ) {
+    }
+
+    /// Runs both implementations on one case with padded strides and compares the whole C
+    /// buffer, so writes into the padding would be caught too.
+    fn check(case: Case, alpha: f32, beta: f32) {
+        let Case {
+            trans_a,
+            trans_b,
+            m,
+            n,
+            k,
+            pad,
+        } = case;
         let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
         let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
         let (lda, ldb, ldc) = (a_cols + pad, b_cols + 2 * pad, n + 3 * pad);
@@ -181,8 +179,16 @@ mod tests {
             for trans_a in [false, true] {
                 for trans_b in [false, true] {
                     for pad in [0, 3] {
-                        check(trans_a, trans_b, m, n, k, 1.0, 0.0, pad);
-                        check(trans_a, trans_b, m, n, k, -0.5, 1.5, pad);
+                        let case = Case {
+                            trans_a,
+                            trans_b,
+                            m,
+                            n,
+                            k,
+                            pad,
+                        };
+                        check(case, 1.0, 0.0);
+                        check(case, -0.5, 1.5);
                     }
                 }
             }
