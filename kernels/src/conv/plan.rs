@@ -82,11 +82,11 @@ pub(super) fn images_per_task(out_pixels: usize, image_flops: usize) -> usize {
 /// Rows of `cols` (and of `dy`) per weight-gradient task on bnconv's GEMM: each task reduces
 /// its rows over every column into a partial sum of its own. The rows were written by the
 /// forward pass long before and are read cold; a task first streams its rows in order
-/// ([`crate::runtime::prefetch::warm_l2`]), which memory serves quickly, so that its product finds them in L2 instead of
-/// missing line after line on strided reads. 128 rows of conv11 (360 columns) take 184 KB, well
-/// inside a 512 KiB L2 with their `dy` rows and partial sum. The blocks depend only on the
-/// layer, so results are bitwise the same on any number of threads. (It replaced tasks of 96+
-/// columns of whole-image chunks, which read every row strided.)
+/// ([`crate::runtime::prefetch::warm_l2`]), which memory serves quickly, so that its product
+/// finds them in L2 instead of missing line after line on strided reads. 128 rows of conv11
+/// (360 columns) take 184 KB, well inside a 512 KiB L2 with their `dy` rows and partial sum.
+/// The blocks depend only on the layer, so results are bitwise the same on any number of
+/// threads (figures in docs/performance/kernel-notes.md).
 pub(super) const WEIGHT_GRAD_TASK_ROWS: usize = 128;
 
 /// Whether a column-path weight gradient is computed transposed, `dW^T = dy^T @ cols` (tile
