@@ -3,8 +3,9 @@
 # from the current build, so that none of them can drift from what the program really prints.
 #
 #   docs/regenerate.sh          build, rerun every example, rewrite docs/examples/*.txt,
-#                               docs/curves.png, docs/profile.png and the generated blocks of the
-#                               markdown files; then print the figures the README's table needs
+#                               docs/{curves,profile,confusion,sweep}.png and the generated blocks
+#                               of the markdown files; then print the figures the README's table
+#                               needs
 #   docs/regenerate.sh --check  rerun every example in a scratch directory and compare it with
 #                               what is committed, timing figures masked; exit 1 on any drift
 #
@@ -14,9 +15,10 @@
 #   <!-- generated from docs/examples/NAME.txt by docs/regenerate.sh: do not edit -->
 #   <!-- end generated -->
 #
-# Every command runs with --threads 2, so outputs do not depend on the core count (results are
-# bitwise the same for any thread count; only the timing figures change). It takes a few minutes:
-# two 800-batch runs, a profile and the checkpoint walkthrough. Needs bash, cargo, awk, sed, grep,
+# Every command runs with --threads 2 (the sweep: two one-thread jobs), so outputs do not depend on
+# the core count (results are bitwise the same for any thread count; only the timing figures
+# change). It takes several minutes: three 800-batch runs, a profile, the checkpoint walkthrough
+# and a sweep of 16 800-batch runs. Needs bash, cargo, awk, sed, grep,
 # diff and python3 (for reading the JSON reports).
 set -euo pipefail
 
@@ -135,8 +137,50 @@ echo "regenerate: error messages" >&2
     show_failing bnconv train --variant bn --batches 20 --lr 1e30 --threads 2 --quiet
 } > "$out/errors.txt"
 
+# 5. Per-image predictions and image files (docs/predictions.md, docs/confusion.png).
+echo "regenerate: predictions, the confusion matrix and predict" >&2
+bnconv train --variant bn --threads 2 --quiet --save bn.safetensors > /dev/null
+{
+    show bnconv eval --checkpoint bn.safetensors --threads 2 --predictions test.csv \
+        --plot docs/confusion.png
+    echo
+    show head -3 test.csv
+    echo
+    recount='NR > 1 { n++; if ($2 == $3) ok++ } END { printf "%d of %d: %.5f\n", ok, n, ok / n }'
+    printf "\$ awk -F, '%s' test.csv\n" "$recount"
+    awk -F, "$recount" test.csv
+} > "$out/eval-predictions.txt"
+# Image files from test images: four as they are (28x28), one 4x larger and off-centre on a
+# bigger canvas (fitted as MNIST was), one dark on light (needs --invert).
+python3 - "$root/data/mnist/t10k-images-idx3-ubyte.gz" <<'PY'
+import gzip, sys
+data = gzip.open(sys.argv[1]).read()[16:]
+image = lambda i: data[i * 784:(i + 1) * 784]
+def pgm(name, width, height, pixels):
+    open(name, "wb").write(b"P5\n%d %d\n255\n" % (width, height) + bytes(pixels))
+for i in range(4):
+    pgm(f"digit{i}.pgm", 28, 28, image(i))
+big = bytearray(160 * 120)
+for y in range(112):
+    for x in range(112):
+        big[(y + 4) * 160 + x + 40] = image(4)[(y // 4) * 28 + x // 4]
+pgm("big4.pgm", 160, 120, big)
+pgm("ink7.pgm", 28, 28, [255 - p for p in image(7)])
+PY
+{
+    show_failing bnconv predict --checkpoint bn.safetensors --threads 2 \
+        digit0.pgm digit1.pgm digit2.pgm digit3.pgm big4.pgm missing.png
+    echo
+    show bnconv predict --checkpoint bn.safetensors --threads 2 --invert ink7.pgm
+} > "$out/predict.txt"
+
+# 6. A seed sweep, 2 variants x 8 seeds as two one-thread jobs at a time (docs/sweeps.md).
+echo "regenerate: the seed sweep (16 runs)" >&2
+show bnconv sweep --variants plain,bn --seeds 1-8 --jobs 2 --threads-per-job 1 --quiet \
+    --plot docs/sweep.png --json sweep.json > "$out/sweep.txt"
+
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >> "$out/machine.txt"
-mv docs/curves.png docs/profile.png "$scratch/"
+mv docs/curves.png docs/profile.png docs/confusion.png docs/sweep.png "$scratch/"
 
 # Rewrites every generated block of markdown file $1 with the files in directory $2.
 splice() {
@@ -182,6 +226,8 @@ mask() {
                 -e 's#[0-9]+(\.[0-9]+)? ?(img/s|images/s|ms|s|GFLOP/s|%|KiB|MiB|GiB)([^A-Za-z/]|$)#<t> \2\3#g' \
                 -e 's#over [0-9.]+ GFLOP/s#over <t> GFLOP/s#g' \
                 -e 's#(peak memory \(resident set\)): [0-9.]+ MiB#\1: <t> MiB#g' \
+                -e 's#[0-9.]+ runs at once#<t> runs at once#g' \
+                -e 's#on [0-9]+ core\(s\)#on <n> core(s)#g' \
                 "$1" |
                 awk '$1 ~ /^(plain|bn|bn-lowlevel)$/ && NF >= 11 { for (i = 5; i < NF; i++) $i = "<t>" } { print }'
             ;;
@@ -192,12 +238,12 @@ if [[ "$mode" == write ]]; then
     mkdir -p "$root/docs/examples"
     rm -f "$root"/docs/examples/*.txt
     cp "$out"/*.txt "$root/docs/examples/"
-    cp "$scratch/curves.png" "$scratch/profile.png" "$root/docs/"
+    cp "$scratch"/{curves,profile,confusion,sweep}.png "$root/docs/"
     for f in $(markdown_files); do
         splice "$root/$f" "$root/docs/examples" > "$scratch/spliced.md"
         cat "$scratch/spliced.md" > "$root/$f"
     done
-    echo "regenerate: wrote docs/examples/*.txt, docs/curves.png, docs/profile.png and the generated blocks" >&2
+    echo "regenerate: wrote docs/examples/*.txt, docs/{curves,profile,confusion,sweep}.png and the generated blocks" >&2
     c="$work/compare.json"
     for v in 0 1; do
         json_field "$c" "'{:<6} train img/s {:.0f}, ms/step {:.2f}, wall s {:.2f}, eval img/s {:.0f}, val {:.4f}, test {:.4f} ({} threads)'.format(d['runs'][$v]['variant'], d['runs'][$v]['timing']['train_images_per_second'], d['runs'][$v]['timing']['ms_per_step'], d['runs'][$v]['timing']['wall_seconds'], d['runs'][$v]['timing']['eval_images_per_second'], d['runs'][$v]['final_validation']['accuracy'], d['runs'][$v]['test']['accuracy'], d['runs'][$v]['timing']['threads'])"
@@ -229,13 +275,15 @@ for f in $(markdown_files); do
         drift=1
     fi
 done
-if ! cmp -s "$root/docs/curves.png" "$scratch/curves.png"; then
-    echo "drift: docs/curves.png differs from the current build's (its curves come from deterministic runs)"
-    drift=1
-fi
+for image in curves confusion sweep; do
+    if ! cmp -s "$root/docs/$image.png" "$scratch/$image.png"; then
+        echo "drift: docs/$image.png differs from the current build's (it plots deterministic results)"
+        drift=1
+    fi
+done
 # docs/profile.png plots timings: it is regenerated by the write mode but cannot be compared.
 if [[ "$drift" != 0 ]]; then
     echo "regenerate --check: the docs differ from the current build; run docs/regenerate.sh and commit" >&2
     exit 1
 fi
-echo "regenerate --check: every example and docs/curves.png match the current build (timings masked)" >&2
+echo "regenerate --check: every example and docs/{curves,confusion,sweep}.png match the current build (timings masked)" >&2
