@@ -17,6 +17,7 @@ mod outpath;
 mod plot;
 mod profile_doc;
 mod profile_report;
+mod profile_trust;
 mod progress;
 mod report;
 mod scaling_report;

@@ -2,6 +2,7 @@
 //! `--plot`).
 
 use crate::profile_report::Breakdown;
+use crate::profile_trust::Trust;
 use crate::scaling_report::ScalingDoc;
 use bnconv_nn::Variant;
 use serde::Serialize;
@@ -36,6 +37,10 @@ pub struct Throughput {
     pub speedup: f64,
     /// `speedup * smallest threads / threads`.
     pub efficiency: f64,
+    /// Mean step time of each round.
+    pub round_ms_per_step: Vec<f64>,
+    /// Slowest round / fastest round - 1 (`None` with one round).
+    pub round_spread: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -62,6 +67,10 @@ pub struct PathTotal {
     pub unprofiled_images_per_second: f64,
     /// Phase and layer scopes closed per profiled step.
     pub scopes_per_step: f64,
+    /// Mean profiled step time of each round.
+    pub profiled_round_ms_per_step: Vec<f64>,
+    /// Slowest profiled round / fastest - 1 (`None` with one round).
+    pub profiled_round_spread: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -113,4 +122,6 @@ pub struct ProfileDoc {
     /// The scaling model (`--model-threads`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingDoc>,
+    /// The spread between rounds, and whether the timings can be trusted.
+    pub trust: Trust,
 }

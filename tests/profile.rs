@@ -224,6 +224,8 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
     assert!(grads.iter().all(|g| num(&g["max_abs_diff"], "diff") == 0.0));
     assert_eq!(a["passed"], true);
 
+    assert_trust_matches_rounds(&d, &stdout, 3);
+
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.starts_with("<svg"), "{}", &svg_text[..100]);
     assert!(svg_text.trim_end().ends_with("</svg>"));
@@ -235,6 +237,71 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
     ] {
         assert!(svg_text.contains(label), "{label} missing from the SVG");
     }
+}
+
+/// Slowest / fastest - 1 of a JSON list of round times.
+fn spread_of(rounds: &Value) -> f64 {
+    let v: Vec<f64> = rounds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| num(r, "round"))
+        .collect();
+    let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+        (lo.min(x), hi.max(x))
+    });
+    hi / lo - 1.0
+}
+
+/// Every configuration lists `rounds` round times whose spread is the one reported; the verdict
+/// is the largest spread within the cores against the limit, and the warning is printed exactly
+/// when the verdict is "not trusted".
+fn assert_trust_matches_rounds(d: &Value, stdout: &str, rounds: usize) {
+    let mut spreads = Vec::new();
+    for e in d["sweep"].as_array().unwrap() {
+        for path in ["fused", "unfused"] {
+            let r = &e[path]["round_ms_per_step"];
+            assert_eq!(r.as_array().unwrap().len(), rounds, "{e}");
+            let s = spread_of(r);
+            let reported = num(&e[path]["round_spread"], "spread");
+            assert!((s - reported).abs() <= 1e-12, "{s} vs {reported}");
+            if e["exceeds_cores"] == false {
+                spreads.push(s);
+            }
+        }
+    }
+    for path in ["fused", "unfused"] {
+        let t = &d["total"][path];
+        let s = spread_of(&t["profiled_round_ms_per_step"]);
+        assert!((s - num(&t["profiled_round_spread"], "spread")).abs() <= 1e-12);
+        spreads.push(s);
+    }
+    let trust = &d["trust"];
+    assert_eq!(trust["rounds"].as_u64(), Some(rounds as u64));
+    let largest = spreads.iter().copied().fold(0.0, f64::max);
+    assert!((num(&trust["largest_spread"], "largest") - largest).abs() <= 1e-12);
+    let limit = num(&trust["spread_limit"], "limit");
+    assert_eq!(limit, 0.10);
+    assert_eq!(
+        trust["trusted"].as_bool(),
+        Some(largest <= limit),
+        "{trust}"
+    );
+    let warned = stdout.contains("WARNING: the timings above cannot be trusted");
+    assert_eq!(warned, largest > limit, "{stdout}");
+    assert_eq!(
+        stdout.contains("timings consistent"),
+        largest <= limit,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("rounds: {rounds} per path")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" spread\n"),
+        "the sweep's spread column: {stdout}"
+    );
 }
 
 #[test]

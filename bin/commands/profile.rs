@@ -16,6 +16,7 @@ use crate::profile_doc::{
     Agreement, NamedDiff, Overhead, PathTotal, ProfileDoc, SweepEntry, Throughput, TotalOut,
 };
 use crate::profile_report::{self as pr, Samples};
+use crate::profile_trust::{self, RoundSet, Trust};
 use crate::report;
 use crate::scaling_report;
 use anyhow::{bail, Context, Result};
@@ -47,6 +48,9 @@ struct PathTimes {
     samples: Samples,
     /// Task logs of the profiled steps, when the scaling model asked for them.
     logs: Vec<StepLog>,
+    /// Mean step time of each round's block, profiler off and on.
+    round_off_ms: Vec<f64>,
+    round_on_ms: Vec<f64>,
 }
 
 fn mean_ms(ns: &[u64]) -> f64 {
@@ -189,6 +193,7 @@ fn measure(
                 continue;
             }
             for (t, times) in trainers.iter_mut().zip(times.iter_mut()) {
+                let mut block_ns = 0u64;
                 for _ in 0..block {
                     // Per-step totals (reset and read outside the timed step) give per-row
                     // medians, which a preempted step on a shared machine does not move.
@@ -204,6 +209,7 @@ fn measure(
                     profile::set_enabled(false);
                     task_log::set_enabled(false);
                     step.context("timed step")?;
+                    block_ns += ns;
                     if on {
                         times.on_ns.push(ns);
                         times.samples.push(&profile::snapshot(), layers, ns as f64);
@@ -213,6 +219,12 @@ fn measure(
                     } else {
                         times.off_ns.push(ns);
                     }
+                }
+                let round_ms = block_ns as f64 / 1e6 / block as f64;
+                if on {
+                    times.round_on_ms.push(round_ms);
+                } else {
+                    times.round_off_ms.push(round_ms);
                 }
             }
         }
@@ -373,7 +385,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         })?;
         let ms = [mean_ms(&times[0].off_ns), mean_ms(&times[1].off_ns)];
         let med = [median_ms(&times[0].off_ns), median_ms(&times[1].off_ns)];
-        sweep_raw.push((t, ms, med, diff));
+        let rounds = [times[0].round_off_ms.clone(), times[1].round_off_ms.clone()];
+        sweep_raw.push((t, ms, med, diff, rounds));
         if t == 1 {
             base_logs = std::mem::take(&mut times[0].logs);
         } else if Some(t) == calibration_threads {
@@ -384,13 +397,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         }
     }
     let images = cfg.batch_size as f64;
-    let (base_t, base_ms, ..) = sweep_raw[0];
+    let (base_t, base_ms) = (sweep_raw[0].0, sweep_raw[0].1);
     let sweep: Vec<SweepEntry> = sweep_raw
         .iter()
-        .map(|&(t, ms, med, diff)| {
+        .map(|(t, ms, med, diff, rounds)| {
+            let (t, ms, med, diff) = (*t, *ms, *med, *diff);
             let tp = |i: usize| {
                 let speedup = base_ms[i] / ms[i];
                 Throughput {
+                    round_spread: profile_trust::spread(&rounds[i]),
+                    round_ms_per_step: rounds[i].clone(),
                     images_per_second: images * 1e3 / ms[i],
                     ms_per_step: ms[i],
                     median_ms_per_step: med[i],
@@ -419,6 +435,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             unprofiled_mean_ms_per_step: mean,
             unprofiled_images_per_second: images * 1e3 / mean,
             scopes_per_step: p.samples.scopes as f64 / steps as f64,
+            profiled_round_ms_per_step: p.round_on_ms.clone(),
+            profiled_round_spread: profile_trust::spread(&p.round_on_ms),
         }
     };
     let (ft, ut) = (path_total(&times[0]), path_total(&times[1]));
@@ -445,6 +463,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     } else {
         None
     };
+    let trust = assess_trust(&sweep, &ft, &ut, profile_threads, steps.min(ROUNDS));
     let doc = ProfileDoc {
         bnconv_version: env!("CARGO_PKG_VERSION"),
         command: "profile",
@@ -477,11 +496,13 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         sweep,
         agreement,
         scaling,
+        trust,
     };
     print_doc(&doc);
     if let Some(s) = &doc.scaling {
         scaling_report::print(s);
     }
+    outln!("\n{}", profile_trust::verdict_line(&doc.trust));
     if let Some(path) = &args.json {
         report::write_json_value(path, &doc)?;
         outln!("wrote {}", outpath::shown(path));
@@ -511,6 +532,36 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The spread of every configuration's rounds: each thread count and path of the sweep (profiler
+/// off) and the profiled blocks behind the phase table.
+fn assess_trust(
+    sweep: &[SweepEntry],
+    fused: &PathTotal,
+    unfused: &PathTotal,
+    profile_threads: usize,
+    rounds: usize,
+) -> Trust {
+    let threads = |t: usize| format!("{t} thread{}", if t == 1 { "" } else { "s" });
+    let mut sets = Vec::new();
+    for e in sweep {
+        for (path, tp) in [("fused", &e.fused), ("unfused", &e.unfused)] {
+            sets.push(RoundSet {
+                label: format!("{}, {path}, profiler off", threads(e.threads)),
+                spread: tp.round_spread,
+                counts: !e.exceeds_cores,
+            });
+        }
+    }
+    for (path, total) in [("fused", fused), ("unfused", unfused)] {
+        sets.push(RoundSet {
+            label: format!("{}, {path}, profiler on", threads(profile_threads)),
+            spread: total.profiled_round_spread,
+            counts: true,
+        });
+    }
+    profile_trust::assess(rounds, &sets)
 }
 
 /// A difference for the agreement line: `0` when bitwise equal.
@@ -582,11 +633,17 @@ fn print_doc(d: &ProfileDoc) {
         o.scope_disabled_ns,
     );
     outln!(
-        "\nthread sweep, profiler off ({} steps per path after {} warm-up; speed-up and efficiency relative to {} thread(s)):",
+        "rounds: {} per path, alternating the paths; the profiled rounds' mean step times spread by {} fused, {} unfused (slowest round over fastest)",
+        d.trust.rounds,
+        profile_trust::shown(f.profiled_round_spread),
+        profile_trust::shown(u.profiled_round_spread),
+    );
+    outln!(
+        "\nthread sweep, profiler off ({} steps per path after {} warm-up; speed-up and efficiency relative to {} thread(s); spread: slowest round over fastest, the larger of the two paths):",
         d.steps, d.warmup, d.sweep[0].threads
     );
     outln!(
-        "{:>7} {:>12} {:>9} {:>8} {:>10} {:>14} {:>9} {:>8} {:>10} {:>13}",
+        "{:>7} {:>12} {:>9} {:>8} {:>10} {:>14} {:>9} {:>8} {:>10} {:>13} {:>7}",
         "threads",
         "fused img/s",
         "ms/step",
@@ -596,11 +653,16 @@ fn print_doc(d: &ProfileDoc) {
         "ms/step",
         "speed-up",
         "efficiency",
-        "unfused/fused"
+        "unfused/fused",
+        "spread"
     );
     for e in &d.sweep {
+        let spread = match (e.fused.round_spread, e.unfused.round_spread) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         outln!(
-            "{:>7} {:>12.0} {:>9.2} {:>7.2}x {:>9.0}% {:>14.0} {:>9.2} {:>7.2}x {:>9.0}% {:>12.2}x{}",
+            "{:>7} {:>12.0} {:>9.2} {:>7.2}x {:>9.0}% {:>14.0} {:>9.2} {:>7.2}x {:>9.0}% {:>12.2}x {:>7}{}",
             e.threads,
             e.fused.images_per_second,
             e.fused.ms_per_step,
@@ -611,6 +673,7 @@ fn print_doc(d: &ProfileDoc) {
             e.unfused.speedup,
             100.0 * e.unfused.efficiency,
             e.fused_speedup,
+            profile_trust::shown(spread),
             if e.exceeds_cores { "  (more threads than cores)" } else { "" },
         );
     }
