@@ -115,8 +115,8 @@ workers: a free worker takes its own continuation, else the next task of its new
 else steals from the oldest open loop (paying the steal latency once per loop); a loop's \
 continuation resumes on its opener when every task is done (a barrier), after the join latency \
 when the last task ran elsewhere. Steal and join latencies are measured at the \
-calibration thread count, lower quartiles (on a shared machine many samples are a descheduled \
-worker, not a hand-off).";
+calibration thread count: the median of the on-core samples, those within 8x the 10th \
+percentile (on a shared machine many samples are a descheduled worker, not a hand-off).";
 
 const NOTES: [&str; 3] = [
     "Tasks are taken to last as long on N busy cores as on one: memory bandwidth and last-level \
@@ -342,7 +342,7 @@ pub fn print(d: &ScalingDoc) {
     );
     match &d.calibration {
         Some(c) => outln!(
-            "hand-off costs measured at {} threads: steal {:.2} us (lower quartile of {} loops), join {:.2} us (of {} loops, less that of the {} that ended on their opener); tasks without nested loops took {} as long per step there as at 1 thread (the model assumes no slow-down)",
+            "hand-off costs measured at {} threads: steal {:.2} us (median of the on-core samples of {} loops), join {:.2} us (of {} loops, less that of the {} that ended on their opener); tasks without nested loops took {} as long per step there as at 1 thread (the model assumes no slow-down)",
             c.threads,
             c.steal_ns / 1e3,
             c.steal_samples,
