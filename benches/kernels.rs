@@ -20,6 +20,7 @@ use bnconv_kernels::norm::batchnorm::{
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
+use bnconv_kernels::runtime::shards::{ShardSpan, Shards, DEFAULT_SHARDS};
 use bnconv_kernels::simd::active_isa;
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{Adam, AdamConfig};
@@ -145,6 +146,7 @@ fn conv(c: &mut Criterion) {
                 &mut y,
             );
             let passes = if data_grad { 2 } else { 1 };
+            let span = ShardSpan::whole(g.batch, DEFAULT_SHARDS);
             group.throughput(Throughput::Elements(g.forward_flops() * passes));
             group.bench_function(BenchmarkId::from_parameter(format!("conv{i:02}")), |b| {
                 b.iter(|| {
@@ -163,6 +165,7 @@ fn conv(c: &mut Criterion) {
                     conv_backward(
                         GemmBackend::default(),
                         &g,
+                        Shards::local(&span),
                         &mut ws,
                         &w,
                         &dy,
@@ -219,7 +222,9 @@ fn bn_relu(c: &mut Criterion) {
         let beta = random(ch, 10);
         let mut s = BnScratch::default();
         let (mut mean, mut var) = (vec![0.0; ch], vec![0.0; ch]);
-        batch_stats(isa, &x, ch, &mut mean, &mut var, &mut s);
+        let span = ShardSpan::whole(g.batch, DEFAULT_SHARDS);
+        let shards = Shards::local(&span);
+        batch_stats(isa, &x, ch, shards, &mut mean, &mut var, &mut s);
         let (mut invstd, mut scale) = (vec![0.0; ch], vec![0.0; ch]);
         fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
         let k = BnApply {
@@ -243,12 +248,18 @@ fn bn_relu(c: &mut Criterion) {
         );
         bwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         bwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
-            b.iter(|| bn_relu_backward(isa, &x, &dy, saved, &mut dx, &mut dg, &mut db, &mut s))
+            b.iter(|| {
+                bn_relu_backward(
+                    isa, &x, &dy, saved, shards, &mut dx, &mut dg, &mut db, &mut s,
+                )
+            })
         });
         bwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
                 relu_backward(isa, &y, &dy, &mut dz);
-                bn_backward(isa, &x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
+                bn_backward(
+                    isa, &x, &dz, saved, shards, &mut dx, &mut dg, &mut db, &mut s,
+                );
             })
         });
     }

@@ -93,12 +93,13 @@ pub fn integrity_name(integrity: Integrity) -> &'static str {
 
 /// The run saved in `path`, ready to continue: the trainer as it was, and its configuration with
 /// this invocation's `--batches` (the run's new total; by default the total it recorded),
-/// `--eval-batch`, `--bn` and `--gemm` (by default the one it trained with: another backend may
-/// change the last bits, so naming a different one is warned about).
+/// `--eval-batch`, `--bn`, processes and `--gemm` (by default the one it trained with: another
+/// backend may change the last bits, so naming a different one is warned about); the shard count
+/// stays the run's.
 pub fn load_resume(path: &Path, plan: &Plan, no_verify: bool) -> Result<(Trainer, TrainConfig)> {
     let checkpoint = read_checkpoint("--resume", path, no_verify)?;
     let recorded = checkpoint.trained_with_gemm();
-    let mut exec = plan.exec;
+    let mut exec = plan.exec.clone();
     match (&recorded, plan.gemm_given) {
         (Some(name), false) => match GemmBackend::from_name(name) {
             Ok(gemm) => exec.gemm = gemm,
@@ -132,10 +133,10 @@ pub fn load_resume(path: &Path, plan: &Plan, no_verify: bool) -> Result<(Trainer
             trainer.steps(),
         );
     }
+    // `saved.exec` is `exec` with the run's own shard count.
     let cfg = TrainConfig {
         batches,
         eval_batch: plan.config(saved.variant).eval_batch,
-        exec,
         ..saved
     };
     Ok((trainer, cfg))

@@ -319,7 +319,7 @@ struct Report {
     runs: Vec<Run>,
 }
 
-fn exec_label(exec: Option<Exec>, bn: bool) -> String {
+fn exec_label(exec: Option<&Exec>, bn: bool) -> String {
     match exec {
         None => "-".to_string(),
         Some(e) if bn => format!("{}/{}", e.gemm, e.bn_path),
@@ -377,7 +377,7 @@ impl Report {
 
     /// Starts one execution of the current file (`None` for cases without kernels choices).
     fn begin_run(&mut self, exec: Option<Exec>, bn: bool) {
-        let label = exec_label(exec, bn);
+        let label = exec_label(exec.as_ref(), bn);
         self.line(format!("   [{label}]"));
         self.runs.push(Run {
             exec,
@@ -537,7 +537,7 @@ impl Report {
         let runs = std::mem::take(&mut self.runs);
         for (i, a) in runs.iter().enumerate() {
             for b in &runs[i + 1..] {
-                let (Some(ea), Some(eb)) = (a.exec, b.exec) else {
+                let (Some(ea), Some(eb)) = (&a.exec, &b.exec) else {
                     continue;
                 };
                 if ea.gemm != eb.gemm && ea.bn_path != eb.bn_path {
@@ -805,7 +805,7 @@ fn case_conv2d(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     ));
 
     for exec in execs(false) {
-        rep.begin_run(Some(exec), false);
+        rep.begin_run(Some(exec.clone()), false);
         let mut conv = Conv2d::new(
             "conv",
             cin,
@@ -894,7 +894,7 @@ fn case_batchnorm(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
         Ok(bn)
     };
     for exec in execs(true) {
-        rep.begin_run(Some(exec), true);
+        rep.begin_run(Some(exec.clone()), true);
         let xt = x.to_tensor()?;
         let mut bn = build(mm_in, mv_in)?;
         let y_shape = bn.output_shape(xt.shape()).map_err(|e| e.to_string())?;
@@ -1005,7 +1005,7 @@ fn case_dense_bn_relu(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     ));
 
     for exec in execs(true) {
-        rep.begin_run(Some(exec), true);
+        rep.begin_run(Some(exec.clone()), true);
         let mut fc = Dense::new("fc", inputs, outputs, w.data.clone(), None);
         let mut bn = BatchNorm::new("bn", outputs, relu).with_constants(eps, decay);
         set_param(&mut bn, "gamma", gamma)?;
@@ -1150,7 +1150,7 @@ fn case_network(fx: &Fixture, rep: &mut Report) -> Result<(), String> {
     ));
 
     for exec in execs(variant.uses_batch_norm()) {
-        rep.begin_run(Some(exec), variant.uses_batch_norm());
+        rep.begin_run(Some(exec.clone()), variant.uses_batch_norm());
         let mut net = seed_network(variant, 0, exec);
 
         // Every parameter and statistic from `init.<name>`, and no `init.*` left over.

@@ -269,7 +269,7 @@ fn central(
 /// Analytic gradients of `x` and of every trainable parameter against central differences.
 fn layer_checks(layer: &mut dyn Layer, x: &Tensor, opts: &Opts, seed: u64) -> Vec<Check> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let exec = opts.exec;
+    let exec = opts.exec.clone();
     let y = forward(layer, &exec, x);
     let r = tensor(
         y.shape().dims(),

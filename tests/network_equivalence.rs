@@ -139,7 +139,7 @@ fn folded_evaluation_matches_layer_by_layer() {
         let folded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
         net.set_exec(Exec {
             eval_unfolded: true,
-            ..*net.exec()
+            ..net.exec().clone()
         });
         let unfolded = net.forward(&x, BATCH, Mode::Eval).data().to_vec();
         let scale = unfolded.iter().fold(0.0f32, |m, v| m.max(v.abs()));

@@ -9,11 +9,13 @@ use binary::{bnconv_ok, read_json, scratch};
 
 const SHORT: [&str; 4] = ["--batches", "20", "--batch-size", "16"];
 
-/// Everything in a run report except its timing.
+/// Everything in a run report except its timing and layout (threads and processes, which never
+/// change a result).
 fn results(report: &serde_json::Value) -> serde_json::Value {
     let mut r = report.clone();
     let fields = r.as_object_mut().unwrap();
     fields.remove("timing");
+    fields.remove("layout");
     for set in ["final_validation", "test"] {
         fields[set].as_object_mut().unwrap().remove("seconds");
     }

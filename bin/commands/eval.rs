@@ -41,7 +41,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // The checkpoint before the data: a bad file is reported without waiting for MNIST.
     let checkpoint = read_checkpoint("--checkpoint", &args.checkpoint, args.no_verify)?;
     let info = checkpoint.info().clone();
-    let mut net = checkpoint.network(exec).context("--checkpoint")?;
+    let mut net = checkpoint.network(exec.clone()).context("--checkpoint")?;
     drop(checkpoint);
     let data_dir = match &args.data {
         Some(dir) => dir.clone(),

@@ -60,7 +60,7 @@ pub fn run(runs: Runs) -> Result<()> {
     if let Some((_, cfg)) = &resume {
         variants = vec![cfg.variant];
         // What the resumed run uses (the GEMM it trained with unless --gemm was given).
-        plan.exec = cfg.exec;
+        plan.exec = cfg.exec.clone();
     }
     let saves = checkpoints::save_paths(save.as_deref(), per_variant, &variants)?;
     let resume_options = if plan.data_given {

@@ -44,17 +44,20 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    /// The statistics half of `forward`: in training, the batch mean and variance, the moving
-    /// averages' update and the folded scale; in evaluation, the scale from the moving variance.
-    fn statistics(&mut self, x: &Tensor, mode: Mode) {
+    /// The statistics half of `forward`: in training, the batch mean and variance (over the
+    /// whole batch of every process of `exec.team`), the moving averages' update and the folded
+    /// scale; in evaluation, the scale from the moving variance.
+    fn statistics(&mut self, exec: &Exec, x: &Tensor, mode: Mode) {
         let c = self.channels;
         let _stats = profile::scope(Phase::BnStats);
         match mode {
             Mode::Train => {
+                let span = exec.span(x.shape().batch());
                 batch_stats(
                     active_isa(),
                     x.data(),
                     c,
+                    exec.reduction(&span),
                     &mut self.mean,
                     &mut self.var,
                     &mut self.scratch,
@@ -142,7 +145,7 @@ impl Layer for BatchNorm {
     }
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, mode: Mode) {
-        self.statistics(x, mode);
+        self.statistics(exec, x, mode);
         let k = BnApply {
             mean: match mode {
                 Mode::Train => &self.mean,
@@ -187,6 +190,8 @@ impl Layer for BatchNorm {
             }
         };
         let (dgamma, dbeta) = (&mut self.gamma.grad, &mut self.beta.grad);
+        let span = exec.span(x.shape().batch());
+        let shards = exec.reduction(&span);
         let bwd = profile::scope(Phase::BnBackward);
         match (self.relu, exec.bn_path) {
             (false, _) => bn_backward(
@@ -194,6 +199,7 @@ impl Layer for BatchNorm {
                 x.data(),
                 dy.data(),
                 saved,
+                shards,
                 dx,
                 dgamma,
                 dbeta,
@@ -204,6 +210,7 @@ impl Layer for BatchNorm {
                 x.data(),
                 dy.data(),
                 saved,
+                shards,
                 dx,
                 dgamma,
                 dbeta,
@@ -221,6 +228,7 @@ impl Layer for BatchNorm {
                     x.data(),
                     &self.between,
                     saved,
+                    shards,
                     dx,
                     dgamma,
                     dbeta,
@@ -252,8 +260,8 @@ impl ChannelMap for BatchNorm {
         self.relu && exec.bn_path == BnPath::Fused
     }
 
-    fn train_prologue(&mut self, _exec: &Exec, x: &Tensor) -> Prologue<'_> {
-        self.statistics(x, Mode::Train);
+    fn train_prologue(&mut self, exec: &Exec, x: &Tensor) -> Prologue<'_> {
+        self.statistics(exec, x, Mode::Train);
         Prologue {
             normalize: Some(BnApply {
                 mean: &self.mean,

@@ -103,9 +103,11 @@ impl Layer for Conv2d {
         dx: Option<&mut Tensor>,
     ) {
         let g = self.geometry(x.shape());
+        let span = exec.span(g.batch);
         conv_backward(
             exec.gemm,
             &g,
+            exec.reduction(&span),
             &mut self.workspace,
             &self.weight.value,
             dy.data(),

@@ -11,6 +11,8 @@ pub struct Dense {
     outputs: usize,
     weight: Param,
     bias: Option<Param>,
+    /// Per-shard weight (and bias) gradient partial sums, reused every step.
+    partials: Vec<f32>,
 }
 
 impl Dense {
@@ -29,6 +31,7 @@ impl Dense {
             outputs,
             weight: Param::new(&[inputs, outputs], weight),
             bias: bias.map(|b| Param::new(&[outputs], b)),
+            partials: Vec::new(),
         }
     }
 }
@@ -87,20 +90,37 @@ impl Layer for Dense {
     ) {
         let _p = profile::scope(Phase::DenseBackward);
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
-        let (xv, dyv) = (
-            MatRef::dense(x.data(), n, i),
-            MatRef::dense(dy.data(), n, o),
-        );
-        let dw = MatMut::dense(&mut self.weight.grad, i, o);
-        sgemm(exec.gemm, 1.0, xv.t(), dyv, 0.0, dw);
-        if let Some(b) = &mut self.bias {
-            b.grad.fill(0.0);
-            for row in dy.data().chunks_exact(o) {
-                for (g, v) in b.grad.iter_mut().zip(row) {
-                    *g += v;
+        // Per shard of the batch: dW_s = x_s^T @ dy_s and db_s = column sums of dy_s; then the
+        // shard tree (across processes too) adds them.
+        let span = exec.span(n);
+        let width = i * o + if self.bias.is_some() { o } else { 0 };
+        self.partials.resize(span.len() * width, 0.0);
+        for (s, part) in self.partials.chunks_exact_mut(width).enumerate() {
+            let images = span.images(s);
+            if images.is_empty() {
+                part.fill(0.0);
+                continue;
+            }
+            let (dw, db) = part.split_at_mut(i * o);
+            let dy_s = &dy.data()[images.start * o..images.end * o];
+            let xv = MatRef::dense(&x.data()[images.start * i..images.end * i], images.len(), i);
+            let dyv = MatRef::dense(dy_s, images.len(), o);
+            sgemm(exec.gemm, 1.0, xv.t(), dyv, 0.0, MatMut::dense(dw, i, o));
+            if !db.is_empty() {
+                db.fill(0.0);
+                for row in dy_s.chunks_exact(o) {
+                    for (g, v) in db.iter_mut().zip(row) {
+                        *g += v;
+                    }
                 }
             }
         }
+        exec.reduction(&span).finish_f32(&mut self.partials, width);
+        self.weight.grad.copy_from_slice(&self.partials[..i * o]);
+        if let Some(b) = &mut self.bias {
+            b.grad.copy_from_slice(&self.partials[i * o..width]);
+        }
+        let dyv = MatRef::dense(dy.data(), n, o);
         if let Some(dx) = dx {
             let w = MatRef::dense(&self.weight.value, i, o);
             sgemm(

@@ -1,7 +1,9 @@
 //! The layer contract: forward in train or eval mode, backward, and a visit of the parameters.
 
+use crate::distributed::Team;
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{Epilogue, Prologue};
+use bnconv_kernels::runtime::shards::{ShardSpan, Shards, DEFAULT_SHARDS};
 use bnconv_kernels::GemmBackend;
 use std::fmt;
 
@@ -47,14 +49,48 @@ impl fmt::Display for BnPath {
     }
 }
 
-/// Run-time kernel choices shared by every layer of a network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Run-time kernel choices shared by every layer of a network, and the processes it trains with.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exec {
     pub gemm: GemmBackend,
     pub bn_path: BnPath,
     /// Run evaluation layer by layer instead of folding batch norm and ReLU into the preceding
     /// convolution (for comparing the two; folding changes the rounding only).
     pub eval_unfolded: bool,
+    /// The fixed shards a training batch's sums are cut into ([`bnconv_kernels::runtime::shards`]): part
+    /// of the numeric definition, like the batch size; a power of two that the process count
+    /// must divide.
+    pub shards: usize,
+    /// The processes training this network together (one by default).
+    pub team: Team,
+}
+
+impl Default for Exec {
+    fn default() -> Exec {
+        Exec {
+            gemm: GemmBackend::default(),
+            bn_path: BnPath::default(),
+            eval_unfolded: false,
+            shards: DEFAULT_SHARDS,
+            team: Team::default(),
+        }
+    }
+}
+
+impl Exec {
+    /// This process's shards of a training batch of `local_batch` images (its share).
+    pub fn span(&self, local_batch: usize) -> ShardSpan {
+        self.team.span(local_batch, self.shards)
+    }
+
+    /// What a kernel reducing over the images of `span` needs: the span, and the team that
+    /// finishes its sums across processes.
+    pub fn reduction<'a>(&'a self, span: &'a ShardSpan) -> Shards<'a> {
+        Shards {
+            span,
+            across: &self.team,
+        }
+    }
 }
 
 /// What a parameter is to the optimiser.

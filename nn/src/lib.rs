@@ -67,6 +67,7 @@ pub mod confusion;
 pub mod conv2d;
 pub mod dense;
 pub mod digest;
+pub mod distributed;
 pub mod finite;
 pub mod init;
 pub mod layer;

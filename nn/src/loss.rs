@@ -32,12 +32,49 @@ pub fn sigmoid_cross_entropy(logits: &[f32], labels: &[f32], dlogits: Option<&mu
         .sum();
     if let Some(d) = dlogits {
         assert_eq!(d.len(), logits.len(), "dlogits size");
-        let inv = (1.0 / n) as f32;
-        for ((g, x), z) in d.iter_mut().zip(logits).zip(labels) {
-            *g = (sigmoid(*x) - z) * inv;
-        }
+        sigmoid_cross_entropy_grad(logits, labels, logits.len(), d);
     }
     (total / n) as f32
+}
+
+/// The loss summed over each row of `classes` elements: `out[i]` for row `i` (in f64, summed in
+/// element order). A mean over many rows adds these in row order ([`crate::distributed::Team::ordered_sum`]),
+/// whichever process computed them.
+///
+/// # Panics
+/// If the sizes disagree.
+pub fn sigmoid_cross_entropy_rows(logits: &[f32], labels: &[f32], classes: usize, out: &mut [f64]) {
+    assert_eq!(logits.len(), labels.len(), "logits and labels sizes");
+    assert_eq!(logits.len(), out.len() * classes, "one sum per row");
+    for ((sum, x), z) in out
+        .iter_mut()
+        .zip(logits.chunks_exact(classes))
+        .zip(labels.chunks_exact(classes))
+    {
+        *sum = x.iter().zip(z).map(|(x, z)| element_loss(*x, *z)).sum();
+    }
+}
+
+/// The gradient of a mean loss over `count` elements (those of `logits` and maybe others
+/// elsewhere) with respect to `logits`: `(sigmoid(x) - z) / count`, as
+/// [`sigmoid_cross_entropy`] computes it for `count = logits.len()`.
+///
+/// # Panics
+/// If the sizes disagree.
+pub fn sigmoid_cross_entropy_grad(
+    logits: &[f32],
+    labels: &[f32],
+    count: usize,
+    dlogits: &mut [f32],
+) {
+    assert!(
+        logits.len() == labels.len() && dlogits.len() == logits.len(),
+        "logits, labels and dlogits sizes"
+    );
+    let inv = (1.0 / count.max(1) as f64) as f32;
+    for ((g, x), z) in dlogits.iter_mut().zip(logits).zip(labels) {
+        *g = (sigmoid(*x) - z) * inv;
+    }
 }
 
 /// The sum of the per-element losses (to combine batches into one mean).

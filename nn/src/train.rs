@@ -4,13 +4,16 @@
 
 use crate::adam::{Adam, AdamConfig};
 use crate::batches::BatchSampler;
+use crate::distributed::Team;
 use crate::finite::{self, NonFinite};
 use crate::layer::{Exec, Mode};
-use crate::loss::{correct_predictions, sigmoid_cross_entropy, sigmoid_cross_entropy_sum};
+use crate::loss::{correct_predictions, sigmoid_cross_entropy_grad, sigmoid_cross_entropy_rows};
 use crate::mnist::{Dataset, Mnist};
 use crate::network::Network;
 use crate::seed::{seed_network, Variant, CLASSES};
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::runtime::shards::{valid_shard_count, MAX_SHARDS};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Everything that defines one training run.
@@ -62,6 +65,26 @@ impl TrainConfig {
         if self.eval_batch == 0 {
             return bad("the evaluation batch size must be at least 1".into());
         }
+        let shards = self.exec.shards;
+        if !valid_shard_count(shards) {
+            return bad(format!(
+                "the shard count {shards} must be a power of two from 1 to {MAX_SHARDS}"
+            ));
+        }
+        let ranks = self.exec.team.ranks();
+        if !shards.is_multiple_of(ranks) {
+            return bad(format!(
+                "{ranks} processes cannot share {shards} shards: the process count must divide \
+                 the shard count (a power of two; see --shards)"
+            ));
+        }
+        if !self.batch_size.is_multiple_of(ranks) {
+            return bad(format!(
+                "a batch of {} images cannot be split evenly over {ranks} processes: the \
+                 process count must divide the batch size",
+                self.batch_size
+            ));
+        }
         Ok(())
     }
 }
@@ -70,6 +93,10 @@ impl TrainConfig {
 pub enum TrainError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The processes of a run ended with different weights: a fault (a process with different
+    /// data, build or hardware behaviour), never expected.
+    #[error("the processes ended with different weights (parameters_sha256 by rank: {0})")]
+    RanksDisagree(String),
     /// A NaN or an infinity appeared in step `step` (0-based, the log's batch number); `at` says
     /// which layer and tensor first held one. The weights are not updated by that step.
     #[error(
@@ -146,6 +173,22 @@ pub struct Timing {
     pub eval_images_per_second: f64,
     /// The whole protocol, evaluations included.
     pub wall_seconds: f64,
+    /// Wall time per training step spent exchanging sums with the other processes (waiting for
+    /// them included), in milliseconds; 0 for a single process.
+    pub comm_ms_per_step: f64,
+}
+
+/// How a run was spread over processes and threads.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Layout {
+    /// Processes (MPI ranks) that trained together.
+    pub ranks: usize,
+    /// Worker threads of each process, by rank.
+    pub threads_per_rank: Vec<usize>,
+    /// The host each process ran on, by rank.
+    pub hosts: Vec<String>,
+    /// The fixed reduction shards of each batch ([`Exec::shards`]).
+    pub shards: usize,
 }
 
 /// Everything a run produces.
@@ -169,36 +212,54 @@ pub struct RunReport {
     /// Accuracy on the first 100 test images fed one at a time.
     pub single_sample_accuracy: f32,
     pub timing: Timing,
+    pub layout: Layout,
     /// SHA-256 of every final parameter and BN statistic ([`crate::digest::parameters_sha256`]):
     /// runs with equal digests ended with bitwise-identical weights.
     pub parameters_sha256: String,
 }
 
-/// The network, its optimiser and the batch buffers, reused every step.
+/// The network, its optimiser and the batch buffers, reused every step. Under several processes
+/// ([`Exec::team`]) each holds a `Trainer`: all draw the same batches and each runs its own part
+/// of every batch.
 pub struct Trainer {
     pub net: Network,
     pub adam: Adam,
     pub(crate) sampler: BatchSampler,
+    /// The whole batch, as indices into the training set (the same on every process).
     indices: Vec<usize>,
+    /// This process's images of the batch: `indices[local]`.
+    local: Range<usize>,
     x: Vec<f32>,
     y: Vec<f32>,
     dlogits: Vec<f32>,
+    /// The loss summed over each local image's logits.
+    image_losses: Vec<f64>,
     pub(crate) steps: usize,
 }
 
 impl Trainer {
+    /// A fresh run of `cfg` (which [`TrainConfig::validate`] accepted) on this process's part of
+    /// the batch.
     pub fn new(cfg: &TrainConfig, training_images: usize) -> Trainer {
+        let local = cfg.exec.team.part(cfg.batch_size);
+        let n = local.len();
         Trainer {
-            net: seed_network(cfg.variant, cfg.seed, cfg.exec),
+            net: seed_network(cfg.variant, cfg.seed, cfg.exec.clone()),
             adam: Adam::new(cfg.adam),
             // A separate stream from the weights', so changing one does not move the other.
             sampler: BatchSampler::new(training_images, cfg.seed ^ 0x5EED_DA7A),
             indices: vec![0; cfg.batch_size],
-            x: vec![0.0; cfg.batch_size * Dataset::PIXELS],
-            y: vec![0.0; cfg.batch_size * CLASSES],
-            dlogits: vec![0.0; cfg.batch_size * CLASSES],
+            local,
+            x: vec![0.0; n * Dataset::PIXELS],
+            y: vec![0.0; n * CLASSES],
+            dlogits: vec![0.0; n * CLASSES],
+            image_losses: vec![0.0; n],
             steps: 0,
         }
+    }
+
+    fn team(&self) -> &Team {
+        &self.net.exec().team
     }
 
     /// Training steps taken so far (including any before a checkpoint it was resumed from).
@@ -217,12 +278,16 @@ impl Trainer {
     pub fn step(&mut self, train: &Dataset) -> Result<f32, TrainError> {
         let data = profile::scope(Phase::Data);
         self.sampler.next_batch(&mut self.indices);
-        train.gather(&self.indices, &mut self.x, &mut self.y);
+        train.gather(&self.indices[self.local.clone()], &mut self.x, &mut self.y);
         drop(data);
-        let batch = self.indices.len();
-        let logits = self.net.forward(&self.x, batch, Mode::Train);
+        let logits = self.net.forward(&self.x, self.local.len(), Mode::Train);
         let loss_scope = profile::scope(Phase::Loss);
-        let loss = sigmoid_cross_entropy(logits.data(), &self.y, Some(&mut self.dlogits));
+        let elements = self.indices.len() * CLASSES;
+        sigmoid_cross_entropy_rows(logits.data(), &self.y, CLASSES, &mut self.image_losses);
+        sigmoid_cross_entropy_grad(logits.data(), &self.y, elements, &mut self.dlogits);
+        let team = &self.net.exec().team;
+        let loss =
+            (team.ordered_sum(&self.image_losses, self.indices.len()) / elements as f64) as f32;
         drop(loss_scope);
         self.steps += 1;
         if !loss.is_finite() {
@@ -245,17 +310,23 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// Loss and accuracy of the network in eval mode on the batch the last step trained on.
+    /// Loss and accuracy of the network in eval mode on the batch the last step trained on
+    /// (every process's part of it).
     pub fn evaluate_last_batch(&mut self) -> (f32, f32) {
         let batch = self.indices.len();
-        let logits = self.net.forward(&self.x, batch, Mode::Eval);
-        let loss = sigmoid_cross_entropy(logits.data(), &self.y, None);
+        let logits = self.net.forward(&self.x, self.local.len(), Mode::Eval);
+        sigmoid_cross_entropy_rows(logits.data(), &self.y, CLASSES, &mut self.image_losses);
         let correct = correct_predictions(logits.data(), &self.y, CLASSES);
-        (loss, correct as f32 / batch as f32)
+        let team = self.team();
+        let loss = team.ordered_sum(&self.image_losses, batch) / (batch * CLASSES) as f64;
+        let correct = team.sum_count(correct);
+        (loss as f32, correct as f32 / batch as f32)
     }
 }
 
-/// Eval-mode loss and accuracy over a whole set, `batch` images per forward pass.
+/// Eval-mode loss and accuracy over a whole set, `batch` images per forward pass. Under several
+/// processes ([`Exec::team`]) each evaluates its part of the set; the loss adds per-image sums
+/// in image order, so the figures do not depend on the split.
 pub fn evaluate(net: &mut Network, data: &Dataset, batch: usize) -> Evaluation {
     evaluate_with(net, data, batch, |_, _| {})
 }
@@ -270,21 +341,27 @@ pub fn evaluate_with(
     mut on_logits: impl FnMut(usize, &[f32]),
 ) -> Evaluation {
     let start = Instant::now();
+    let team = net.exec().team.clone();
+    let part = team.part(data.len());
     let batch = batch.max(1);
     let mut x = vec![0.0; batch * Dataset::PIXELS];
     let mut y = vec![0.0; batch * CLASSES];
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let mut first = 0;
-    while first < data.len() {
-        let n = batch.min(data.len() - first);
+    let mut losses = vec![0.0f64; part.len()];
+    let mut correct = 0usize;
+    let mut first = part.start;
+    while first < part.end {
+        let n = batch.min(part.end - first);
         let (x, y) = (&mut x[..n * Dataset::PIXELS], &mut y[..n * CLASSES]);
         data.copy_range(first..first + n, x, y);
         let logits = net.forward(x, n, Mode::Eval);
-        loss_sum += sigmoid_cross_entropy_sum(logits.data(), y);
+        let at = first - part.start;
+        sigmoid_cross_entropy_rows(logits.data(), y, CLASSES, &mut losses[at..at + n]);
         correct += correct_predictions(logits.data(), y, CLASSES);
         on_logits(first, logits.data());
         first += n;
     }
+    let loss_sum = team.ordered_sum(&losses, data.len());
+    let correct = team.sum_count(correct);
     let images = data.len().max(1);
     Evaluation {
         loss: (loss_sum / (images * CLASSES) as f64) as f32,
@@ -383,10 +460,13 @@ pub fn continue_protocol_with_hook(
     let mut log = Vec::new();
     let mut step_losses = Vec::with_capacity(steps_run);
     let mut train_time = Duration::ZERO;
+    let mut comm_seconds = 0.0;
     for batch_i in first_step..cfg.batches {
         let start = Instant::now();
+        let comm_before = trainer.team().comm_seconds();
         let loss = trainer.step(&data.train)?;
         train_time += start.elapsed();
+        comm_seconds += trainer.team().comm_seconds() - comm_before;
         step_losses.push(loss);
         let line = if batch_i % 100 == 0 {
             let e = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
@@ -429,6 +509,7 @@ pub fn continue_protocol_with_hook(
     let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
     drop(awake);
     let parameters_sha256 = crate::digest::parameters_sha256(&mut trainer.net);
+    let layout = check_agreement(trainer.team(), cfg.exec.shards, &parameters_sha256)?;
     let secs = train_time.as_secs_f64();
     let gflop = trainer.net.train_flops(cfg.batch_size) as f64 / 1e9;
     Ok(RunReport {
@@ -455,11 +536,45 @@ pub fn continue_protocol_with_hook(
             achieved_gflops: gflop * steps_run as f64 / secs,
             eval_images_per_second: test.images as f64 / test.seconds,
             wall_seconds: wall.elapsed().as_secs_f64(),
+            comm_ms_per_step: comm_seconds * 1e3 / steps_run as f64,
         },
+        layout,
         test,
         parameters_sha256,
     })
 }
+
+/// The run's layout, after checking that every process ended with the weights of `digest`.
+fn check_agreement(team: &Team, shards: usize, digest: &str) -> Result<Layout, TrainError> {
+    let mut local = [0u8; 64 + 8 + HOST_BYTES];
+    local[..64].copy_from_slice(&digest.as_bytes()[..64.min(digest.len())]);
+    local[64..72].copy_from_slice(&(rayon::current_num_threads() as u64).to_le_bytes());
+    let host = team.collective().host_name();
+    let host = &host.as_bytes()[..host.len().min(HOST_BYTES)];
+    local[72..72 + host.len()].copy_from_slice(host);
+    let all = team.gather_bytes(&local);
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let digests: Vec<String> = all.iter().map(|b| text(&b[..64])).collect();
+    if digests.iter().any(|d| d != &digests[0]) {
+        return Err(TrainError::RanksDisagree(digests.join(", ")));
+    }
+    Ok(Layout {
+        ranks: team.ranks(),
+        threads_per_rank: all
+            .iter()
+            .map(|b| u64::from_le_bytes(b[64..72].try_into().expect("8 bytes")) as usize)
+            .collect(),
+        hosts: all.iter().map(|b| text(&b[72..])).collect(),
+        shards,
+    })
+}
+
+/// Longest host name a layout reports.
+const HOST_BYTES: usize = 64;
 
 /// Whether `trainer` can continue under `cfg` on a training set of `training_images`.
 fn check_resumable(
@@ -491,17 +606,20 @@ fn check_resumable(
     Ok(())
 }
 
-/// Accuracy on the first `n` images of `data`, each fed alone (batch of 1, eval mode).
+/// Accuracy on the first `n` images of `data`, each fed alone (batch of 1, eval mode), shared
+/// out between the processes of [`Exec::team`].
 pub fn single_sample_accuracy(net: &mut Network, data: &Dataset, n: usize) -> f32 {
     let n = n.min(data.len());
     let mut x = vec![0.0; Dataset::PIXELS];
     let mut y = vec![0.0; CLASSES];
-    let correct: usize = (0..n)
+    let team = net.exec().team.clone();
+    let correct: usize = team
+        .part(n)
         .map(|i| {
             data.copy_range(i..i + 1, &mut x, &mut y);
             let logits = net.forward(&x, 1, Mode::Eval);
             correct_predictions(logits.data(), &y, CLASSES)
         })
         .sum();
-    correct as f32 / n.max(1) as f32
+    team.sum_count(correct) as f32 / n.max(1) as f32
 }

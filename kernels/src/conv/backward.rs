@@ -7,16 +7,20 @@ use crate::conv::small_image;
 use crate::conv::weight_grad::{column_weight_grad, implicit_weight_grad};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::GemmBackend;
+use crate::runtime::shards::Shards;
 
 /// Gradients of [`conv_forward`](super::conv_forward), which must have run on the same workspace
 /// with the same geometry and weights.
 ///
 /// The im2col matrix is reused as scratch for the column gradient. `dx` is skipped when `None`
-/// (the first layer needs no input gradient). `dw` and `db` are overwritten.
+/// (the first layer needs no input gradient). `dw` and `db` are overwritten with the sums over
+/// the whole batch of `shards` (this process holds `g.batch` images of it), added in the fixed
+/// order of [`crate::runtime::shards`].
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward(
     gemm: GemmBackend,
     g: &ConvGeometry,
+    shards: Shards<'_>,
     ws: &mut ConvWorkspace,
     w: &[f32],
     dy: &[f32],
@@ -39,11 +43,16 @@ pub fn conv_backward(
         ws.saved_for_backward,
         "conv_backward: the last forward pass on this workspace was an evaluation (Keep::Nothing), which keeps nothing for backward"
     );
+    assert_eq!(
+        shards.span.local_images(),
+        g.batch,
+        "conv_backward: the shards hold another number of images than the batch"
+    );
     let plan = ws.plan_for_backward(gemm, g).expect(
         "conv_backward: the last forward pass on this workspace ran another geometry or backend",
     );
     match plan.weight_grad {
-        WeightGradPath::SmallImage => small_image::weight_grad(g, ws, dy, dw, db),
+        WeightGradPath::SmallImage => small_image::weight_grad(g, shards, ws, dy, dw, db),
         WeightGradPath::Implicit {
             image: im,
             transposed,
@@ -53,7 +62,7 @@ pub fn conv_backward(
                 g.batch * im.padded_len(),
                 "conv_backward: needs the forward pass's padded images"
             );
-            implicit_weight_grad(g, &im, transposed, ws, dy, dw, db);
+            implicit_weight_grad(g, &im, transposed, shards, ws, dy, dw, db);
         }
         WeightGradPath::Columns {
             block_rows,
@@ -64,7 +73,7 @@ pub fn conv_backward(
                 g.cols_len(),
                 "conv_backward: needs the forward pass's columns"
             );
-            column_weight_grad(gemm, g, block_rows, transposed, ws, dy, dw, db);
+            column_weight_grad(gemm, g, block_rows, transposed, shards, ws, dy, dw, db);
         }
     }
     if let Some(dx) = dx {

@@ -6,7 +6,7 @@ use crate::conv::implicit::{weight_grad_transposed, Implicit};
 use crate::conv::small_image;
 use crate::conv::subpixel::SubPixel;
 use crate::gemm::GemmBackend;
-use crate::runtime::partition::{chunk_count, images_per_chunk};
+use crate::runtime::partition::images_per_chunk;
 
 /// GEMM work (flops) worth one rayon task: small enough to share a 64-row layer between two
 /// threads, big enough that task overhead (a few microseconds) stays small.
@@ -42,7 +42,6 @@ fn implicit_data_grad_plan(g: &ConvGeometry) -> Option<Implicit> {
 
 /// Chunk sizes of one layer, in floats of each buffer.
 pub(super) struct Chunking {
-    pub(super) count: usize,
     pub(super) input: usize,
     pub(super) cols: usize,
     pub(super) output: usize,
@@ -52,7 +51,6 @@ pub(super) struct Chunking {
 pub(super) fn chunking(g: &ConvGeometry) -> Chunking {
     let images = images_per_chunk(g.out_pixels());
     Chunking {
-        count: chunk_count(g.batch, images),
         input: images * g.in_pixels() * g.in_c,
         cols: images * g.out_pixels() * g.k(),
         output: images * g.out_pixels() * g.out_c,
@@ -92,11 +90,12 @@ pub(super) const WEIGHT_GRAD_TASK_ROWS: usize = 128;
 /// Whether a column-path weight gradient is computed transposed, `dW^T = dy^T @ cols` (tile
 /// rows are output channels, broadcast from `dy`; vectors run along each `cols` row, read in
 /// contiguous strips once per task) rather than `cols^T @ dy` (which reads `cols` in narrow
-/// column strips, once per panel of `dy`). Measured better on the 4x4 layers, whose 1024 rows
-/// make the largest cold operand, and worse on the 2x2 and 1x1 layers (256 and 64 rows), which
-/// keep the other orientation (figures in docs/performance/).
+/// column strips, once per panel of `dy`). Measured better on the 4x4 layers, which make the
+/// largest cold operand, and worse on the 2x2 and 1x1 layers, which keep the other orientation
+/// (figures in docs/performance/). Decided by the image size alone, so that every process of a
+/// distributed run (whatever its share of the batch) lays out its partial sums the same way.
 fn column_weight_grad_transposed(gemm: GemmBackend, g: &ConvGeometry) -> bool {
-    gemm == GemmBackend::Native && g.rows() >= 4 * WEIGHT_GRAD_TASK_ROWS
+    gemm == GemmBackend::Native && g.out_pixels() >= 16
 }
 
 /// Whether the data gradient of a layer without a stride-1 implicit plan runs by parity classes
@@ -135,17 +134,17 @@ pub enum DataGradPath {
     Col2im,
 }
 
-/// How the weight (and bias) gradient runs: partial sums over blocks whose size depends only on
-/// the layer, added in order.
+/// How the weight (and bias) gradient runs: partial sums over blocks of each fixed shard of the
+/// batch, whose size depends only on the layer, added in the order of [`crate::runtime::shards`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightGradPath {
     /// `dD = x^T @ dy` folded onto the taps ([`small_image`]).
     SmallImage,
     /// From the bordered images (of geometry `image`) the forward pass kept, one partial sum per
-    /// chunk of images; `transposed`: computed as `dW^T` ([`weight_grad_transposed`]).
+    /// chunk of a shard's images; `transposed`: computed as `dW^T` ([`weight_grad_transposed`]).
     Implicit { image: Implicit, transposed: bool },
-    /// From the im2col columns the forward pass kept, one partial sum per `block_rows` rows;
-    /// `transposed`: computed as `dW^T = dy^T @ cols`.
+    /// From the im2col columns the forward pass kept, one partial sum per `block_rows` rows of a
+    /// shard; `transposed`: computed as `dW^T = dy^T @ cols`.
     Columns { block_rows: usize, transposed: bool },
 }
 

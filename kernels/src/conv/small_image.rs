@@ -20,6 +20,7 @@ use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
 use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::runtime::profile::{self, Phase};
+use crate::runtime::shards::Shards;
 use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 
@@ -94,8 +95,14 @@ pub fn pack_data_grad(g: &ConvGeometry, w: &[f32], out: &mut [f32]) {
     );
 }
 
+/// Most output channels [`fold_weight_grad`] folds (a row of f64 sums lives on the stack).
+const MAX_FOLD_CHANNELS: usize = 1024;
+
 /// `dw[tap, ci, co] = sum over (p, q) with tap(p, q) = tap of dd[(p, ci), (q, co)]`, in f64 and
 /// increasing `(p, q)`; taps that no pair uses get zero.
+///
+/// # Panics
+/// If the sizes disagree or `Cout` exceeds [`MAX_FOLD_CHANNELS`].
 pub fn fold_weight_grad(g: &ConvGeometry, dd: &[f32], dw: &mut [f32]) {
     let (k, n) = dense_shape(g);
     let (cin, cout, width) = (g.in_c, g.out_c, g.in_w);
@@ -105,6 +112,12 @@ pub fn fold_weight_grad(g: &ConvGeometry, dd: &[f32], dw: &mut [f32]) {
         9 * cin * cout,
         "small-image conv: weight gradient size"
     );
+    assert!(
+        cout <= MAX_FOLD_CHANNELS,
+        "small-image conv: {cout} output channels exceed {MAX_FOLD_CHANNELS}"
+    );
+    let mut acc = [0.0f64; MAX_FOLD_CHANNELS];
+    let acc = &mut acc[..cout];
     for (tap, out) in dw.chunks_exact_mut(cin * cout).enumerate() {
         // At most 4 pairs share a tap (the centre: p = q).
         let mut pairs = [(0, 0); 4];
@@ -118,12 +131,16 @@ pub fn fold_weight_grad(g: &ConvGeometry, dd: &[f32], dw: &mut [f32]) {
             }
         }
         for (ci, row) in out.chunks_exact_mut(cout).enumerate() {
-            for (co, v) in row.iter_mut().enumerate() {
-                let sum: f64 = pairs[..count]
-                    .iter()
-                    .map(|&(p, q)| dd[(p * cin + ci) * n + q * cout + co] as f64)
-                    .sum();
-                *v = sum as f32;
+            // Pair by pair, each a contiguous run of `cout` values (vectorised), in pair order.
+            acc.fill(0.0);
+            for &(p, q) in &pairs[..count] {
+                let src = &dd[(p * cin + ci) * n + q * cout..][..cout];
+                for (a, v) in acc.iter_mut().zip(src) {
+                    *a += *v as f64;
+                }
+            }
+            for (v, a) in row.iter_mut().zip(acc.iter()) {
+                *v = *a as f32;
             }
         }
     }
@@ -176,10 +193,12 @@ pub(super) fn forward(
     );
 }
 
-/// The weight (and bias) gradient of a small image: `dD = x^T @ dy` folded onto the taps, from
-/// the input the forward pass kept.
+/// The weight (and bias) gradient of a small image, from the input the forward pass kept: per
+/// shard of the batch, `dD_s = x_s^T @ dy_s` folded onto the taps (and the bias sums), the
+/// shards added by the shard tree ([`Shards::finish_f32`]).
 pub(super) fn weight_grad(
     g: &ConvGeometry,
+    shards: Shards<'_>,
     ws: &mut ConvWorkspace,
     dy: &[f32],
     dw: &mut [f32],
@@ -192,23 +211,51 @@ pub(super) fn weight_grad(
         "conv_backward: needs the forward pass's input"
     );
     let _p = profile::scope(Phase::ConvGemmBackwardWeights);
-    ws.partials.resize(k * n, 0.0);
+    let span = shards.span;
+    // Tasks: blocks of columns of each shard's dense gradient (the split changes no result).
+    let block = rows_per_task(2 * n * span.max_shard_images().max(1));
+    ws.partials.resize(span.len() * k * n, 0.0);
     let x = &ws.cols;
-    let block = rows_per_task(2 * n * g.batch);
-    ws.partials
-        .par_chunks_mut(block * n)
+    ws.partials.par_chunks_mut(k * n).enumerate().for_each_task(
+        Phase::ConvGemmBackwardWeights,
+        |(s, shard_out)| {
+            let images = span.images(s);
+            if images.is_empty() {
+                return shard_out.fill(0.0);
+            }
+            let dy = MatRef::dense(&dy[images.start * n..images.end * n], images.len(), n);
+            shard_out
+                .par_chunks_mut(block * n)
+                .enumerate()
+                .for_each_task(Phase::ConvGemmBackwardWeights, |(b, out)| {
+                    // Columns `b * block..` of the shard's `x` (`images x k`) against its `dy`.
+                    let cols = out.len() / n;
+                    let x_cols =
+                        MatRef::new(&x[images.start * k + b * block..], images.len(), cols, k);
+                    matmul_at_b(x_cols, dy, MatMut::dense(out, cols, n), false)
+                });
+        },
+    );
+    let weight_len = g.weight_len();
+    let width = weight_len + if db.is_some() { g.out_c } else { 0 };
+    ws.shard_parts.resize(span.len() * width, 0.0);
+    let dense = &ws.partials;
+    ws.shard_parts
+        .par_chunks_mut(width)
         .enumerate()
-        .for_each_task(Phase::ConvGemmBackwardWeights, |(i, out)| {
-            // Columns `i * block..` of `x` (`batch x k`) against `dy` (`batch x n`).
-            let cols = out.len() / n;
-            let x_cols = MatRef::new(&x[i * block..], g.batch, cols, k);
-            let dy = MatRef::dense(dy, g.batch, n);
-            matmul_at_b(x_cols, dy, MatMut::dense(out, cols, n), false)
+        .for_each_task(Phase::ConvGemmBackwardWeights, |(s, part)| {
+            let (fold, bias) = part.split_at_mut(weight_len);
+            fold_weight_grad(g, &dense[s * k * n..][..k * n], fold);
+            if !bias.is_empty() {
+                let images = span.images(s);
+                bias_grad(&dy[images.start * n..images.end * n], bias);
+            }
         });
-    fold_weight_grad(g, &ws.partials, dw);
+    shards.finish_f32(&mut ws.shard_parts, width);
+    dw.copy_from_slice(&ws.shard_parts[..weight_len]);
     if let Some(db) = db {
         assert_eq!(db.len(), g.out_c, "conv_backward: bias gradient size");
-        bias_grad(dy, db);
+        db.copy_from_slice(&ws.shard_parts[weight_len..width]);
     }
 }
 

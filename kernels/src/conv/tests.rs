@@ -1,7 +1,13 @@
 use super::*;
 use crate::fuse::{BnApply, Epilogue, Prologue, Start};
 use crate::gemm::GemmBackend;
-use crate::testing::{on_threads, pseudo};
+use crate::runtime::shards::{ShardSpan, Shards};
+use crate::testing::{as_processes, on_threads, pseudo};
+
+/// All 8 shards of a batch of `batch` images, in this process.
+fn whole(batch: usize) -> ShardSpan {
+    ShardSpan::whole(batch, 8)
+}
 
 #[test]
 fn forward_matches_direct_convolution() {
@@ -145,7 +151,19 @@ fn prologue_equals_a_separate_batch_norm_pass() {
                     );
                 }
                 let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; wt.len()]);
-                conv_backward(gemm, &g, &mut ws, &wt, &dy, Some(&mut dx), &mut dw, None);
+                let span = whole(g.batch);
+                let shards = Shards::local(&span);
+                conv_backward(
+                    gemm,
+                    &g,
+                    shards,
+                    &mut ws,
+                    &wt,
+                    &dy,
+                    Some(&mut dx),
+                    &mut dw,
+                    None,
+                );
                 [y, dx, dw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
             };
             assert!(
@@ -192,6 +210,7 @@ fn backward_is_the_adjoint_of_forward() {
         conv_backward(
             GemmBackend::default(),
             &g,
+            Shards::local(&whole(n)),
             &mut ws,
             &wt,
             &dy,
@@ -249,6 +268,7 @@ fn results_do_not_depend_on_the_thread_count() {
                 conv_backward(
                     GemmBackend::default(),
                     &g,
+                    Shards::local(&whole(batch)),
                     &mut ws,
                     &wt,
                     &dy,
@@ -333,6 +353,7 @@ fn backward_refuses_the_workspace_of_an_evaluation_forward() {
     conv_backward(
         GemmBackend::Native,
         &g,
+        Shards::local(&whole(2)),
         &mut ws,
         &wt,
         &dy,
@@ -340,4 +361,88 @@ fn backward_refuses_the_workspace_of_an_evaluation_forward() {
         &mut dw,
         None,
     );
+}
+
+/// Forward and backward of `g` (its batch this process's share) on `shards`: output, input,
+/// weight and bias gradients as bits.
+fn pass_bits(
+    gemm: GemmBackend,
+    g: &ConvGeometry,
+    shards: Shards<'_>,
+    x: &[f32],
+    wt: &[f32],
+    dy: &[f32],
+) -> [Vec<u32>; 4] {
+    let mut ws = ConvWorkspace::default();
+    let mut y = vec![f32::NAN; g.output_len()];
+    conv_forward(gemm, g, x, wt, ConvOps::train(None), &mut ws, &mut y);
+    let (mut dx, mut dw, mut db) = (
+        vec![f32::NAN; x.len()],
+        vec![f32::NAN; wt.len()],
+        vec![f32::NAN; g.out_c],
+    );
+    conv_backward(
+        gemm,
+        g,
+        shards,
+        &mut ws,
+        wt,
+        dy,
+        Some(&mut dx),
+        &mut dw,
+        Some(&mut db),
+    );
+    [y, dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect())
+}
+
+/// Two and four processes (threads standing in), each with its share of the batch and of the
+/// 8 shards, get the weight and bias gradients of one process bitwise, and their images' output
+/// and input gradient: on every path (implicit, columns in one and several row blocks, small
+/// image, 1x1) and GEMM backend, with shards of unequal size (12 images in 8 shards).
+#[test]
+fn gradients_split_over_processes_equal_one_process() {
+    for &(n, h, w, cin, cout, stride) in &[
+        (16, 14, 14, 4, 6, 1),
+        (12, 8, 8, 3, 5, 2),
+        (16, 4, 4, 6, 7, 1),
+        (12, 4, 4, 5, 6, 2),
+        (16, 2, 2, 5, 7, 1),
+        (12, 1, 1, 7, 9, 1),
+        (16, 2, 2, 6, 5, 2),
+    ] {
+        let g = ConvGeometry::same(n, h, w, cin, cout, stride);
+        let x = pseudo(g.input_len(), 31);
+        let wt = pseudo(g.weight_len(), 32);
+        let dy = pseudo(g.output_len(), 33);
+        for &gemm in GemmBackend::available() {
+            let one = pass_bits(gemm, &g, Shards::local(&whole(n)), &x, &wt, &dy);
+            for ranks in [2, 4] {
+                let got = as_processes(ranks, |rank, across| {
+                    let span = ShardSpan::new(n, 8, rank * 8 / ranks, 8 / ranks);
+                    let mine = ConvGeometry::same(n / ranks, h, w, cin, cout, stride);
+                    let part = |len: usize| rank * len / ranks..(rank + 1) * len / ranks;
+                    pass_bits(
+                        gemm,
+                        &mine,
+                        Shards {
+                            span: &span,
+                            across,
+                        },
+                        &x[part(x.len())],
+                        &wt,
+                        &dy[part(dy.len())],
+                    )
+                });
+                let what = format!("{gemm} {g:?}, {ranks} processes");
+                for (rank, bits) in got.iter().enumerate() {
+                    assert_eq!(bits[2], one[2], "{what}: dw on rank {rank}");
+                    assert_eq!(bits[3], one[3], "{what}: db on rank {rank}");
+                }
+                for (i, name) in [(0, "y"), (1, "dx")] {
+                    let joined: Vec<u32> = got.iter().flat_map(|b| b[i].clone()).collect();
+                    assert_eq!(joined, one[i], "{what}: {name}");
+                }
+            }
+        }
+    }
 }

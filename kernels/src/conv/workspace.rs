@@ -4,6 +4,7 @@ use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::ConvPlan;
 use crate::gemm::GemmBackend;
 use crate::runtime::scratch::WorkerScratch;
+use std::ops::Range;
 
 /// A convolution layer's plan and the buffers it reuses every step (sized on first use, never
 /// shrunk).
@@ -18,9 +19,13 @@ pub struct ConvWorkspace {
     /// The weight operand of the current GEMM: panels for bnconv's GEMM, or the live weight rows
     /// for a library GEMM.
     pub(super) weights: Vec<f32>,
-    /// Per-chunk weight and bias gradient partial sums.
+    /// The weight-gradient tasks: `(local shard, range of rows or images)`.
+    pub(super) tasks: Vec<(usize, Range<usize>)>,
+    /// Per-task weight and bias gradient partial sums.
     pub(super) partials: Vec<f32>,
-    /// Their f64 totals.
+    /// Per-shard partial sums, then (in the first) the whole batch's.
+    pub(super) shard_parts: Vec<f32>,
+    /// A shard's task partials added in f64.
     pub(super) sums: Vec<f64>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     pub(super) padded: Vec<f32>,

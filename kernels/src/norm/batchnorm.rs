@@ -12,16 +12,21 @@
 //! results.
 
 use crate::fuse::BnApply;
-use crate::runtime::partition::{chunk_count, REDUCTION_ROWS};
+use crate::runtime::partition::REDUCTION_ROWS;
+use crate::runtime::shards::Shards;
 use crate::runtime::task_log::ForEachTask;
 use crate::simd::{
     accumulate, multiversion, relu_grad_s, relu_s, vectors, vectors_mut, Isa, Simd8, LANES,
 };
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// Reusable workspace for the reductions (per-chunk partial sums and per-channel coefficients).
+/// Reusable workspace for the reductions (per-chunk and per-shard partial sums, per-channel
+/// coefficients).
 #[derive(Debug, Default)]
 pub struct BnScratch {
+    /// The row ranges of the reduction chunks and the local shard each belongs to.
+    tasks: Vec<(usize, Range<usize>)>,
     partials: Vec<f32>,
     sums: Vec<f64>,
     coef: Vec<f32>,
@@ -547,45 +552,81 @@ fn reduction_rows(c: usize) -> usize {
 }
 
 /// Chunk `i` of a `[rows, c]` tensor: rows `[i * r, (i + 1) * r)` with `r =`
-/// [`reduction_rows`]`(c)`.
+/// [`reduction_rows`]`(c)` (for the element-wise passes, whose chunks only share out work).
 fn chunk_of(x: &[f32], c: usize, i: usize) -> &[f32] {
     let task = reduction_rows(c) * c;
     let start = i * task;
     &x[start..(start + task).min(x.len())]
 }
 
-/// Runs `block(chunk, partial)` over the fixed row chunks in parallel, each writing `width`
-/// partial sums, then adds the partials in chunk order, in f64, into `sums`. The chunking depends
-/// only on `rows`, so the result is the same bitwise on any number of threads.
+/// Reductions whose whole input is at most this many floats run on the calling thread (the late
+/// layers' few rows): the sums are the same, without the cost of sharing out tiny tasks.
+const SERIAL_FLOATS: usize = 1 << 14;
+
+/// Per-channel sums over the rows of a batch of `rows` rows (`rows / shards.span.local_images()`
+/// per image), `width` sums per row (`c` or `2c`), in the fixed order of
+/// [`crate::runtime::shards`]: each local shard's rows are cut into chunks of
+/// [`reduction_rows`]`(c)` from the shard's first row; `block(rows, partial)` sums one chunk in
+/// f32; a shard's chunk partials are added in chunk order in f64; the shards by the shard tree,
+/// across processes too. Leaves the whole batch's sums in `scratch.sums[..width]`. The same
+/// bitwise on any number of threads or processes.
 fn reduce_rows(
     rows: usize,
     c: usize,
     width: usize,
-    partials: &mut Vec<f32>,
-    sums: &mut Vec<f64>,
-    block: impl Fn(usize, &mut [f32]) + Sync,
+    shards: Shards<'_>,
+    scratch: &mut BnScratch,
+    block: impl Fn(Range<usize>, &mut [f32]) + Sync,
 ) {
+    let span = shards.span;
+    let images = span.local_images();
+    assert!(
+        images > 0 && rows.is_multiple_of(images),
+        "bn reduction: {rows} rows are not a whole number of rows for each of {images} images"
+    );
+    let BnScratch {
+        tasks,
+        partials,
+        sums,
+        ..
+    } = scratch;
+    tasks.clear();
+    span.tasks(rows / images, reduction_rows(c), tasks);
     partials.clear();
-    partials.resize(chunk_count(rows, reduction_rows(c)) * width, 0.0);
-    partials
-        .par_chunks_mut(width)
-        .enumerate()
-        .for_each_task_in_scope(|(i, part)| block(i, part));
+    partials.resize(tasks.len() * width, 0.0);
+    if rows * c <= SERIAL_FLOATS {
+        for (part, (_, r)) in partials.chunks_exact_mut(width).zip(tasks.iter()) {
+            block(r.clone(), part);
+        }
+    } else {
+        partials
+            .par_chunks_mut(width)
+            .zip(tasks.par_iter())
+            .for_each_task_in_scope(|(part, (_, r))| block(r.clone(), part));
+    }
     sums.clear();
-    sums.resize(width, 0.0);
-    for part in partials.chunks_exact(width) {
-        for (s, p) in sums.iter_mut().zip(part) {
-            *s += *p as f64;
+    sums.resize(span.len() * width, 0.0);
+    for (part, (s, _)) in partials.chunks_exact(width).zip(tasks.iter()) {
+        for (sum, p) in sums[s * width..][..width].iter_mut().zip(part) {
+            *sum += *p as f64;
         }
     }
+    shards.finish_f64(sums, width);
 }
 
-/// Per-channel batch mean and biased variance (what `tf.nn.moments` gives) of `x` as `[rows, c]`.
-/// Two passes (mean, then squared deviations) so a large mean cannot cancel the variance away.
+/// Rows of the whole batch, over every process, of a local `[rows, c]` tensor.
+fn global_rows(rows: usize, shards: Shards<'_>) -> usize {
+    rows / shards.span.local_images() * shards.span.global_images()
+}
+
+/// Per-channel batch mean and biased variance (what `tf.nn.moments` gives) of `x` as `[rows, c]`,
+/// over the whole batch that `shards` describes (this process's rows are `x`). Two passes
+/// (mean, then squared deviations) so a large mean cannot cancel the variance away.
 pub fn batch_stats(
     isa: Isa,
     x: &[f32],
     c: usize,
+    shards: Shards<'_>,
     mean: &mut [f32],
     var: &mut [f32],
     scratch: &mut BnScratch,
@@ -596,19 +637,19 @@ pub fn batch_stats(
         mean.len() == c && var.len() == c,
         "batch_stats: statistics size"
     );
-    let BnScratch { partials, sums, .. } = scratch;
-    reduce_rows(rows, c, c, partials, sums, |i, part| {
-        sum_rows(isa, chunk_of(x, c, i), c, part)
+    let total = global_rows(rows, shards) as f64;
+    reduce_rows(rows, c, c, shards, scratch, |r, part| {
+        sum_rows(isa, &x[r.start * c..r.end * c], c, part)
     });
-    for (m, s) in mean.iter_mut().zip(sums.iter()) {
-        *m = (s / rows as f64) as f32;
+    for (m, s) in mean.iter_mut().zip(scratch.sums.iter()) {
+        *m = (s / total) as f32;
     }
     let mean: &[f32] = mean;
-    reduce_rows(rows, c, c, partials, sums, |i, part| {
-        sq_dev_rows(isa, chunk_of(x, c, i), c, mean, part)
+    reduce_rows(rows, c, c, shards, scratch, |r, part| {
+        sq_dev_rows(isa, &x[r.start * c..r.end * c], c, mean, part)
     });
-    for (v, s) in var.iter_mut().zip(sums.iter()) {
-        *v = (s / rows as f64) as f32;
+    for (v, s) in var.iter_mut().zip(scratch.sums.iter()) {
+        *v = (s / total) as f32;
     }
 }
 
@@ -644,13 +685,15 @@ pub struct BnSaved<'a> {
 
 #[allow(clippy::too_many_arguments)]
 /// Shared backward: `g` is `dy`, or with `relu` (the fused path) `dy` masked where the forward
-/// output was not positive, the mask recomputed from `x`.
+/// output was not positive, the mask recomputed from `x`. The per-channel sums run over the whole
+/// batch of `shards`.
 pub(crate) fn backward(
     isa: Isa,
     x: &[f32],
     relu: bool,
     dy: &[f32],
     saved: BnSaved,
+    shards: Shards<'_>,
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
@@ -671,51 +714,60 @@ pub(crate) fn backward(
             && dbeta.len() == c,
         "bn backward: per-channel sizes"
     );
-    let BnScratch {
-        partials,
-        sums,
-        coef,
-    } = scratch;
     // [mean, invstd, scale, beta]; `scale = gamma * invstd` exactly as `fold_scale` computes it,
     // so the recomputed ReLU mask matches the forward output bit for bit.
+    let mut coef = std::mem::take(&mut scratch.coef);
     coef.clear();
     coef.extend_from_slice(saved.mean);
     coef.extend_from_slice(saved.invstd);
     coef.extend(saved.gamma.iter().zip(saved.invstd).map(|(g, s)| g * s));
     coef.extend_from_slice(saved.beta);
-    let head: &[f32] = coef;
-    reduce_rows(rows, c, 2 * c, partials, sums, |i, part| {
-        backward_sums_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, head, part)
+    let head: &[f32] = &coef;
+    reduce_rows(rows, c, 2 * c, shards, scratch, |r, part| {
+        let r = r.start * c..r.end * c;
+        backward_sums_rows(isa, &x[r.clone()], &dy[r], relu, head, part)
     });
+    let sums = &scratch.sums[..2 * c];
     for ch in 0..c {
         dbeta[ch] = sums[ch] as f32;
         dgamma[ch] = sums[c + ch] as f32;
     }
-    coef.extend(sums[..c].iter().map(|s| (s / rows as f64) as f32));
-    coef.extend(sums[c..].iter().map(|s| (s / rows as f64) as f32));
-    let coef: &[f32] = coef;
+    let total = global_rows(rows, shards) as f64;
+    coef.extend(sums[..c].iter().map(|s| (s / total) as f32));
+    coef.extend(sums[c..].iter().map(|s| (s / total) as f32));
+    let coef_ref: &[f32] = &coef;
     let task = reduction_rows(c) * c;
     dx.par_chunks_mut(task)
         .enumerate()
         .for_each_task_in_scope(|(i, dx)| {
-            backward_input_rows(isa, chunk_of(x, c, i), chunk_of(dy, c, i), relu, coef, dx)
+            backward_input_rows(
+                isa,
+                chunk_of(x, c, i),
+                chunk_of(dy, c, i),
+                relu,
+                coef_ref,
+                dx,
+            )
         });
+    scratch.coef = coef;
 }
 
 /// Batch-norm backward (training mode, batch statistics) from `dz`, the gradient of the BN output:
-/// fills `dx`, `dgamma = sum(dz * xhat)` and `dbeta = sum(dz)`.
+/// fills `dx`, `dgamma = sum(dz * xhat)` and `dbeta = sum(dz)`, the sums over the whole batch of
+/// `shards`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_backward(
     isa: Isa,
     x: &[f32],
     dz: &[f32],
     saved: BnSaved,
+    shards: Shards<'_>,
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(isa, x, false, dz, saved, dx, dgamma, dbeta, scratch);
+    backward(isa, x, false, dz, saved, shards, dx, dgamma, dbeta, scratch);
 }
 
 /// `invstd = 1 / sqrt(var + eps)` and `scale = gamma * invstd`, per channel.
@@ -806,6 +858,7 @@ pub mod reference {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::runtime::shards::ShardSpan;
     use crate::testing::{on_threads, Pseudo};
 
     /// Deterministic values with a channel-dependent offset, so means are not near zero.
@@ -845,7 +898,17 @@ pub(crate) mod tests {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 3);
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                batch_stats(isa, &x, c, &mut mean, &mut var, &mut BnScratch::default());
+                let span = ShardSpan::whole(rows, 1);
+                let shards = Shards::local(&span);
+                batch_stats(
+                    isa,
+                    &x,
+                    c,
+                    shards,
+                    &mut mean,
+                    &mut var,
+                    &mut BnScratch::default(),
+                );
                 let (m_ref, v_ref) = reference::batch_stats(&x, c);
                 assert_close(&mean, &m_ref, 1e-6, "mean");
                 assert_close(&var, &v_ref, 1e-5, "var");
@@ -891,11 +954,13 @@ pub(crate) mod tests {
                     beta: &gamma,
                 };
                 let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+                let span = ShardSpan::whole(rows, 1);
                 bn_backward(
                     isa,
                     &x,
                     &dz,
                     saved,
+                    Shards::local(&span),
                     &mut dx,
                     &mut dg,
                     &mut db,
@@ -913,29 +978,70 @@ pub(crate) mod tests {
         }
     }
 
+    /// Mean, variance, dx, dgamma and dbeta as bits.
+    type Bits = (Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>);
+
+    /// Batch statistics then backward over `x` (this process's rows) and `shards`, as bits.
+    fn stats_and_backward(x: &[f32], dz: &[f32], c: usize, shards: Shards<'_>) -> Bits {
+        let isa = crate::simd::active_isa();
+        let mut s = BnScratch::default();
+        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+        batch_stats(isa, x, c, shards, &mut mean, &mut var, &mut s);
+        let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
+        let gamma = vec![1.5; c];
+        let saved = BnSaved {
+            mean: &mean,
+            invstd: &invstd,
+            gamma: &gamma,
+            beta: &gamma,
+        };
+        let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+        bn_backward(isa, x, dz, saved, shards, &mut dx, &mut dg, &mut db, &mut s);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        (bits(&mean), bits(&var), bits(&dx), bits(&dg), bits(&db))
+    }
+
+    /// Processes holding 1/2 and 1/4 of the shards (threads standing in for processes) get the
+    /// single process's statistics and gradient sums bitwise, and their rows of `dx`.
+    #[test]
+    fn reductions_split_over_processes_equal_one_process() {
+        let (images, per_image, c, shards) = (64, 49, 20, 8);
+        let rows = images * per_image;
+        let x = sample(rows, c, 41);
+        let dz = sample(rows, c, 42);
+        let whole = ShardSpan::whole(images, shards);
+        let one = stats_and_backward(&x, &dz, c, Shards::local(&whole));
+        for ranks in [2, 4] {
+            let got = crate::testing::as_processes(ranks, |rank, across| {
+                let span = ShardSpan::new(images, shards, rank * shards / ranks, shards / ranks);
+                let part = rank * rows / ranks * c..(rank + 1) * rows / ranks * c;
+                let shards = Shards {
+                    span: &span,
+                    across,
+                };
+                stats_and_backward(&x[part.clone()], &dz[part], c, shards)
+            });
+            let mut dx = Vec::new();
+            for (rank, bits) in got.iter().enumerate() {
+                assert_eq!(bits.0, one.0, "mean, {ranks} processes, rank {rank}");
+                assert_eq!(bits.1, one.1, "var, {ranks} processes, rank {rank}");
+                assert_eq!(bits.3, one.3, "dgamma, {ranks} processes, rank {rank}");
+                assert_eq!(bits.4, one.4, "dbeta, {ranks} processes, rank {rank}");
+                dx.extend_from_slice(&bits.2);
+            }
+            assert_eq!(dx, one.2, "dx, {ranks} processes");
+        }
+    }
+
     #[test]
     fn reductions_do_not_depend_on_the_thread_count() {
         let (rows, c) = (64 * 196, 12);
         let x = sample(rows, c, 21);
         let dz = sample(rows, c, 22);
-        let isa = crate::simd::active_isa();
+        let span = ShardSpan::whole(64, 8);
         let run = |threads: usize| {
             on_threads(threads, || {
-                let mut s = BnScratch::default();
-                let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                batch_stats(isa, &x, c, &mut mean, &mut var, &mut s);
-                let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-3).sqrt()).collect();
-                let gamma = vec![1.5; c];
-                let saved = BnSaved {
-                    mean: &mean,
-                    invstd: &invstd,
-                    gamma: &gamma,
-                    beta: &gamma,
-                };
-                let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_backward(isa, &x, &dz, saved, &mut dx, &mut dg, &mut db, &mut s);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                (bits(&mean), bits(&var), bits(&dx), bits(&dg), bits(&db))
+                stats_and_backward(&x, &dz, c, Shards::local(&span))
             })
         };
         assert_eq!(run(1), run(3));

@@ -9,6 +9,7 @@
 
 use crate::fuse::BnApply;
 use crate::norm::batchnorm::{backward, normalize, BnSaved, BnScratch};
+use crate::runtime::shards::Shards;
 use crate::simd::Isa;
 
 /// `y = relu((x - mean) * scale + beta)` per channel in one pass (as
@@ -18,19 +19,21 @@ pub fn bn_relu_forward(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32]) {
 }
 
 /// Backward of [`bn_relu_forward`] in training mode, given the gradient `dy` of its output: fills
-/// `dx`, `dgamma` and `dbeta`. `saved` must hold the forward pass's statistics and `beta`.
+/// `dx`, `dgamma` and `dbeta` (sums over the whole batch of `shards`). `saved` must hold the
+/// forward pass's statistics and `beta`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_relu_backward(
     isa: Isa,
     x: &[f32],
     dy: &[f32],
     saved: BnSaved,
+    shards: Shards<'_>,
     dx: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
     scratch: &mut BnScratch,
 ) {
-    backward(isa, x, true, dy, saved, dx, dgamma, dbeta, scratch);
+    backward(isa, x, true, dy, saved, shards, dx, dgamma, dbeta, scratch);
 }
 
 #[cfg(test)]
@@ -39,6 +42,7 @@ mod tests {
     use crate::norm::batchnorm::tests::{assert_close, sample, SHAPES};
     use crate::norm::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
     use crate::norm::relu::{relu_backward, relu_forward};
+    use crate::runtime::shards::ShardSpan;
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|f| f.to_bits()).collect()
@@ -53,8 +57,11 @@ mod tests {
                 let gamma = sample(1, c, 33);
                 let beta = sample(1, c, 34);
                 let mut s = BnScratch::default();
+                // Rows as images in 4 shards (some empty for the shortest shapes).
+                let span = ShardSpan::whole(rows, 4);
+                let shards = Shards::local(&span);
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-                batch_stats(isa, &x, c, &mut mean, &mut var, &mut s);
+                batch_stats(isa, &x, c, shards, &mut mean, &mut var, &mut s);
                 let (mut invstd, mut scale) = (vec![0.0; c], vec![0.0; c]);
                 fold_scale(&gamma, &var, 1e-3, &mut invstd, &mut scale);
                 let k = BnApply {
@@ -82,12 +89,16 @@ mod tests {
 
                 let (mut dx_f, mut dg_f, mut db_f) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_relu_backward(isa, &x, &dy, saved, &mut dx_f, &mut dg_f, &mut db_f, &mut s);
+                bn_relu_backward(
+                    isa, &x, &dy, saved, shards, &mut dx_f, &mut dg_f, &mut db_f, &mut s,
+                );
                 let mut dz = vec![0.0; x.len()];
                 relu_backward(isa, &y_unfused, &dy, &mut dz);
                 let (mut dx_u, mut dg_u, mut db_u) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_backward(isa, &x, &dz, saved, &mut dx_u, &mut dg_u, &mut db_u, &mut s);
+                bn_backward(
+                    isa, &x, &dz, saved, shards, &mut dx_u, &mut dg_u, &mut db_u, &mut s,
+                );
                 assert_eq!(bits(&dx_f), bits(&dx_u), "{isa:?} dx rows {rows} c {c}");
                 assert_eq!(bits(&dg_f), bits(&dg_u), "{isa:?} dgamma");
                 assert_eq!(bits(&db_f), bits(&db_u), "{isa:?} dbeta");
