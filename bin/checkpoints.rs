@@ -156,7 +156,8 @@ pub struct Saving<'a> {
 /// Trains one variant from `resume` (or from scratch) up to `cfg.batches` steps, saving its state
 /// (training state included) to `saving.path` every `saving.every` steps and at the end. A
 /// SIGINT/SIGTERM ([`crate::interrupt`]) stops it at the next step boundary, saves, and returns
-/// [`Interrupted`].
+/// [`Interrupted`]. Under mpirun, give `saving.path` on rank 0 only (every rank ends with the same
+/// state).
 pub fn train(
     cfg: &TrainConfig,
     data: &Mnist,
@@ -173,6 +174,8 @@ pub fn train(
         }
     };
     let mut save_error = None;
+    // The signal that stopped the run on any rank (0: none).
+    let mut signal = 0u8;
     let result = continue_protocol_with_hook(cfg, data, &mut trainer, on_log, &mut |p, trainer| {
         on_step(p);
         if let (Some(path), Some(every)) = (saving.path, saving.every) {
@@ -183,7 +186,11 @@ pub fn train(
                 }
             }
         }
-        if interrupt::requested().is_some() {
+        // Under mpirun the ranks get a signal at different moments (or only some of them do):
+        // they stop together, at the first boundary where any of them has one.
+        let mine = interrupt::requested().map_or(0, |s| u8::try_from(s).unwrap_or(u8::MAX));
+        signal = cfg.exec.team.max_byte(mine);
+        if signal != 0 {
             AfterStep::Stop
         } else {
             AfterStep::Continue
@@ -204,7 +211,7 @@ pub fn train(
                 save_trainer(path, &mut trainer, cfg)?;
             }
             Err(Interrupted {
-                signal: interrupt::requested().unwrap_or(0),
+                signal: i32::from(signal),
                 steps,
                 batches,
                 saved: saving.path.map(Path::to_path_buf),

@@ -2,8 +2,10 @@
 
 use crate::outpath::{self, ImageFormat};
 use anyhow::Result;
+use bnconv_kernels::runtime::shards::{DEFAULT_SHARDS, MAX_SHARDS};
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::adam::AdamConfig;
+use bnconv_nn::distributed::Team;
 use bnconv_nn::train::TrainConfig;
 use bnconv_nn::{BnPath, Exec, Variant};
 use clap::{Args, Parser, Subcommand};
@@ -68,9 +70,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", value_parser = parse_count, requires = "save")]
     pub save_every: Option<u64>,
     /// Continue the run saved in this checkpoint up to its recorded total of batches, or to
-    /// --batches in total (counted from the run's start). Variant, batch size, learning rate, seed
-    /// and (unless given) GEMM come from the checkpoint.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["variant", "batch_size", "lr", "seed"])]
+    /// --batches in total (counted from the run's start). Variant, batch size, learning rate, seed,
+    /// shard count and (unless given) GEMM come from the checkpoint.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["variant", "batch_size", "lr", "seed", "shards"])]
     pub resume: Option<PathBuf>,
     /// Load the --resume checkpoint without checking its digests (a file edited on purpose).
     #[arg(long, requires = "resume")]
@@ -316,13 +318,21 @@ pub struct RunArgs {
     /// Images per forward pass when evaluating whole sets (does not change results).
     #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
+    /// Fixed groups of images each training batch's sums are cut into (a power of two up to 64):
+    /// part of the numeric definition, like the batch size. Runs with the same value give the
+    /// same bits on any number of threads, and on any number of MPI processes that divides it.
+    #[arg(long, default_value_t = DEFAULT_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_SHARDS as u64))]
+    pub shards: u64,
 }
 
 impl RunArgs {
+    /// The kernels' settings, for one process alone.
     pub fn exec(&self) -> Exec {
         Exec {
             gemm: self.gemm.unwrap_or_default(),
             bn_path: self.bn,
+            // At most MAX_SHARDS (clap's range), so it fits.
+            shards: self.shards as usize,
             ..Exec::default()
         }
     }
@@ -417,14 +427,21 @@ pub fn to_usize(v: u64, what: &str) -> Result<usize> {
 }
 
 impl CommonArgs {
-    pub fn plan(&self) -> Result<Plan> {
+    /// The run these options ask for, as this process of `team` runs it (only rank 0 writes the
+    /// output files, so only it checks them).
+    pub fn plan(&self, team: &Team) -> Result<Plan> {
         let threads = threads_option(self.threads)?;
-        if let Some(json) = &self.json {
+        let root = team.is_root();
+        if let (Some(json), true) = (&self.json, root) {
             outpath::check_output("--json", json)?;
         }
-        let plot = match &self.plot {
-            Some(p) => Some((p.clone(), outpath::check_plot_path("--plot", p)?)),
-            None => None,
+        let plot = match (&self.plot, root) {
+            (Some(p), true) => Some((p.clone(), outpath::check_plot_path("--plot", p)?)),
+            _ => None,
+        };
+        let exec = Exec {
+            team: team.clone(),
+            ..self.run.exec()
         };
         Ok(Plan {
             threads,
@@ -432,11 +449,14 @@ impl CommonArgs {
             data_given: self.run.data.is_some(),
             batches: self.run.batches()?,
             gemm_given: self.run.gemm.is_some(),
-            json: self.json.clone(),
+            json: self.json.clone().filter(|_| root),
             quiet: self.quiet,
-            exec: self.run.exec(),
+            exec: exec.clone(),
             plot,
-            base: self.run.config(Variant::Bn, self.seed)?,
+            base: TrainConfig {
+                exec,
+                ..self.run.config(Variant::Bn, self.seed)?
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod digit_image;
 mod interrupt;
+mod launch;
 mod memory;
 mod outpath;
 mod plot;
@@ -56,18 +57,24 @@ fn main() -> std::process::ExitCode {
              times slower than `cargo run --release` or `cargo build --release`"
         );
     }
-    match choose_isa().and_then(|()| commands::run(cli)) {
+    let launch = match launch::Launch::join() {
+        Ok(launch) => launch,
+        Err(e) => return launch::Launch::alone().fail(e),
+    };
+    // Under mpirun, rank 0 prints for everyone.
+    stdout::set_silent(!launch.is_root());
+    match choose_isa().and_then(|()| commands::run(cli, &launch)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<interrupt::Interrupted>() {
-            // Stopped by Ctrl-C or SIGTERM: not a failure of bnconv, but not a finished run.
+            // Stopped by Ctrl-C or SIGTERM (every rank at the same step): not a failure of
+            // bnconv, but not a finished run.
             Some(stopped) => {
-                eprintln!("{stopped}");
+                if launch.is_root() {
+                    eprintln!("{stopped}");
+                }
                 std::process::ExitCode::from(stopped.exit_code())
             }
-            None => {
-                eprintln!("error: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
+            None => launch.fail(e),
         },
     }
 }

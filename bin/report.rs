@@ -46,9 +46,32 @@ pub fn peak_gflops_per_core() -> (f64, &'static str) {
     }
 }
 
-/// Achieved training GFLOP/s as a share of the peak of the threads used.
+/// Achieved training GFLOP/s as a share of the peak of the threads used (over every process).
 fn peak_share(r: &RunReport) -> f64 {
-    r.timing.achieved_gflops / (peak_gflops_per_core().0 * r.timing.threads as f64)
+    let threads: usize = r.layout.threads_per_rank.iter().sum();
+    r.timing.achieved_gflops / (peak_gflops_per_core().0 * threads.max(1) as f64)
+}
+
+/// `2 ranks x 1 thread on vm, 8 shards, communication 0.21 ms/step`: how a run was spread out.
+fn layout_line(r: &RunReport) -> String {
+    let l = &r.layout;
+    let mut threads = l.threads_per_rank.clone();
+    threads.dedup();
+    let threads = match threads.as_slice() {
+        [t] => format!("{t} thread{}", if *t == 1 { "" } else { "s" }),
+        _ => format!("threads {:?}", l.threads_per_rank),
+    };
+    let mut hosts = l.hosts.clone();
+    hosts.sort();
+    hosts.dedup();
+    format!(
+        "{} rank{} x {threads} on {}, {} shards, communication {:.3} ms/step",
+        l.ranks,
+        if l.ranks == 1 { "" } else { "s" },
+        hosts.join(", "),
+        l.shards,
+        r.timing.comm_ms_per_step
+    )
 }
 
 /// One row per variant: accuracy and throughput.
@@ -89,6 +112,9 @@ pub fn print_summary(reports: &[RunReport]) {
             t.eval_images_per_second,
             t.threads,
         );
+    }
+    for r in reports.iter().filter(|r| r.layout.ranks > 1) {
+        outln!("{:<12} MPI: {}", r.variant.name(), layout_line(r));
     }
     if let Some(r) = reports.first() {
         let (peak, source) = peak_gflops_per_core();

@@ -23,9 +23,27 @@ pub fn reporting_to_stderr() -> bool {
     TO_STDERR.load(Ordering::Relaxed)
 }
 
-/// Writes one line to stdout (or stderr, see [`report_to_stderr`]), dropping it if that is gone.
+/// Whether this process prints nothing: the ranks other than 0 of an MPI job, whose lines rank 0
+/// already prints.
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`line`] drop every line from now on (`true`), or print again.
+pub fn set_silent(silent: bool) {
+    SILENT.store(silent, Ordering::Relaxed);
+}
+
+/// Whether this process prints nothing ([`set_silent`]).
+pub fn silent() -> bool {
+    SILENT.load(Ordering::Relaxed)
+}
+
+/// Writes one line to stdout (or stderr, see [`report_to_stderr`]), dropping it if that is gone
+/// (or this process is [`silent`]).
 pub fn line(args: std::fmt::Arguments) {
     static REPORTED: AtomicBool = AtomicBool::new(false);
+    if silent() {
+        return;
+    }
     let written = if reporting_to_stderr() {
         writeln!(std::io::stderr().lock(), "{args}")
     } else {

@@ -135,7 +135,8 @@ fn every_parameter_on_every_rank_equals_the_single_process() {
 #[test]
 fn batches_the_ranks_cannot_share_are_refused() {
     let cases = [
-        (3, 16, 8, "cannot share 8 shards"),
+        (3, 18, 8, "cannot share 8 shards"),
+        (3, 16, 8, "cannot be split evenly over 3 processes"),
         (2, 15, 8, "cannot be split evenly over 2 processes"),
         (4, 2, 8, "cannot be split evenly over 4 processes"),
         (2, 16, 6, "must be a power of two"),

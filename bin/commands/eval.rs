@@ -5,11 +5,13 @@
 
 use crate::checkpoints::{integrity_name, read_checkpoint};
 use crate::cli::{default_data_dir, threads_option, EvalArgs, Split};
+use crate::launch;
 use crate::outpath::{self, check_output, check_plot_path};
 use crate::plot;
 use crate::report;
 use anyhow::{Context, Result};
 use bnconv_nn::confusion::ConfusionMatrix;
+use bnconv_nn::distributed::Team;
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::predictions::evaluate_predictions;
 use bnconv_nn::train::{evaluate, single_sample_accuracy};
@@ -18,24 +20,32 @@ use bnconv_nn::Exec;
 /// Off-diagonal cells named in the "most confused" line and in the JSON.
 const MOST_CONFUSED: usize = 5;
 
-pub fn run(args: &EvalArgs) -> Result<()> {
+/// Evaluates the checkpoint; under mpirun each rank evaluates its part of each set and rank 0
+/// reports the whole and writes the files.
+pub fn run(team: &Team, args: &EvalArgs) -> Result<()> {
     let threads = threads_option(args.threads)?;
     let eval_batch = usize::try_from(args.eval_batch).context("--eval-batch is too large")?;
-    if let Some(json) = &args.json {
+    // Every rank ends with the same figures: rank 0 writes the files.
+    let root = team.is_root();
+    let json = args.json.as_ref().filter(|_| root);
+    let predictions_csv = args.predictions.as_ref().filter(|_| root);
+    let plot_path = args.plot.as_deref().filter(|_| root);
+    if let Some(json) = json {
         check_output("--json", json)?;
         if outpath::is_stdout(json) {
             crate::stdout::report_to_stderr();
         }
     }
-    if let Some(csv) = &args.predictions {
+    if let Some(csv) = predictions_csv {
         check_output("--predictions", csv)?;
     }
-    let plot_format = (args.plot.as_deref())
+    let plot_format = plot_path
         .map(|p| check_plot_path("--plot", p))
         .transpose()?;
     let exec = Exec {
         gemm: args.gemm,
         bn_path: args.bn,
+        team: team.clone(),
         ..Exec::default()
     };
     // The checkpoint before the data: a bad file is reported without waiting for MNIST.
@@ -53,6 +63,27 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         .context("could not start the thread pool")?;
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
+    if team.ranks() > 1 {
+        let mut description = launch::describe_build();
+        for (k, v) in [
+            (
+                "checkpoint",
+                format!("{} after {} steps", info.variant, info.steps),
+            ),
+            (
+                "weights (SHA-256)",
+                bnconv_nn::digest::parameters_sha256(&mut net),
+            ),
+            ("BN path", args.bn.to_string()),
+            ("GEMM", args.gemm.to_string()),
+            ("eval batch", eval_batch.to_string()),
+            ("split", args.split.name().to_string()),
+            ("data (SHA-256)", launch::data_sha256(&data)),
+        ] {
+            description.push((k.to_string(), v));
+        }
+        launch::agree(team, &description)?;
+    }
     outln!(
         "bnconv eval: {} ({}, {} training steps); {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
         args.checkpoint.display(),
@@ -69,7 +100,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     // The --split set is evaluated image by image (the same figures as `evaluate`), the other
     // as a whole.
     let (validation, test, single, predictions) = pool.install(|| {
-        let _awake = bnconv_kernels::runtime::keep_awake::KeepAwake::start();
+        let _awake = bnconv_nn::distributed::keep_awake(&net.exec().team);
         let (validation, test, predictions) = match args.split {
             Split::Validation => {
                 let (v, p) = evaluate_predictions(&mut net, &data.validation, eval_batch);
@@ -101,7 +132,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     );
     print_confusion(&confusion, args.split);
     let most_confused = confusion.most_confused(MOST_CONFUSED);
-    if let Some(path) = &args.predictions {
+    if let Some(path) = predictions_csv {
         outpath::write_output(path, |w| predictions.write_csv(w))?;
         outln!(
             "wrote {} ({} rows, the {} set)",
@@ -110,7 +141,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             args.split.name()
         );
     }
-    if let (Some(path), Some(format)) = (&args.plot, plot_format) {
+    if let (Some(path), Some(format)) = (plot_path, plot_format) {
         let title = format!(
             "{} after {} steps: {} set, {} of {} correct",
             info.variant,
@@ -122,7 +153,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         plot::confusion_heatmap(path, format, &confusion, &title)?;
         outln!("wrote {}", outpath::shown(path));
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = json {
         let doc = serde_json::json!({
             "bnconv_version": env!("CARGO_PKG_VERSION"),
             "checkpoint": args.checkpoint,

@@ -13,12 +13,25 @@ pub mod sweep;
 pub mod train;
 
 use crate::cli::{Cli, Command};
+use crate::launch::{Launch, Refusal};
 use anyhow::Result;
 use train::Runs;
 
-/// Runs the command `cli` names (`compare` when it names none).
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the command `cli` names (`compare` when it names none), as this process's part of the
+/// run `launch` describes.
+pub fn run(cli: Cli, launch: &Launch) -> Result<()> {
+    let team = launch.team.clone();
+    let alone = |command: &str| -> Result<()> {
+        Err(Refusal(format!(
+            "bnconv {command} runs in one process; start it without mpirun (this job has {} ranks)",
+            launch.ranks()
+        ))
+        .into())
+    };
     match cli.command {
+        Some(Command::Profile(_)) if launch.ranks() > 1 => alone("profile"),
+        Some(Command::Predict(_)) if launch.ranks() > 1 => alone("predict"),
+        Some(Command::Sweep(_)) if launch.ranks() > 1 => alone("sweep"),
         Some(Command::Train(t)) => train::run(Runs {
             opts: t.common,
             variants: vec![t.variant],
@@ -27,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
             resume: t.resume,
             no_verify: t.no_verify,
             save_every: t.save_every,
+            team,
         }),
         Some(Command::Compare(c)) => train::run(Runs {
             opts: c.common,
@@ -36,8 +50,9 @@ pub fn run(cli: Cli) -> Result<()> {
             resume: None,
             no_verify: false,
             save_every: None,
+            team,
         }),
-        Some(Command::Eval(e)) => eval::run(&e),
+        Some(Command::Eval(e)) => eval::run(&team, &e),
         Some(Command::Profile(p)) => profile::run(p),
         Some(Command::Predict(p)) => predict::run(&p),
         Some(Command::Sweep(s)) => sweep::run(&s),
@@ -49,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
             resume: None,
             no_verify: false,
             save_every: None,
+            team,
         }),
     }
 }

@@ -5,11 +5,13 @@
 use crate::checkpoints;
 use crate::cli::CommonArgs;
 use crate::interrupt;
+use crate::launch::{self, Refusal};
 use crate::outpath;
 use crate::plot;
 use crate::progress;
 use crate::report;
 use anyhow::{Context, Result};
+use bnconv_nn::distributed::Team;
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::RunReport;
 use bnconv_nn::Variant;
@@ -29,9 +31,12 @@ pub struct Runs {
     pub no_verify: bool,
     /// `--save-every` (train only).
     pub save_every: Option<u64>,
+    /// The processes running these runs together (one by default).
+    pub team: Team,
 }
 
-/// Trains each variant of `runs` in turn and reports.
+/// Trains each variant of `runs` in turn and reports, as this process's part of `runs.team`'s
+/// runs.
 pub fn run(runs: Runs) -> Result<()> {
     let Runs {
         opts,
@@ -41,8 +46,10 @@ pub fn run(runs: Runs) -> Result<()> {
         resume,
         no_verify,
         save_every,
+        team,
     } = runs;
-    let mut plan = opts.plan()?;
+    let team = &team;
+    let mut plan = opts.plan(team)?;
     let save_every = save_every
         .map(|n| crate::cli::to_usize(n, "--save-every"))
         .transpose()?;
@@ -62,6 +69,8 @@ pub fn run(runs: Runs) -> Result<()> {
         // What the resumed run uses (the GEMM it trained with unless --gemm was given).
         plan.exec = cfg.exec.clone();
     }
+    // Every rank ends with the same state: rank 0 writes it.
+    let save = save.filter(|_| team.is_root());
     let saves = checkpoints::save_paths(save.as_deref(), per_variant, &variants)?;
     let resume_options = if plan.data_given {
         format!(
@@ -78,12 +87,32 @@ pub fn run(runs: Runs) -> Result<()> {
         .context("could not start the thread pool")?;
     let data = Mnist::load(&plan.data_dir)
         .with_context(|| format!("could not load MNIST from {}", plan.data_dir.display()))?;
-    // Settings that depend on the data (the batch size vs the training set) fail here, before
-    // anything is printed or trained.
+    // Under mpirun, every rank must have been asked for the same run, on the same data.
+    if team.ranks() > 1 {
+        let mut description = launch::describe_common(&opts, &data);
+        description.push(("variants".into(), format!("{variants:?}")));
+        let resumed = resume.as_mut().map_or("no".to_string(), |(t, c)| {
+            format!(
+                "at step {} of {} with {} shards and GEMM {}, weights {}",
+                t.steps(),
+                c.batches,
+                c.exec.shards,
+                c.exec.gemm,
+                bnconv_nn::digest::parameters_sha256(&mut t.net)
+            )
+        });
+        description.push(("resumed".into(), resumed));
+        launch::agree(team, &description)?;
+    }
+    // Settings that depend on the data (the batch size vs the training set) or on the processes
+    // fail here, before anything is printed or trained (the same way on every rank).
     for &variant in &variants {
-        plan.config(variant)
-            .validate(data.train.len())
-            .with_context(|| format!("variant {variant}"))?;
+        let cfg = match &resume {
+            Some((_, cfg)) => cfg.clone(),
+            None => plan.config(variant),
+        };
+        cfg.validate(data.train.len())
+            .map_err(|e| Refusal(format!("variant {variant}: {e}")))?;
     }
     outln!(
         "bnconv: {} training / {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
@@ -113,7 +142,8 @@ pub fn run(runs: Runs) -> Result<()> {
                 outln!("(resumed at batch {})", trainer.steps());
             }
         }
-        let progress = progress::Progress::new(cfg.batches, variant.name(), plan.quiet);
+        let quiet = plan.quiet || crate::stdout::silent();
+        let progress = progress::Progress::new(cfg.batches, variant.name(), quiet);
         let report = pool
             .install(|| {
                 checkpoints::train(

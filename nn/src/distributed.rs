@@ -14,6 +14,7 @@
 //! (threads standing in for processes, for tests) or, in the `bnconv` binary built with the
 //! `mpi` feature, MPI.
 
+use bnconv_kernels::runtime::keep_awake::KeepAwake;
 use bnconv_kernels::runtime::shards::{tree_sum, Across, ShardSpan};
 use std::fmt;
 use std::ops::Range;
@@ -283,6 +284,49 @@ impl Team {
             .sum()
     }
 
+    /// Completes `items` (`total` items of `per_item` values, one after the other) on every rank:
+    /// each rank filled its own [`Team::part`], and receives every other rank's part.
+    pub fn share_parts(&self, items: &mut [f32], total: usize, per_item: usize) {
+        let n = self.ranks();
+        if n == 1 {
+            return;
+        }
+        assert_eq!(items.len(), total * per_item, "share_parts: size");
+        let width = total.div_ceil(n) * per_item;
+        let mine = self.part(total);
+        let mut local = vec![0.0f32; width];
+        local[..mine.len() * per_item]
+            .copy_from_slice(&items[mine.start * per_item..mine.end * per_item]);
+        let mut all = vec![0.0f32; n * width];
+        self.timed(|| self.comm.all_gather_f32(&local, &mut all));
+        for r in 0..n {
+            let theirs = part(total, r, n);
+            items[theirs.start * per_item..theirs.end * per_item]
+                .copy_from_slice(&all[r * width..][..theirs.len() * per_item]);
+        }
+    }
+
+    /// The largest of every rank's `local` byte (a collective: every rank must ask). The
+    /// training loop's stop check: a signal number, 0 for none, so that every rank stops at the
+    /// same step and reports the same signal.
+    pub fn max_byte(&self, local: u8) -> u8 {
+        let n = self.ranks();
+        if n == 1 {
+            return local;
+        }
+        // On the stack for the usual rank counts: called once per training step.
+        let mut stack = [0u8; 64];
+        let mut heap = Vec::new();
+        let all = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap[..]
+        };
+        self.timed(|| self.comm.all_gather_bytes(&[local], all));
+        all.iter().copied().max().unwrap_or(local)
+    }
+
     /// The sum over ranks of a count.
     pub fn sum_count(&self, local: usize) -> usize {
         if self.ranks() == 1 {
@@ -298,6 +342,21 @@ impl Team {
             .sum()
     }
 
+    /// How many ranks of the group run on this host (a collective: every rank must ask).
+    pub fn ranks_on_this_host(&self) -> usize {
+        if self.ranks() == 1 {
+            return 1;
+        }
+        let mut name = [0u8; 256];
+        let host = self.comm.host_name();
+        let host = &host.as_bytes()[..host.len().min(name.len())];
+        name[..host.len()].copy_from_slice(host);
+        self.gather_bytes(&name)
+            .iter()
+            .filter(|other| other[..] == name[..])
+            .count()
+    }
+
     /// Every rank's `local` bytes (the same length everywhere), in rank order.
     pub fn gather_bytes(&self, local: &[u8]) -> Vec<Vec<u8>> {
         let n = self.ranks();
@@ -308,6 +367,13 @@ impl Team {
             .map(<[u8]>::to_vec)
             .collect()
     }
+}
+
+/// Keeps the current rayon pool's workers spinning between parallel loops
+/// ([`KeepAwake`]) when this process is the only rank on its host: ranks sharing a host would
+/// take each other's cores. A collective: every rank of `team` must call it.
+pub fn keep_awake(team: &Team) -> Option<KeepAwake> {
+    (team.ranks_on_this_host() == 1).then(KeepAwake::start)
 }
 
 /// Part `r` of `total` items dealt out in `n` contiguous parts.

@@ -100,6 +100,10 @@ pub fn evaluate_predictions(
     let evaluation = evaluate_with(net, data, batch, |first, batch_logits| {
         logits[first * CLASSES..first * CLASSES + batch_logits.len()].copy_from_slice(batch_logits);
     });
+    // Under several processes each computed its part of the set: every rank gets them all.
+    net.exec()
+        .team
+        .share_parts(&mut logits, data.len(), CLASSES);
     (evaluation, Predictions::new(data.labels().to_vec(), logits))
 }
 

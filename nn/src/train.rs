@@ -72,17 +72,17 @@ impl TrainConfig {
             ));
         }
         let ranks = self.exec.team.ranks();
-        if !shards.is_multiple_of(ranks) {
-            return bad(format!(
-                "{ranks} processes cannot share {shards} shards: the process count must divide \
-                 the shard count (a power of two; see --shards)"
-            ));
-        }
         if !self.batch_size.is_multiple_of(ranks) {
             return bad(format!(
                 "a batch of {} images cannot be split evenly over {ranks} processes: the \
                  process count must divide the batch size",
                 self.batch_size
+            ));
+        }
+        if !shards.is_multiple_of(ranks) {
+            return bad(format!(
+                "{ranks} processes cannot share {shards} shards: the process count must divide \
+                 the shard count (a power of two; see --shards)"
             ));
         }
         Ok(())
@@ -454,7 +454,7 @@ pub fn continue_protocol_with_hook(
     check_resumable(cfg, trainer, data.train.len())?;
     let wall = Instant::now();
     // The other workers spin for work between a step's ~150 parallel loops instead of sleeping.
-    let awake = bnconv_kernels::runtime::keep_awake::KeepAwake::start();
+    let awake = crate::distributed::keep_awake(trainer.team());
     let first_step = trainer.steps;
     let steps_run = cfg.batches - first_step;
     let mut log = Vec::new();

@@ -21,8 +21,9 @@
 //! String metadata (`__metadata__`): `format` = `bnconv`, `format_version` = `2`, `variant`,
 //! `steps` (training steps the weights have had), `bnconv_version`, and, when the file can
 //! resume training, `training_state`: a JSON object with the total batches the run was asked
-//! for, the seed, batch size, Adam hyper-parameters and update count, the BN path and GEMM
-//! backend it ran with (informational), and the data sampler's position, completed epochs and
+//! for, the seed, batch size, Adam hyper-parameters and update count, the reduction shard count
+//! (kept on resume), the BN path and GEMM backend it ran with (informational), and the data
+//! sampler's position, completed epochs and
 //! ChaCha8 generator state (seed as hex, stream, word position as a decimal string). Since
 //! format 2, `tensor_sha256` and `metadata_sha256` record digests of every tensor and of the
 //! metadata ([`integrity`] defines them).
@@ -164,8 +165,9 @@ impl Checkpoint {
 
     /// The trainer exactly as it was when the checkpoint was saved, and the configuration it ran
     /// with (`batches` = the total the run was asked for, `eval_batch` = the protocol's 500;
-    /// `exec` is the caller's: BN path and thread count do not change results, the GEMM backend
-    /// may in the last bits, see [`Checkpoint::trained_with_gemm`]). Continuing it with
+    /// `exec` is the caller's except for the shard count, which is the run's: BN path, thread
+    /// and process count do not change results, the GEMM backend may in the last bits, see
+    /// [`Checkpoint::trained_with_gemm`]). Continuing it with
     /// [`crate::train::continue_protocol`] gives the weights an uninterrupted run would have.
     pub fn trainer(&self, exec: Exec) -> Result<(Trainer, TrainConfig), CheckpointError> {
         training_state::restore(&self.file()?, exec)

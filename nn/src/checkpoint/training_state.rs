@@ -6,6 +6,7 @@ use super::read::File;
 use super::CheckpointError;
 use crate::adam::AdamConfig;
 use crate::batches::{BatchSampler, SamplerState};
+use crate::distributed::Team;
 use crate::layer::Exec;
 use crate::train::{TrainConfig, Trainer};
 
@@ -22,6 +23,11 @@ pub(super) struct TrainingMeta {
     adam_step: u64,
     bn_path: String,
     gemm: String,
+    /// The reduction shard count the run's sums were cut into ([`Exec::shards`]): part of its
+    /// numeric definition, so a resumed run keeps it. Absent in files written before shards
+    /// existed: the default.
+    #[serde(default = "default_shards")]
+    shards: usize,
     sampler_position: usize,
     sampler_epochs: usize,
     /// 32 bytes as 64 hex digits.
@@ -29,6 +35,10 @@ pub(super) struct TrainingMeta {
     sampler_rng_stream: u64,
     /// A u128, as a decimal string (JSON readers differ on integers that large).
     sampler_rng_word_pos: String,
+}
+
+fn default_shards() -> usize {
+    bnconv_kernels::runtime::shards::DEFAULT_SHARDS
 }
 
 impl TrainingMeta {
@@ -46,6 +56,7 @@ impl TrainingMeta {
             adam_step: trainer.adam.steps(),
             bn_path: cfg.exec.bn_path.name().to_string(),
             gemm: cfg.exec.gemm.name().to_string(),
+            shards: cfg.exec.shards,
             sampler_position: sampler.position,
             sampler_epochs: sampler.epochs,
             sampler_rng_seed: sampler
@@ -127,12 +138,20 @@ pub(super) fn restore(
             epsilon: meta.epsilon,
         },
         seed: meta.seed,
-        exec,
+        exec: Exec {
+            shards: meta.shards,
+            ..exec
+        },
         eval_batch: TrainConfig::protocol(file.variant).eval_batch,
     };
-    // The caller may change `batches`; everything else must be able to run as stored.
+    // The caller may change `batches` (and the processes, checked with the rest of the run);
+    // everything else must be able to run as stored.
     let check = TrainConfig {
         batches: 1,
+        exec: Exec {
+            team: Team::default(),
+            ..cfg.exec.clone()
+        },
         ..cfg.clone()
     };
     check
