@@ -20,7 +20,9 @@
 //!
 //! Parallel kernels split their work into chunks whose size depends only on the problem shape
 //! ([`runtime::partition`]), never on the thread count, and reduce partial sums in chunk order:
-//! results are bitwise identical whatever the size of the rayon pool.
+//! results are bitwise identical whatever the size of the rayon pool. Sums over a training
+//! batch's images are formed per fixed shard of the batch and added by a fixed tree
+//! ([`runtime::shards`]), so that processes sharing a batch get the same bits as one process.
 //!
 //! # Example
 //!
