@@ -1,6 +1,7 @@
 //! Ctrl-C (SIGINT) and SIGTERM while training: the first asks the run to stop at the next step
 //! boundary (the resumable checkpoint is written when `--save` is given, and the process exits
-//! with 128 + the signal number: 130, 143); a second one ends the process at once with that code.
+//! with 128 + the signal number: 130, 143); a second one ends the process at once with that code
+//! (in a single process: see [`install`] for mpirun).
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::fmt;
@@ -13,11 +14,18 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the handlers (training commands only; other commands keep the default: exit at once).
-pub fn install() -> anyhow::Result<()> {
+/// `second_exits`: a second signal ends the process at once. Not under `mpirun` with several
+/// ranks: there a rank may get the same Ctrl-C twice (from the terminal and forwarded by
+/// `mpirun`) and must still reach the step boundary where all ranks stop together; `mpirun`
+/// itself ends the job with SIGKILL when its ranks take too long
+/// (`odls_base_sigkill_timeout`, see docs/distributed.md).
+pub fn install(second_exits: bool) -> anyhow::Result<()> {
     for (signal, code) in [(SIGINT, 130), (SIGTERM, 143)] {
         // Registered first, so it sees STOP as the previous signal left it: set means this is
         // the second signal.
-        signal_hook::flag::register_conditional_shutdown(signal, code, &STOP)?;
+        if second_exits {
+            signal_hook::flag::register_conditional_shutdown(signal, code, &STOP)?;
+        }
         signal_hook::flag::register_usize(signal, &SIGNAL, signal as usize)?;
         signal_hook::flag::register(signal, &STOP)?;
     }

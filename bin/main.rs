@@ -72,6 +72,9 @@ fn main() -> std::process::ExitCode {
                 if launch.is_root() {
                     eprintln!("{stopped}");
                 }
+                // The others leave only once rank 0 has saved and said so: mpirun ends the job
+                // when the first rank exits with the signal's status.
+                launch.team.barrier();
                 std::process::ExitCode::from(stopped.exit_code())
             }
             None => launch.fail(e),

@@ -8,7 +8,8 @@
 //! - refusals before any work: a batch the ranks cannot share, ranks started with different
 //!   options (the message names the option), `profile` under mpirun;
 //! - a rank that fails (missing data) or is killed ends the whole job with a non-zero exit naming
-//!   the rank, within seconds, never a hang.
+//!   the rank, within seconds, never a hang;
+//! - a SIGTERM to one rank stops every rank at the same step, and rank 0 saves that state.
 #![cfg(feature = "mpi")]
 
 use serde_json::Value;
@@ -416,4 +417,81 @@ fn eval_under_mpirun_reports_the_single_process_figures() {
         assert_eq!(got.2, single.2, "{ranks} ranks: confusion matrix");
         assert!(got.3 == single.3, "{ranks} ranks: predictions CSV differs");
     }
+}
+
+/// A SIGTERM that reaches one rank only (or reaches the ranks at different steps, as mpirun's
+/// forwarded Ctrl-C does) stops every rank at the same step boundary: rank 0 saves and reports
+/// the signal, and the saved state resumes in one process to the uninterrupted run's weights.
+/// A rank stopping alone would leave the others waiting in an exchange (a hang, failed here).
+#[test]
+fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
+    require_mpirun!();
+    if !PathBuf::from("/proc/self/environ").exists() {
+        eprintln!("SKIPPED: no /proc to find the rank's process");
+        return;
+    }
+    let dir = scratch();
+    let ckpt = dir.path().join("stopped.safetensors");
+    let run = ["--batch-size", "32", "--threads", "1", "--quiet"];
+    let batches = "60";
+    let mut cmd = mpirun(2).expect("mpirun");
+    cmd.arg(BIN)
+        .args(["train", "--variant", "bn", "--batches", batches])
+        .args(run)
+        .arg("--save")
+        .arg(&ckpt)
+        .args(["--save-every", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("start mpirun");
+    // The first --save-every file says every rank is in the training loop.
+    let start = Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = *rank_pids(child.id(), 1).first().expect("rank 1's process");
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = wait_within(child, Duration::from_secs(120));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let stopped = err
+        .lines()
+        .find_map(|l| l.strip_prefix("stopped by SIGTERM after batch "))
+        .unwrap_or_else(|| panic!("rank 0 did not report the stop: {err}"));
+    assert!(
+        stopped.contains(&format!(" of {batches}; saved the resumable checkpoint")),
+        "{err}"
+    );
+    let step: usize = stopped.split(' ').next().unwrap().parse().expect("a step");
+    assert!(step < 60, "{err}");
+    // Rank 0's checkpoint holds the state every rank stopped with: it resumes to the bits of
+    // a run that was never stopped.
+    let resumed = dir.path().join("resumed.json");
+    let mut resume = Command::new(BIN);
+    resume
+        .args(["train", "--resume"])
+        .arg(&ckpt)
+        .args(["--threads", "2", "--quiet", "--json"])
+        .arg(&resumed);
+    ok(&run_within(resume, Duration::from_secs(600)), "resume");
+    let straight = dir.path().join("straight.json");
+    let mut whole = Command::new(BIN);
+    whole
+        .args(["train", "--variant", "bn", "--batches", batches])
+        .args(run)
+        .arg("--json")
+        .arg(&straight);
+    ok(&run_within(whole, Duration::from_secs(600)), "straight run");
+    assert_eq!(
+        read_json(&resumed)["runs"][0]["parameters_sha256"],
+        read_json(&straight)["runs"][0]["parameters_sha256"]
+    );
 }

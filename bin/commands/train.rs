@@ -80,7 +80,8 @@ pub fn run(runs: Runs) -> Result<()> {
     } else {
         String::new()
     };
-    interrupt::install().context("could not install the Ctrl-C/SIGTERM handlers")?;
+    interrupt::install(team.ranks() == 1)
+        .context("could not install the Ctrl-C/SIGTERM handlers")?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.threads)
         .build()

@@ -327,6 +327,13 @@ impl Team {
         all.iter().copied().max().unwrap_or(local)
     }
 
+    /// Waits until every rank has called it (a collective). Used where one rank's work (rank 0
+    /// writing a checkpoint and saying so) must end before any rank exits: `mpirun` ends the
+    /// whole job as soon as one rank exits with a non-zero status.
+    pub fn barrier(&self) {
+        self.max_byte(0);
+    }
+
     /// The sum over ranks of a count.
     pub fn sum_count(&self, local: usize) -> usize {
         if self.ranks() == 1 {
