@@ -280,7 +280,17 @@ mod mpi_world {
         }
     }
 
+    /// Open MPI's setting for how a rank waits in an exchange: `1` yields the core between polls.
+    const YIELD_WHEN_IDLE: &str = "OMPI_MCA_mpi_yield_when_idle";
+
     pub(super) fn join() -> Result<Launch> {
+        // A rank waiting for the others spins on its core by default, taking it from the rank
+        // (or the other programs) it waits for whenever cores are shared: on a busy 2-core
+        // machine that made 2 ranks several times slower than yielding. Yield unless the user
+        // chose (`--mca mpi_yield_when_idle 0` or the variable).
+        if std::env::var_os(YIELD_WHEN_IDLE).is_none() {
+            std::env::set_var(YIELD_WHEN_IDLE, "1");
+        }
         let Some((universe, threading)) = mpi::initialize_with_threading(Threading::Serialized)
         else {
             anyhow::bail!("MPI could not be initialised (was it initialised already?)");
