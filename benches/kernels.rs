@@ -12,11 +12,11 @@
 //! Run with `cargo bench`; threads: `RAYON_NUM_THREADS` (default all cores).
 
 use bnconv_kernels::conv::im2col::im2col_image;
-use bnconv_kernels::conv::{conv_backward, conv_forward, ConvOps, ConvWorkspace};
+use bnconv_kernels::conv::{conv_backward, conv_forward, ConvGrads, ConvOps, ConvWorkspace};
 use bnconv_kernels::fuse::BnApply;
 use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::norm::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnGrads, BnSaved, BnScratch,
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -169,9 +169,11 @@ fn conv(c: &mut Criterion) {
                         &mut ws,
                         &w,
                         &dy,
-                        data_grad.then_some(dx.as_mut_slice()),
-                        &mut dw,
-                        None,
+                        ConvGrads {
+                            dx: data_grad.then_some(dx.as_mut_slice()),
+                            dw: &mut dw,
+                            db: None,
+                        },
                     );
                     black_box(dw[0])
                 })
@@ -249,17 +251,23 @@ fn bn_relu(c: &mut Criterion) {
         bwd.throughput(Throughput::Bytes((x.len() * 4) as u64));
         bwd.bench_function(BenchmarkId::new("fused", format!("bn{i:02}")), |b| {
             b.iter(|| {
-                bn_relu_backward(
-                    isa, &x, &dy, saved, shards, &mut dx, &mut dg, &mut db, &mut s,
-                )
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                bn_relu_backward(isa, &x, &dy, saved, shards, grads, &mut s)
             })
         });
         bwd.bench_function(BenchmarkId::new("unfused", format!("bn{i:02}")), |b| {
             b.iter(|| {
                 relu_backward(isa, &y, &dy, &mut dz);
-                bn_backward(
-                    isa, &x, &dz, saved, shards, &mut dx, &mut dg, &mut db, &mut s,
-                );
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                bn_backward(isa, &x, &dz, saved, shards, grads, &mut s);
             })
         });
     }

@@ -9,7 +9,7 @@ use crate::layer::{BnPath, ChannelMap, Exec, Layer, Mode, Param, ParamKind, Para
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{BnApply, Epilogue, Prologue, Start};
 use bnconv_kernels::norm::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnSaved, BnScratch,
+    batch_stats, bn_backward, bn_forward, fold_scale, BnGrads, BnSaved, BnScratch,
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -189,7 +189,11 @@ impl Layer for BatchNorm {
                 &mut self.dx_unused
             }
         };
-        let (dgamma, dbeta) = (&mut self.gamma.grad, &mut self.beta.grad);
+        let grads = BnGrads {
+            dx,
+            dgamma: &mut self.gamma.grad,
+            dbeta: &mut self.beta.grad,
+        };
         let span = exec.span(x.shape().batch());
         let shards = exec.reduction(&span);
         let bwd = profile::scope(Phase::BnBackward);
@@ -200,9 +204,7 @@ impl Layer for BatchNorm {
                 dy.data(),
                 saved,
                 shards,
-                dx,
-                dgamma,
-                dbeta,
+                grads,
                 &mut self.scratch,
             ),
             (true, BnPath::Fused) => bn_relu_backward(
@@ -211,9 +213,7 @@ impl Layer for BatchNorm {
                 dy.data(),
                 saved,
                 shards,
-                dx,
-                dgamma,
-                dbeta,
+                grads,
                 &mut self.scratch,
             ),
             (true, BnPath::Unfused) => {
@@ -229,9 +229,7 @@ impl Layer for BatchNorm {
                     &self.between,
                     saved,
                     shards,
-                    dx,
-                    dgamma,
-                    dbeta,
+                    grads,
                     &mut self.scratch,
                 );
             }

@@ -2,7 +2,9 @@
 
 use crate::layer::{Exec, Fusing, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::conv::{conv_backward, conv_forward, ConvOps, ConvPlan, ConvWorkspace};
+use bnconv_kernels::conv::{
+    conv_backward, conv_forward, ConvGrads, ConvOps, ConvPlan, ConvWorkspace,
+};
 use bnconv_kernels::fuse::{Epilogue, Prologue, Start};
 use bnconv_kernels::ConvGeometry;
 
@@ -111,9 +113,11 @@ impl Layer for Conv2d {
             &mut self.workspace,
             &self.weight.value,
             dy.data(),
-            dx.map(|t| t.data_mut()),
-            &mut self.weight.grad,
-            self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
+            ConvGrads {
+                dx: dx.map(|t| t.data_mut()),
+                dw: &mut self.weight.grad,
+                db: self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
+            },
         );
     }
 

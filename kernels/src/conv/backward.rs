@@ -4,19 +4,28 @@ use crate::conv::data_grad::data_grad;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::WeightGradPath;
 use crate::conv::small_image;
-use crate::conv::weight_grad::{column_weight_grad, implicit_weight_grad};
+use crate::conv::weight_grad::{column_weight_grad, implicit_weight_grad, WeightGrads};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::GemmBackend;
 use crate::runtime::shards::Shards;
 
+/// What a convolution's backward pass writes.
+#[derive(Debug)]
+pub struct ConvGrads<'a> {
+    /// The input gradient; `None` skips it (the first layer needs none).
+    pub dx: Option<&'a mut [f32]>,
+    /// The weight gradient (HWIO, as the weights), overwritten.
+    pub dw: &'a mut [f32],
+    /// The bias gradient, overwritten; `None` for a layer without a bias.
+    pub db: Option<&'a mut [f32]>,
+}
+
 /// Gradients of [`conv_forward`](super::conv_forward), which must have run on the same workspace
 /// with the same geometry and weights.
 ///
-/// The im2col matrix is reused as scratch for the column gradient. `dx` is skipped when `None`
-/// (the first layer needs no input gradient). `dw` and `db` are overwritten with the sums over
-/// the whole batch of `shards` (this process holds `g.batch` images of it), added in the fixed
-/// order of [`crate::runtime::shards`].
-#[allow(clippy::too_many_arguments)]
+/// The im2col matrix is reused as scratch for the column gradient. `grads.dw` and `grads.db` are
+/// overwritten with the sums over the whole batch of `shards` (this process holds `g.batch`
+/// images of it), added in the fixed order of [`crate::runtime::shards`].
 pub fn conv_backward(
     gemm: GemmBackend,
     g: &ConvGeometry,
@@ -24,10 +33,9 @@ pub fn conv_backward(
     ws: &mut ConvWorkspace,
     w: &[f32],
     dy: &[f32],
-    dx: Option<&mut [f32]>,
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+    grads: ConvGrads,
 ) {
+    let ConvGrads { dx, dw, db } = grads;
     assert_eq!(w.len(), g.weight_len(), "conv_backward: weight size");
     assert_eq!(
         dy.len(),
@@ -51,8 +59,9 @@ pub fn conv_backward(
     let plan = ws.plan_for_backward(gemm, g).expect(
         "conv_backward: the last forward pass on this workspace ran another geometry or backend",
     );
+    let weights = WeightGrads { dw, db };
     match plan.weight_grad {
-        WeightGradPath::SmallImage => small_image::weight_grad(g, shards, ws, dy, dw, db),
+        WeightGradPath::SmallImage => small_image::weight_grad(g, shards, ws, dy, weights),
         WeightGradPath::Implicit {
             image: im,
             transposed,
@@ -62,7 +71,7 @@ pub fn conv_backward(
                 g.batch * im.padded_len(),
                 "conv_backward: needs the forward pass's padded images"
             );
-            implicit_weight_grad(g, &im, transposed, shards, ws, dy, dw, db);
+            implicit_weight_grad(g, &im, transposed, shards, ws, dy, weights);
         }
         WeightGradPath::Columns {
             block_rows,
@@ -73,7 +82,7 @@ pub fn conv_backward(
                 g.cols_len(),
                 "conv_backward: needs the forward pass's columns"
             );
-            column_weight_grad(gemm, g, block_rows, transposed, shards, ws, dy, dw, db);
+            column_weight_grad(&plan, block_rows, transposed, shards, ws, dy, weights);
         }
     }
     if let Some(dx) = dx {

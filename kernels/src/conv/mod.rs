@@ -26,7 +26,7 @@ mod tests;
 mod weight_grad;
 mod workspace;
 
-pub use backward::conv_backward;
+pub use backward::{conv_backward, ConvGrads};
 pub use forward::{conv_forward, ConvOps, Keep};
 pub use geometry::ConvGeometry;
 pub use plan::{ConvPlan, DataGradPath, ForwardPath, WeightGradPath};

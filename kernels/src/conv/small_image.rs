@@ -14,7 +14,7 @@
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::rows_per_task;
-use crate::conv::weight_grad::bias_grad;
+use crate::conv::weight_grad::{bias_grad, WeightGrads};
 use crate::conv::workspace::ConvWorkspace;
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
@@ -201,9 +201,9 @@ pub(super) fn weight_grad(
     shards: Shards<'_>,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+    grads: WeightGrads,
 ) {
+    let WeightGrads { dw, db } = grads;
     let (k, n) = dense_shape(g);
     assert_eq!(
         ws.cols.len(),

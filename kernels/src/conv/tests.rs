@@ -160,9 +160,11 @@ fn prologue_equals_a_separate_batch_norm_pass() {
                     &mut ws,
                     &wt,
                     &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    None,
+                    ConvGrads {
+                        dx: Some(&mut dx),
+                        dw: &mut dw,
+                        db: None,
+                    },
                 );
                 [y, dx, dw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
             };
@@ -214,9 +216,11 @@ fn backward_is_the_adjoint_of_forward() {
             &mut ws,
             &wt,
             &dy,
-            Some(&mut dx),
-            &mut dw,
-            Some(&mut db),
+            ConvGrads {
+                dx: Some(&mut dx),
+                dw: &mut dw,
+                db: Some(&mut db),
+            },
         );
         let dot = |a: &[f32], b: &[f32]| {
             a.iter()
@@ -272,9 +276,11 @@ fn results_do_not_depend_on_the_thread_count() {
                     &mut ws,
                     &wt,
                     &dy,
-                    Some(&mut dx),
-                    &mut dw,
-                    None,
+                    ConvGrads {
+                        dx: Some(&mut dx),
+                        dw: &mut dw,
+                        db: None,
+                    },
                 );
                 (y, dx, dw)
             })
@@ -357,9 +363,11 @@ fn backward_refuses_the_workspace_of_an_evaluation_forward() {
         &mut ws,
         &wt,
         &dy,
-        Some(&mut dx),
-        &mut dw,
-        None,
+        ConvGrads {
+            dx: Some(&mut dx),
+            dw: &mut dw,
+            db: None,
+        },
     );
 }
 
@@ -388,9 +396,11 @@ fn pass_bits(
         &mut ws,
         wt,
         dy,
-        Some(&mut dx),
-        &mut dw,
-        Some(&mut db),
+        ConvGrads {
+            dx: Some(&mut dx),
+            dw: &mut dw,
+            db: Some(&mut db),
+        },
     );
     [y, dx, dw, db].map(|v| v.iter().map(|f| f.to_bits()).collect())
 }

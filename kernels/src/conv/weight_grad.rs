@@ -4,7 +4,7 @@
 
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Implicit};
-use crate::conv::plan::weight_row;
+use crate::conv::plan::{weight_row, ConvPlan};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
 use crate::gemm::{sgemm, GemmBackend, MatMut, MatRef};
@@ -19,25 +19,29 @@ use rayon::prelude::*;
 /// What the task log files this module's parallel loops under.
 const TASKS: Phase = Phase::ConvGemmBackwardWeights;
 
+/// The weight gradient a pass overwrites, and the bias gradient when the layer has a bias.
+pub(super) struct WeightGrads<'a> {
+    pub(super) dw: &'a mut [f32],
+    pub(super) db: Option<&'a mut [f32]>,
+}
+
 /// `dw` (and `db`) of a layer on the column path, from the im2col matrix the forward pass kept
 /// in `ws.cols`: partial sums `dW_t = cols_t^T @ dy_t` over fixed row blocks of each shard
 /// ([`ShardSpan::tasks`](crate::runtime::shards::ShardSpan::tasks)), added by
-/// [`Shards::finish_tasks`]. `block_rows` and `transposed` come from the layer's plan
+/// [`Shards::finish_tasks`]. `block_rows` and `transposed` come from the layer's `plan`
 /// ([`WeightGradPath::Columns`](super::plan::WeightGradPath::Columns)).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn column_weight_grad(
-    gemm: GemmBackend,
-    g: &ConvGeometry,
+    plan: &ConvPlan,
     block_rows: usize,
     transposed: bool,
     shards: Shards<'_>,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+    grads: WeightGrads,
 ) {
+    let (gemm, g) = (plan.gemm, &plan.geometry);
     let (k, cout) = (g.k(), g.out_c);
-    let with_bias = db.is_some();
+    let with_bias = grads.db.is_some();
     let per_task = k * cout + if with_bias { cout } else { 0 };
     ws.tasks.clear();
     shards.span.tasks(g.out_pixels(), block_rows, &mut ws.tasks);
@@ -83,13 +87,12 @@ pub(super) fn column_weight_grad(
             }
         });
     let _reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    finish_partials(g, shards, ws, per_task, transposed, dw, db);
+    finish_partials(g, shards, ws, per_task, transposed, grads);
 }
 
 /// `dw` (and `db`) of a layer on the implicit path, from the padded images the forward pass
 /// kept in `ws.padded`: one partial sum per chunk of whole images of a shard, the chunks' and
 /// shards' partials added by [`Shards::finish_tasks`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn implicit_weight_grad(
     g: &ConvGeometry,
     im: &Implicit,
@@ -97,12 +100,11 @@ pub(super) fn implicit_weight_grad(
     shards: Shards<'_>,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+    grads: WeightGrads,
 ) {
     let isa = active_isa();
     let (k, cout) = (g.k(), g.out_c);
-    let with_bias = db.is_some();
+    let with_bias = grads.db.is_some();
     let per_task = k * cout + if with_bias { cout } else { 0 };
     ws.tasks.clear();
     shards
@@ -140,7 +142,7 @@ pub(super) fn implicit_weight_grad(
             }
         });
     let _reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    finish_partials(g, shards, ws, per_task, transposed, dw, db);
+    finish_partials(g, shards, ws, per_task, transposed, grads);
 }
 
 /// Adds the per-task partial sums in `ws.partials` over the whole batch
@@ -152,9 +154,9 @@ fn finish_partials(
     ws: &mut ConvWorkspace,
     per_task: usize,
     transposed: bool,
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+    grads: WeightGrads,
 ) {
+    let WeightGrads { dw, db } = grads;
     let (k, cout) = (g.k(), g.out_c);
     shards.finish_tasks(
         &ws.tasks,

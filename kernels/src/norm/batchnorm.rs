@@ -683,22 +683,29 @@ pub struct BnSaved<'a> {
     pub beta: &'a [f32],
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Shared backward: `g` is `dy`, or with `relu` (the fused path) `dy` masked where the forward
+/// What a batch-norm backward pass writes: the gradient of its input, and of `gamma` and `beta`
+/// (per channel, summed over the batch).
+#[derive(Debug)]
+pub struct BnGrads<'a> {
+    pub dx: &'a mut [f32],
+    pub dgamma: &'a mut [f32],
+    pub dbeta: &'a mut [f32],
+}
+
+/// Shared backward: `g` is `dy`, or with `RELU` (the fused path) `dy` masked where the forward
 /// output was not positive, the mask recomputed from `x`. The per-channel sums run over the whole
 /// batch of `shards`.
-pub(crate) fn backward(
+pub(crate) fn backward<const RELU: bool>(
     isa: Isa,
     x: &[f32],
-    relu: bool,
     dy: &[f32],
     saved: BnSaved,
     shards: Shards<'_>,
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
+    grads: BnGrads,
     scratch: &mut BnScratch,
 ) {
+    let relu = RELU;
+    let BnGrads { dx, dgamma, dbeta } = grads;
     let c = saved.mean.len();
     let rows = check_rows(x, c, "bn backward");
     assert!(rows > 0, "bn backward: empty batch");
@@ -755,19 +762,16 @@ pub(crate) fn backward(
 /// Batch-norm backward (training mode, batch statistics) from `dz`, the gradient of the BN output:
 /// fills `dx`, `dgamma = sum(dz * xhat)` and `dbeta = sum(dz)`, the sums over the whole batch of
 /// `shards`.
-#[allow(clippy::too_many_arguments)]
 pub fn bn_backward(
     isa: Isa,
     x: &[f32],
     dz: &[f32],
     saved: BnSaved,
     shards: Shards<'_>,
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
+    grads: BnGrads,
     scratch: &mut BnScratch,
 ) {
-    backward(isa, x, false, dz, saved, shards, dx, dgamma, dbeta, scratch);
+    backward::<false>(isa, x, dz, saved, shards, grads, scratch);
 }
 
 /// `invstd = 1 / sqrt(var + eps)` and `scale = gamma * invstd`, per channel.
@@ -816,19 +820,17 @@ pub mod reference {
         }
     }
 
-    /// Training-mode backward in f64; `relu_out` masks `dy` as in the fused path.
-    #[allow(clippy::too_many_arguments)]
+    /// Training-mode backward in f64; `relu_out` masks `dy` as in the fused path. Uses `saved`'s
+    /// mean, `invstd` and `gamma`.
     pub fn backward(
         x: &[f32],
         relu_out: Option<&[f32]>,
         dy: &[f32],
-        mean: &[f32],
-        invstd: &[f32],
-        gamma: &[f32],
-        dx: &mut [f32],
-        dgamma: &mut [f32],
-        dbeta: &mut [f32],
+        saved: super::BnSaved,
+        grads: super::BnGrads,
     ) {
+        let (mean, invstd, gamma) = (saved.mean, saved.invstd, saved.gamma);
+        let super::BnGrads { dx, dgamma, dbeta } = grads;
         let c = mean.len();
         let rows = x.len() / c;
         let g = |i: usize| match relu_out {
@@ -955,22 +957,21 @@ pub(crate) mod tests {
                 };
                 let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
                 let span = ShardSpan::whole(rows, 1);
-                bn_backward(
-                    isa,
-                    &x,
-                    &dz,
-                    saved,
-                    Shards::local(&span),
-                    &mut dx,
-                    &mut dg,
-                    &mut db,
-                    &mut BnScratch::default(),
-                );
+                let grads = BnGrads {
+                    dx: &mut dx,
+                    dgamma: &mut dg,
+                    dbeta: &mut db,
+                };
+                let mut s = BnScratch::default();
+                bn_backward(isa, &x, &dz, saved, Shards::local(&span), grads, &mut s);
                 let (mut dx_r, mut dg_r, mut db_r) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                reference::backward(
-                    &x, None, &dz, &mean, &invstd, &gamma, &mut dx_r, &mut dg_r, &mut db_r,
-                );
+                let grads_r = BnGrads {
+                    dx: &mut dx_r,
+                    dgamma: &mut dg_r,
+                    dbeta: &mut db_r,
+                };
+                reference::backward(&x, None, &dz, saved, grads_r);
                 assert_close(&dx, &dx_r, 1e-4, "dx");
                 assert_close(&dg, &dg_r, 1e-5, "dgamma");
                 assert_close(&db, &db_r, 1e-5, "dbeta");
@@ -996,7 +997,12 @@ pub(crate) mod tests {
             beta: &gamma,
         };
         let (mut dx, mut dg, mut db) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-        bn_backward(isa, x, dz, saved, shards, &mut dx, &mut dg, &mut db, &mut s);
+        let grads = BnGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        };
+        bn_backward(isa, x, dz, saved, shards, grads, &mut s);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         (bits(&mean), bits(&var), bits(&dx), bits(&dg), bits(&db))
     }

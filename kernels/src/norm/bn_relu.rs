@@ -8,7 +8,7 @@
 //! operations in the same order, so the two paths agree bitwise; the tests hold them to that.
 
 use crate::fuse::BnApply;
-use crate::norm::batchnorm::{backward, normalize, BnSaved, BnScratch};
+use crate::norm::batchnorm::{backward, normalize, BnGrads, BnSaved, BnScratch};
 use crate::runtime::shards::Shards;
 use crate::simd::Isa;
 
@@ -21,19 +21,16 @@ pub fn bn_relu_forward(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32]) {
 /// Backward of [`bn_relu_forward`] in training mode, given the gradient `dy` of its output: fills
 /// `dx`, `dgamma` and `dbeta` (sums over the whole batch of `shards`). `saved` must hold the
 /// forward pass's statistics and `beta`.
-#[allow(clippy::too_many_arguments)]
 pub fn bn_relu_backward(
     isa: Isa,
     x: &[f32],
     dy: &[f32],
     saved: BnSaved,
     shards: Shards<'_>,
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
+    grads: BnGrads,
     scratch: &mut BnScratch,
 ) {
-    backward(isa, x, true, dy, saved, shards, dx, dgamma, dbeta, scratch);
+    backward::<true>(isa, x, dy, saved, shards, grads, scratch);
 }
 
 #[cfg(test)]
@@ -43,6 +40,10 @@ mod tests {
     use crate::norm::batchnorm::{batch_stats, bn_backward, bn_forward, fold_scale, reference};
     use crate::norm::relu::{relu_backward, relu_forward};
     use crate::runtime::shards::ShardSpan;
+
+    fn grads_of<'a>(dx: &'a mut [f32], dgamma: &'a mut [f32], dbeta: &'a mut [f32]) -> BnGrads<'a> {
+        BnGrads { dx, dgamma, dbeta }
+    }
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|f| f.to_bits()).collect()
@@ -89,16 +90,14 @@ mod tests {
 
                 let (mut dx_f, mut dg_f, mut db_f) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_relu_backward(
-                    isa, &x, &dy, saved, shards, &mut dx_f, &mut dg_f, &mut db_f, &mut s,
-                );
+                let grads = grads_of(&mut dx_f, &mut dg_f, &mut db_f);
+                bn_relu_backward(isa, &x, &dy, saved, shards, grads, &mut s);
                 let mut dz = vec![0.0; x.len()];
                 relu_backward(isa, &y_unfused, &dy, &mut dz);
                 let (mut dx_u, mut dg_u, mut db_u) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                bn_backward(
-                    isa, &x, &dz, saved, shards, &mut dx_u, &mut dg_u, &mut db_u, &mut s,
-                );
+                let grads_u = grads_of(&mut dx_u, &mut dg_u, &mut db_u);
+                bn_backward(isa, &x, &dz, saved, shards, grads_u, &mut s);
                 assert_eq!(bits(&dx_f), bits(&dx_u), "{isa:?} dx rows {rows} c {c}");
                 assert_eq!(bits(&dg_f), bits(&dg_u), "{isa:?} dgamma");
                 assert_eq!(bits(&db_f), bits(&db_u), "{isa:?} dbeta");
@@ -109,17 +108,8 @@ mod tests {
                 assert_eq!(bits(&y_fused), bits(&y_ref), "{isa:?} forward vs scalar");
                 let (mut dx_r, mut dg_r, mut db_r) =
                     (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
-                reference::backward(
-                    &x,
-                    Some(&y_ref),
-                    &dy,
-                    &mean,
-                    &invstd,
-                    &gamma,
-                    &mut dx_r,
-                    &mut dg_r,
-                    &mut db_r,
-                );
+                let grads_r = grads_of(&mut dx_r, &mut dg_r, &mut db_r);
+                reference::backward(&x, Some(&y_ref), &dy, saved, grads_r);
                 assert_close(&dx_f, &dx_r, 1e-4, "dx vs f64 reference");
                 assert_close(&dg_f, &dg_r, 1e-5, "dgamma vs f64 reference");
                 assert_close(&db_f, &db_r, 1e-5, "dbeta vs f64 reference");
