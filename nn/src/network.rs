@@ -21,7 +21,18 @@ pub struct Network {
     /// Whether [`Network::store_deferred_activations`] wrote the training outputs the last
     /// forward pass left to the next layer.
     deferred_written: bool,
+    /// The output of an evaluation run in blocks ([`EVAL_BLOCK`]), gathered block by block.
+    eval_output: Tensor,
+    /// Whether the last forward pass ran in blocks (its output is `eval_output`).
+    output_in_blocks: bool,
 }
+
+/// Evaluation runs the network on at most this many items at a time, whatever the batch it is
+/// given: the activations then never grow past a block's (a few MB), where a 500-image batch
+/// would hold ~50 MB of them. Each item's logits do not depend on the batch it runs in (the
+/// GEMMs reduce each output row in a fixed order, batch norm uses its moving statistics), so the
+/// results are bitwise those of one pass over the whole batch.
+pub const EVAL_BLOCK: usize = 128;
 
 /// One step of a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +149,8 @@ impl Network {
             plan,
             last_forward: None,
             deferred_written: false,
+            eval_output: Tensor::default(),
+            output_in_blocks: false,
         })
     }
 
@@ -173,11 +186,44 @@ impl Network {
     }
 
     /// Runs every layer on `batch` items stored back to back in `x`; returns the output.
+    /// Evaluation runs in blocks of at most [`EVAL_BLOCK`] items; the activations then hold the
+    /// last block's.
     ///
     /// # Panics
     /// If `x` does not hold `batch` items (callers check user data before it gets here).
     pub fn forward(&mut self, x: &[f32], batch: usize, mode: Mode) -> &Tensor {
         assert_eq!(x.len(), batch * self.item_len(), "network input size");
+        if mode == Mode::Eval && batch > EVAL_BLOCK {
+            return self.forward_in_blocks(x, batch);
+        }
+        self.output_in_blocks = false;
+        self.run(x, batch, mode);
+        self.output()
+    }
+
+    /// Evaluation of a batch larger than [`EVAL_BLOCK`], block by block, each block's output
+    /// copied into `eval_output`.
+    fn forward_in_blocks(&mut self, x: &[f32], batch: usize) -> &Tensor {
+        let item = self.item_len();
+        let mut first = 0;
+        while first < batch {
+            let n = EVAL_BLOCK.min(batch - first);
+            self.run(&x[first * item..(first + n) * item], n, Mode::Eval);
+            let out = &self.acts[self.layers.len()];
+            let per_item = out.shape().per_item();
+            if first == 0 {
+                self.eval_output.set_shape(out.shape().with_batch(batch));
+            }
+            self.eval_output.data_mut()[first * per_item..(first + n) * per_item]
+                .copy_from_slice(out.data());
+            first += n;
+        }
+        self.output_in_blocks = true;
+        &self.eval_output
+    }
+
+    /// One forward pass over `batch` items, every layer at once.
+    fn run(&mut self, x: &[f32], batch: usize, mode: Mode) {
         let mut shape = Self::batch_shape(&self.item_shape, batch);
         self.acts[0].set_shape(shape);
         self.acts[0].data_mut().copy_from_slice(x);
@@ -234,12 +280,15 @@ impl Network {
             }
         }
         self.last_forward = Some(mode);
-        self.output()
     }
 
     /// The output of the last forward pass.
     pub fn output(&self) -> &Tensor {
-        &self.acts[self.layers.len()]
+        if self.output_in_blocks {
+            &self.eval_output
+        } else {
+            &self.acts[self.layers.len()]
+        }
     }
 
     /// Backpropagates `d_output` (the loss gradient of [`Network::output`]) through every layer,
@@ -392,6 +441,35 @@ mod tests {
                 bits(unfused.activation(i)),
                 "layer {i}"
             );
+        }
+    }
+
+    /// An evaluation batch larger than a block runs block by block: the same logits bit for bit
+    /// as small batches of the same images, and activations no larger than a block's.
+    #[test]
+    fn a_large_evaluation_batch_runs_in_blocks_with_the_same_logits() {
+        let batch = 2 * EVAL_BLOCK + 5;
+        let item: usize = INPUT.iter().product();
+        let x: Vec<f32> = (0..batch * item)
+            .map(|i| ((i * 37 + i / item * 11) % 101) as f32 / 101.0)
+            .collect();
+        for variant in [Variant::Bn, Variant::Plain] {
+            let mut net = seed_network(variant, 1, Exec::default());
+            let whole = bits(net.forward(&x, batch, Mode::Eval));
+            assert_eq!(net.output().shape().batch(), batch);
+            assert_eq!(bits(net.output()), whole);
+            let last = net.activation(net.layers().len() - 1).shape();
+            assert_eq!(
+                last.batch(),
+                batch - 2 * EVAL_BLOCK,
+                "{variant}: the last block"
+            );
+            let mut pieces = Vec::new();
+            for chunk in x.chunks(37 * item) {
+                pieces.extend(bits(net.forward(chunk, chunk.len() / item, Mode::Eval)));
+            }
+            assert_eq!(whole.len(), batch * crate::seed::CLASSES);
+            assert_eq!(pieces, whole, "{variant}");
         }
     }
 
