@@ -96,7 +96,8 @@ pub struct EvalArgs {
     /// Worker threads (default: every core).
     #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
-    /// Images per forward pass (does not change results).
+    /// Images per evaluation batch (the network runs at most 128 at a time; does not change
+    /// results).
     #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
     /// Batch norm + ReLU kernels: fused or unfused.
@@ -315,7 +316,8 @@ pub struct RunArgs {
     /// ./data/mnist, else the data/mnist of the source tree bnconv was built from.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Images per forward pass when evaluating whole sets (does not change results).
+    /// Images per evaluation batch when evaluating whole sets (the network runs at most 128 at a
+    /// time; does not change results).
     #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
     /// Fixed groups of images each training batch's sums are cut into (a power of two up to 64):
