@@ -177,11 +177,11 @@ macro_rules! tile_table {
 }
 
 tile_table! {
-    // 32 `zmm` registers: up to 12 rows of one `zmm` (16 columns) or 8 rows of two (24 columns,
-    // the second half-used). One-vector (8-column) panels stay on the AVX2 tile: a half-used
-    // `zmm` measured slower.
+    // 32 `zmm` registers: up to 12 rows of one `zmm` (16 columns). One-vector (8-column) panels
+    // stay on the AVX2 tile (a half-used `zmm` measured slower), and so do three-vector
+    // (24-column) panels: on a core that splits a 512-bit FMA in two halves (Zen 4), 8 rows of
+    // a `zmm` and a `ymm` ran slower than the AVX2 4 x 24 tile.
     Avx512, 2 vectors, any B: avx512_12x16 = 12, avx512_8x16 = 8, avx512_6x16 = 6;
-    Avx512, 3 vectors, any B: avx512_8x24 = 8, avx512_6x24 = 6, avx512_4x24 = 4;
     // 16 `ymm` registers. The 4 x 24 tile's 12 accumulators, 3 B vectors and a broadcast fill
     // them all, so its reduction loop is written in assembly; a masked B, which needs a mask
     // register too, takes the 3 x 24 tile.
