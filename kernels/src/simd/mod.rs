@@ -13,6 +13,7 @@
 //! 256-bit halves, so there AVX-512 gains nothing and `BNCONV_ISA=avx2` (read by the `bnconv`
 //! binary, which calls [`force_isa`]) may be the better choice.
 
+pub(crate) mod fused;
 mod isa;
 mod vector;
 #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,6 @@
 //! GEMM register tiles: one microkernel per instruction set, chosen by the caller from
-//! [`crate::simd::active_isa`], with a plain scalar twin that the tests compare it with.
+//! [`crate::simd::active_isa`], all giving the bits of the plain reference tile (`tile_scalar`),
+//! which the tests hold each of them to.
 //!
 //! A tile computes `C[i][j] (+)= sum_p A(i, p) * B(p, j)` for `i < MR`, `j < 8 * NV`, where `A` is
 //! read through two strides (between tile rows, and along the reduction) and `B` row `p` is
@@ -9,9 +10,10 @@
 //! the tiling, so results do not depend on how the caller splits the output between threads.
 
 use crate::fuse::{Epilogue, Start};
-use crate::simd::{relu_s, Isa};
+use crate::simd::Isa;
 
-/// Lanes per vector in the tile layout (AVX2 `ymm`; the scalar twin uses the same layout).
+/// Lanes per vector in the tile layout (AVX2 `ymm`; the portable and reference tiles use the same
+/// layout).
 pub const LANES: usize = 8;
 
 /// Most rows a tile kind has.
@@ -194,7 +196,7 @@ pub(crate) unsafe fn run_tile<const MR: usize, const NV: usize, const MASK_B: bo
             unsafe { avx2::tile::<MR, NV, MASK_B>(t) }
         }
         // SAFETY: forwarded from the caller.
-        _ => unsafe { tile_scalar::<MR, NV, MASK_B>(t) },
+        _ => unsafe { portable::tile::<MR, NV, MASK_B>(t) },
     }
 }
 
@@ -220,10 +222,17 @@ pub(crate) unsafe fn run_tile_avx512<
     unsafe { avx512::tile::<MR, NV, ZV, MASK_B>(t) }
 }
 
-/// The plain reference tile: same contract, same reduction order, `a * b + c` without FMA.
+/// The reference tile, which defines the bits of every tile: each element starts from zero, its
+/// bias or C's value, then adds `A(i, p) * B(p, j)` for `p = 0, 1, ...` (segment by segment) with
+/// one fused multiply-add (`f32::mul_add`: rounded once) per step, then ReLU. The AVX2, AVX-512
+/// and portable tiles (and any later one, e.g. NEON) must give exactly these bits: a tile that
+/// reorders its reduction (split accumulators, a tree) changes this function first, and the
+/// portable tile with it, so that every CPU keeps computing the same numbers. The generated
+/// tests of `table.rs` hold every tile to it bitwise.
 ///
 /// # Safety
 /// As [`run_tile`].
+#[cfg(test)]
 pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B: bool>(t: &Tile) {
     let width = LANES * NV;
     let read_cols = if MASK_B { t.cols } else { width };
@@ -253,14 +262,18 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
                     let av = unsafe { *a[i].offset(s * w.a_seg + p * w.a_step) };
                     let b = t.b.wrapping_offset(s * w.b_seg + p * w.b_step);
                     for (j, c) in row.iter_mut().enumerate().take(read_cols) {
-                        *c += av * unsafe { *b.add(j) };
+                        *c = av.mul_add(unsafe { *b.add(j) }, *c);
                     }
                 }
             }
         }
         for (i, row) in acc.iter().enumerate().take(valid) {
             for (j, v) in row.iter().enumerate().take(t.cols) {
-                let v = if t.epilogue.relu { relu_s(*v) } else { *v };
+                let v = if t.epilogue.relu {
+                    crate::simd::relu_s(*v)
+                } else {
+                    *v
+                };
                 // SAFETY: row `g + i < rows`, `j < cols` are inside C's contract.
                 unsafe { *c[i].add(j) = v };
             }
@@ -270,8 +283,9 @@ pub(crate) unsafe fn tile_scalar<const MR: usize, const NV: usize, const MASK_B:
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod portable;
 mod table;
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests;
 
 pub(crate) use table::{dispatch, dispatch_b};

@@ -11,7 +11,8 @@ use crate::simd::Isa;
 pub(crate) struct TileKind {
     pub name: &'static str,
     /// The least instruction set it needs: `Avx512` tiles run only there; `Avx2` tiles run
-    /// their AVX2+FMA code on AVX2 and AVX-512 CPUs and their scalar twin on the portable path.
+    /// their AVX2+FMA code on AVX2 and AVX-512 CPUs and their portable twin (same bits) on the
+    /// portable path.
     pub isa: Isa,
     pub rows: usize,
     pub vectors: usize,
@@ -83,7 +84,7 @@ macro_rules! tile_table {
             unreachable!("the tile table has a group for every panel width");
         }
 
-        #[cfg(all(test, target_arch = "x86_64"))]
+        #[cfg(test)]
         mod generated {
             $($(
                 /// Tests of one tile kind, generated from its line of the table.
@@ -101,6 +102,7 @@ macro_rules! tile_table {
                     };
 
                     /// The tile itself.
+                    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
                     unsafe fn simd(masked: bool, t: &Tile) {
                         // SAFETY: forwarded from the caller (the harness checked the ISA).
                         unsafe {
@@ -112,7 +114,19 @@ macro_rules! tile_table {
                         }
                     }
 
-                    /// Its scalar twin (same kind, no FMA).
+                    /// Its portable twin (same shape, any CPU).
+                    unsafe fn portable(masked: bool, t: &Tile) {
+                        // SAFETY: forwarded from the caller.
+                        unsafe {
+                            if masked {
+                                crate::gemm::tile::portable::tile::<$mr, $nv, true>(t)
+                            } else {
+                                crate::gemm::tile::portable::tile::<$mr, $nv, false>(t)
+                            }
+                        }
+                    }
+
+                    /// The reference tile of the same shape.
                     unsafe fn scalar(masked: bool, t: &Tile) {
                         // SAFETY: forwarded from the caller.
                         unsafe {
@@ -126,14 +140,15 @@ macro_rules! tile_table {
 
                     const RUN: Runner = Runner {
                         kind: KIND,
-                        simd,
+                        simd: if cfg!(target_arch = "x86_64") { Some(simd) } else { None },
+                        portable,
                         scalar,
-                        twin: tests::one_row_twin::<$nv>,
+                        twin: tests::one_row_twin::<$nv>(),
                     };
 
                     #[test]
-                    fn matches_its_scalar_twin() {
-                        tests::matches_scalar_twin(&RUN);
+                    fn it_and_its_portable_twin_match_the_reference() {
+                        tests::matches_the_reference(&RUN);
                     }
 
                     #[test]
@@ -142,14 +157,14 @@ macro_rules! tile_table {
                     }
 
                     #[test]
-                    fn equals_the_one_row_avx2_tile_bitwise() {
-                        tests::equals_one_row_twin(&RUN);
+                    fn long_reductions_match_the_reference() {
+                        tests::matches_the_reference_on_long_reductions(&RUN);
                     }
 
                     proptest::proptest! {
                         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
                         #[test]
-                        fn any_strip_matches_both_twins(case in tests::strip_case(KIND)) {
+                        fn any_strip_matches_the_reference(case in tests::strip_case(KIND)) {
                             tests::check_case(&RUN, &case);
                         }
                     }

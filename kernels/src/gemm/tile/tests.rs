@@ -1,7 +1,8 @@
-//! The test harness [`tile_table!`](super::table) instantiates for every tile kind: the tile
-//! against its scalar twin (within rounding: the twin does not fuse multiply-adds) and against
-//! the one-row AVX2 tile (bitwise: every FMA tile reduces each element in the same order), its
-//! epilogues against separate passes, on a grid of strips and on random ones.
+//! The test harness [`tile_table!`](super::table) instantiates for every tile kind: the tile, its
+//! portable twin and the one-row AVX2 tile against the reference tile ([`super::tile_scalar`]),
+//! bitwise (every tile reduces each element in the reference's order, one fused multiply-add a
+//! step), and their epilogues against separate passes, on a grid of strips and on random ones.
+//! The portable twin runs on every CPU; the SIMD tiles where the CPU has them.
 
 use super::table::TileKind;
 use super::{Tile, Walk, LANES};
@@ -17,19 +18,33 @@ pub(crate) type StripFn = unsafe fn(masked: bool, t: &Tile);
 /// A tile kind with its twins.
 pub(crate) struct Runner {
     pub kind: TileKind,
-    /// The tile itself.
-    pub simd: StripFn,
-    /// Its scalar twin.
+    /// The tile itself, where this build has it (the AVX tiles exist on x86_64 only).
+    pub simd: Option<StripFn>,
+    /// The portable tile of the same shape (what `Isa::Portable` runs).
+    pub portable: StripFn,
+    /// The reference tile of the same shape.
     pub scalar: StripFn,
-    /// The one-row AVX2 tile of the same width.
-    pub twin: StripFn,
+    /// The one-row AVX2 tile of the same width, where this build has it.
+    pub twin: Option<StripFn>,
 }
 
-/// The one-row AVX2+FMA tile of `NV` vectors: plain intrinsics, no assembly, one row per group.
-///
+/// The one-row AVX2+FMA tile of `NV` vectors (plain intrinsics, no assembly, one row per
+/// group), where this build has it.
+pub(crate) const fn one_row_twin<const NV: usize>() -> Option<StripFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        Some(one_row_avx2::<NV>)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
 /// # Safety
 /// AVX2 and FMA available; the memory contract of [`super::run_tile`].
-pub(crate) unsafe fn one_row_twin<const NV: usize>(masked: bool, t: &Tile) {
+#[cfg(target_arch = "x86_64")]
+unsafe fn one_row_avx2<const NV: usize>(masked: bool, t: &Tile) {
     // SAFETY: forwarded from the caller.
     unsafe {
         if masked {
@@ -40,22 +55,31 @@ pub(crate) unsafe fn one_row_twin<const NV: usize>(masked: bool, t: &Tile) {
     }
 }
 
-/// Whether this CPU runs the kind (and the AVX2 twin); says so loudly when it does not.
-fn runs_here(kind: &TileKind, test: &str) -> bool {
-    let needs = if kind.isa == Isa::Avx512 {
+/// The SIMD tile and the one-row AVX2 tile, where this build has them and this CPU runs them
+/// (which it says loudly when it does not); empty otherwise.
+fn simd_tiles(run: &Runner, test: &str) -> Vec<(&'static str, StripFn)> {
+    let (Some(simd), Some(twin)) = (run.simd, run.twin) else {
+        eprintln!(
+            "SKIPPED {} {test}: this build has no {} tiles",
+            run.kind.name,
+            run.kind.isa.name()
+        );
+        return Vec::new();
+    };
+    let needs = if run.kind.isa == Isa::Avx512 {
         Isa::Avx512
     } else {
         Isa::Avx2
     };
-    let ok = needs.supported();
-    if !ok {
+    if !needs.supported() {
         eprintln!(
             "SKIPPED {} {test}: this CPU has no {}",
-            kind.name,
+            run.kind.name,
             needs.name()
         );
+        return Vec::new();
     }
-    ok
+    vec![(run.kind.name, simd), ("the one-row AVX2 tile", twin)]
 }
 
 /// A strip for one tile: its shape, strides, columns and epilogue.
@@ -143,7 +167,7 @@ impl Operands {
         let walk = Walk { depth, ..self.walk };
         let b = self.b[from * self.walk.b_step as usize..].as_ptr();
         let t = Tile::new(walk, &a_rows, b, &c_rows, C_COL, case.cols).with_epilogue(epilogue);
-        // SAFETY: the caller checked the ISA (`runs_here`); row `i` of A reads at most
+        // SAFETY: the caller checked the ISA (`simd_tiles`); row `i` of A reads at most
         // `(segments - 1) * a_seg + (depth - 1) * a_step < a_row` floats from its start; B rows
         // lie inside `b` for `8 * vectors` floats, or `cols` when masked (its length is chosen
         // so); C rows are `ldc >= C_COL + cols` floats inside `c`, exclusively borrowed; the bias
@@ -162,49 +186,36 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The tile against its scalar twin (within the rounding of the twin's separate multiplies and
-/// adds) and against the one-row AVX2 tile (bitwise); columns outside `C_COL..C_COL + cols`
-/// untouched by either.
+/// The portable twin and (where they run) the tile and the one-row AVX2 tile against the
+/// reference tile, bitwise; columns outside `C_COL..C_COL + cols` untouched by any.
 pub(crate) fn check_case(run: &Runner, case: &StripCase) {
-    if !runs_here(&run.kind, "check_case") {
-        return;
-    }
     let ops = Operands::new(&run.kind, case);
     let epilogue = Epilogue {
         start: ops.start(case),
         scale: None,
         relu: case.relu,
     };
-    let got = ops.run(run.simd, case, epilogue);
-    let scalar = ops.run(run.scalar, case, epilogue);
-    let twin = ops.run(run.twin, case, epilogue);
-    assert_eq!(
-        bits(&got),
-        bits(&twin),
-        "{} vs the one-row tile: {case:?}",
-        run.kind.name
-    );
-    // Operands are in [-0.5, 0.5): a sum of `terms` products rounds differently with and without
-    // fused multiply-adds by at most about `terms` ulps of a partial sum of at most `terms`.
-    let terms = (case.segments * case.depth + 2) as f32;
-    let tol = terms * terms * f32::EPSILON;
-    for (i, ((g, s), c0)) in got.iter().zip(&scalar).zip(&ops.c0).enumerate() {
+    let want = ops.run(run.scalar, case, epilogue);
+    for (i, (w, c0)) in want.iter().zip(&ops.c0).enumerate() {
         let col = i % ops.ldc;
-        if (C_COL..C_COL + case.cols).contains(&col) {
-            assert!(
-                (g - s).abs() <= tol,
-                "{} vs scalar at {i}: {g} vs {s}: {case:?}",
-                run.kind.name
-            );
-        } else {
+        if !(C_COL..C_COL + case.cols).contains(&col) {
             assert_eq!(
-                g.to_bits(),
+                w.to_bits(),
                 c0.to_bits(),
-                "{} wrote column {col}",
-                run.kind.name
+                "the reference wrote column {col}"
             );
-            assert_eq!(s.to_bits(), c0.to_bits(), "scalar wrote column {col}");
         }
+    }
+    let mut tiles = vec![("its portable twin", run.portable)];
+    tiles.extend(simd_tiles(run, "check_case"));
+    for (name, f) in tiles {
+        let got = ops.run(f, case, epilogue);
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "{}: {name} vs the reference tile: {case:?}",
+            run.kind.name
+        );
     }
 }
 
@@ -254,74 +265,73 @@ fn grid(kind: &TileKind) -> Vec<StripCase> {
     cases
 }
 
-pub(crate) fn matches_scalar_twin(run: &Runner) {
+pub(crate) fn matches_the_reference(run: &Runner) {
     for case in grid(&run.kind) {
         check_case(run, &case);
     }
 }
 
-pub(crate) fn equals_one_row_twin(run: &Runner) {
-    // `check_case` compares with both twins; here the grid also runs long reductions, where
-    // any difference in the order of the FMAs shows.
+pub(crate) fn matches_the_reference_on_long_reductions(run: &Runner) {
+    // Long reductions, where any difference in the order of the multiply-adds shows.
     for mut case in grid(&run.kind) {
         case.depth *= 9;
         check_case(run, &case);
     }
 }
 
-/// The epilogues equal the passes they replace, bitwise: a bias start equals accumulating onto
-/// rows filled with the bias; ReLU on the tile equals ReLU after it; a reduction split in two
-/// (the second half accumulating) equals one pass.
+/// The epilogues equal the passes they replace, bitwise, on the tile and its portable twin: a
+/// bias start equals accumulating onto rows filled with the bias; ReLU on the tile equals ReLU
+/// after it; a reduction split in two (the second half accumulating) equals one pass.
 pub(crate) fn epilogues_equal_separate_passes(run: &Runner) {
-    if !runs_here(&run.kind, "epilogues_equal_separate_passes") {
-        return;
-    }
-    for case in grid(&run.kind) {
-        if case.segments != 1 || case.depth == 0 {
-            continue;
-        }
-        let ops = Operands::new(&run.kind, &case);
-        let name = run.kind.name;
-        let bias = ops.run(run.simd, &case, Epilogue::bias(Some(&ops.bias)));
-        let mut filled = ops.c0.clone();
-        for row in filled.chunks_exact_mut(ops.ldc) {
-            row[C_COL..C_COL + case.cols].copy_from_slice(&ops.bias);
-        }
-        let accumulated = ops.run_from(
-            run.simd,
-            &case,
-            Epilogue::accumulate(),
-            filled,
-            (0, case.depth),
-        );
-        assert_eq!(bits(&bias), bits(&accumulated), "{name} bias: {case:?}");
+    let mut tiles = vec![("its portable twin", run.portable)];
+    tiles.extend(
+        simd_tiles(run, "epilogues_equal_separate_passes")
+            .into_iter()
+            .take(1),
+    );
+    for (tile, f) in tiles {
+        for case in grid(&run.kind) {
+            if case.segments != 1 || case.depth == 0 {
+                continue;
+            }
+            let ops = Operands::new(&run.kind, &case);
+            let name = format!("{} ({tile})", run.kind.name);
+            let bias = ops.run(f, &case, Epilogue::bias(Some(&ops.bias)));
+            let mut filled = ops.c0.clone();
+            for row in filled.chunks_exact_mut(ops.ldc) {
+                row[C_COL..C_COL + case.cols].copy_from_slice(&ops.bias);
+            }
+            let accumulated =
+                ops.run_from(f, &case, Epilogue::accumulate(), filled, (0, case.depth));
+            assert_eq!(bits(&bias), bits(&accumulated), "{name} bias: {case:?}");
 
-        let plain = ops.run(run.simd, &case, Epilogue::NONE);
-        let relu = ops.run(run.simd, &case, Epilogue::NONE.with_relu(true));
-        for (i, (r, p)) in relu.iter().zip(&plain).enumerate() {
-            let col = i % ops.ldc;
-            let want = if (C_COL..C_COL + case.cols).contains(&col) {
-                relu_s(*p)
-            } else {
-                *p
-            };
-            assert_eq!(r.to_bits(), want.to_bits(), "{name} relu at {i}: {case:?}");
-        }
+            let plain = ops.run(f, &case, Epilogue::NONE);
+            let relu = ops.run(f, &case, Epilogue::NONE.with_relu(true));
+            for (i, (r, p)) in relu.iter().zip(&plain).enumerate() {
+                let col = i % ops.ldc;
+                let want = if (C_COL..C_COL + case.cols).contains(&col) {
+                    relu_s(*p)
+                } else {
+                    *p
+                };
+                assert_eq!(r.to_bits(), want.to_bits(), "{name} relu at {i}: {case:?}");
+            }
 
-        let half = case.depth / 2;
-        let first = ops.run_from(run.simd, &case, Epilogue::NONE, ops.c0.clone(), (0, half));
-        let split = ops.run_from(
-            run.simd,
-            &case,
-            Epilogue::accumulate(),
-            first,
-            (half, case.depth - half),
-        );
-        assert_eq!(
-            bits(&split),
-            bits(&plain),
-            "{name} split at {half}: {case:?}"
-        );
+            let half = case.depth / 2;
+            let first = ops.run_from(f, &case, Epilogue::NONE, ops.c0.clone(), (0, half));
+            let split = ops.run_from(
+                f,
+                &case,
+                Epilogue::accumulate(),
+                first,
+                (half, case.depth - half),
+            );
+            assert_eq!(
+                bits(&split),
+                bits(&plain),
+                "{name} split at {half}: {case:?}"
+            );
+        }
     }
 }
 
