@@ -6,6 +6,8 @@
 //! Each layer-level case runs once per GEMM backend of this build
 //! ([`GemmBackend::available`]) and, where batch norm is involved, once per [`BnPath`]; the whole
 //! network runs once per backend and (for the BN variants) per BN path as well.
+//! All of it runs once per code path this CPU runs (AVX-512, AVX2, portable: [`Isa`]), one path
+//! at a time (the path is process-wide state).
 //!
 //! Tolerances, per compared tensor (`err = max |got - ref|`, `max|ref|` over the reference tensor):
 //! - everything but parameters after Adam: single ops (`conv2d`, `batchnorm`, `dense_bn_relu`,
@@ -35,6 +37,7 @@
 //! a file whose case is unknown, a missing tensor, a tensor no check reads, or an empty fixture
 //! directory fails the test with a message naming the file.
 
+use bnconv_kernels::simd::{force_isa, Isa};
 use bnconv_kernels::{ConvGeometry, GemmBackend};
 use bnconv_nn::adam::{adam_update, Adam, AdamConfig};
 use bnconv_nn::batch_norm::{BatchNorm, DEFAULT_DECAY, DEFAULT_EPS};
@@ -52,6 +55,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CASES: [&str; 6] = [
@@ -630,6 +634,11 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 type CaseFn = fn(&Fixture, &mut Report) -> Result<(), String>;
 
 /// Runs `run` on every fixture of `case` in the fixture directory and reports all failures.
+/// Held by a case while it runs on one code path ([`force_isa`] switches it for the whole
+/// process, and the cases run on parallel threads).
+static CODE_PATH: Mutex<()> = Mutex::new(());
+
+/// Runs every fixture of `case` on every code path this CPU runs (AVX-512, AVX2, portable).
 fn run_case(case: &'static str, run: CaseFn) {
     let (dir, is_default) = fixture_dir();
     let files = list_fixtures(&dir).unwrap_or_else(|e| panic!("golden {case}: {e}"));
@@ -652,22 +661,24 @@ fn run_case(case: &'static str, run: CaseFn) {
                 continue;
             }
         };
-        report.begin_file(&fx.file);
-        match catch_unwind(AssertUnwindSafe(|| run(&fx, &mut report))) {
-            Ok(Ok(())) => {
-                let unused = fx.unused();
-                if !unused.is_empty() {
-                    report.fail(format!("{}: tensors no check reads: {unused:?}", fx.file));
+        for isa in Isa::supported_all() {
+            // Held while the case runs on `isa`: the code path is process-wide.
+            let _path = CODE_PATH.lock().unwrap_or_else(|e| e.into_inner());
+            assert!(force_isa(isa), "{isa:?} is supported");
+            let file = format!("{} [{} path]", fx.file, isa.name());
+            report.begin_file(&file);
+            match catch_unwind(AssertUnwindSafe(|| run(&fx, &mut report))) {
+                Ok(Ok(())) => {
+                    let unused = fx.unused();
+                    if !unused.is_empty() {
+                        report.fail(format!("{file}: tensors no check reads: {unused:?}"));
+                    }
                 }
+                Ok(Err(e)) => report.fail(format!("{file}: {e}")),
+                Err(p) => report.fail(format!("{file}: the engine panicked: {}", panic_message(p))),
             }
-            Ok(Err(e)) => report.fail(format!("{}: {e}", fx.file)),
-            Err(p) => report.fail(format!(
-                "{}: the engine panicked: {}",
-                fx.file,
-                panic_message(p)
-            )),
+            report.compare_runs();
         }
-        report.compare_runs();
     }
     if ran == 0 {
         if is_default {

@@ -520,12 +520,15 @@ mod tests {
     use crate::conv::im2col::reference::im2col_image;
     use crate::testing::pseudo;
 
-    /// Both products against the explicit im2col matrix and f64 sums, for both ISAs, on odd
-    /// sizes, both strides and channel counts that leave tails.
+    /// Both products against the explicit im2col matrix and f64 sums, for every ISA, on odd
+    /// sizes, both strides and channel counts that leave tails; and every ISA's results bitwise
+    /// equal to the first one's (the portable path's bits are the tiles' promise).
     #[test]
     fn implicit_products_match_explicit_im2col() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        let mut first_isa: Vec<[Vec<u32>; 3]> = Vec::new();
         for isa in Isa::supported_all() {
-            for &(h, w, cin, cout, stride) in &[
+            for (shape, &(h, w, cin, cout, stride)) in [
                 (5, 7, 3, 5, 1),
                 (6, 6, 2, 20, 2),
                 (7, 7, 4, 12, 2),
@@ -538,7 +541,10 @@ mod tests {
                 (5, 7, 2, 8, 1),
                 (28, 28, 1, 4, 1),
                 (14, 14, 16, 20, 1),
-            ] {
+            ]
+            .iter()
+            .enumerate()
+            {
                 let g = ConvGeometry::same(1, h, w, cin, cout, stride);
                 let x = pseudo(g.input_len(), 1);
                 let wt = pseudo(g.weight_len(), 2);
@@ -601,6 +607,11 @@ mod tests {
                         let got = dw[p * cout + j] as f64;
                         assert!((got - want).abs() < 1e-4, "{isa:?} dw {g:?} p{p} j{j}");
                     }
+                }
+                let results = [bits(&y), bits(&dw), bits(&dwt)];
+                match first_isa.get(shape) {
+                    Some(want) => assert!(results == *want, "{isa:?} bits differ: {g:?}"),
+                    None => first_isa.push(results),
                 }
             }
         }

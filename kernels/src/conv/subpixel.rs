@@ -316,13 +316,15 @@ mod tests {
     use crate::conv::implicit::{pad_image, Placement};
     use crate::testing::pseudo;
 
-    /// Against col2im of `dy @ W^T` in f64, for both ISAs, on two images at once, even and odd
+    /// Against col2im of `dy @ W^T` in f64, for every ISA, on two images at once, even and odd
     /// sizes (both paddings), channel counts with tails and several panels, and paired columns
-    /// (even widths with `pad_left = 0` and `Cin <= 24`) as well as plain classes.
+    /// (even widths with `pad_left = 0` and `Cin <= 24`) as well as plain classes; and every
+    /// ISA's result bitwise equal to the first one's.
     #[test]
     fn sub_pixel_data_grad_matches_col2im() {
+        let mut first_isa: Vec<Vec<u32>> = Vec::new();
         for isa in Isa::supported_all() {
-            for &(h, w, cin, cout) in &[
+            for (shape, &(h, w, cin, cout)) in [
                 (28, 28, 4, 12),
                 (28, 28, 8, 12),
                 (14, 14, 20, 24),
@@ -331,7 +333,10 @@ mod tests {
                 (5, 6, 3, 5),
                 (2, 3, 9, 17),
                 (1, 1, 2, 3),
-            ] {
+            ]
+            .iter()
+            .enumerate()
+            {
                 let g = ConvGeometry::same(1, h, w, cin, cout, 2);
                 let images = 2;
                 let wt = pseudo(g.weight_len(), 7);
@@ -349,6 +354,14 @@ mod tests {
                 sp.pack_weights(&wt, &mut packed);
                 let mut dx = vec![f32::NAN; images * g.input_len()];
                 data_grad_images(isa, &sp, &bordered, &packed, &mut dx);
+                let dx_bits: Vec<u32> = dx.iter().map(|v| v.to_bits()).collect();
+                match first_isa.get(shape) {
+                    Some(want) => assert!(
+                        dx_bits == *want,
+                        "{isa:?} bits differ: {h}x{w}x{cin}->{cout}"
+                    ),
+                    None => first_isa.push(dx_bits),
+                }
 
                 // dcols[q, (tap, ci)] = sum_co dy[q, co] W[tap, ci, co] over the live taps (a
                 // dead tap's share is zero: the sub-pixel windows read the zero border there).

@@ -984,7 +984,11 @@ pub(crate) mod tests {
 
     /// Batch statistics then backward over `x` (this process's rows) and `shards`, as bits.
     fn stats_and_backward(x: &[f32], dz: &[f32], c: usize, shards: Shards<'_>) -> Bits {
-        let isa = crate::simd::active_isa();
+        stats_and_backward_on(crate::simd::active_isa(), x, dz, c, shards)
+    }
+
+    /// [`stats_and_backward`] on the given SIMD path.
+    fn stats_and_backward_on(isa: Isa, x: &[f32], dz: &[f32], c: usize, shards: Shards<'_>) -> Bits {
         let mut s = BnScratch::default();
         let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
         batch_stats(isa, x, c, shards, &mut mean, &mut var, &mut s);
@@ -1036,6 +1040,22 @@ pub(crate) mod tests {
                 dx.extend_from_slice(&bits.2);
             }
             assert_eq!(dx, one.2, "dx, {ranks} processes");
+        }
+    }
+
+    /// Statistics and the backward pass (whose per-channel sums are reductions, unlike the
+    /// element-wise forward pass) give the portable path's bits on every path this CPU runs.
+    #[test]
+    fn stats_and_backward_are_bitwise_the_same_on_every_isa() {
+        for &(rows, c) in SHAPES {
+            let x = sample(rows, c, 41);
+            let dz = sample(rows, c, 42);
+            let span = ShardSpan::whole(rows, 1);
+            let run = |isa: Isa| stats_and_backward_on(isa, &x, &dz, c, Shards::local(&span));
+            let want = run(Isa::Portable);
+            for isa in Isa::supported_all() {
+                assert!(run(isa) == want, "{isa:?} rows {rows} c {c}");
+            }
         }
     }
 
