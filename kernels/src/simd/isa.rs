@@ -3,13 +3,24 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The instruction set a multiversioned kernel runs with.
+///
+/// Every path gives bitwise the same results, on any CPU: that is a promise of the crate, not an
+/// accident of this CPU. A path added later (e.g. NEON tiles on aarch64, which today runs
+/// [`Isa::Portable`]) must keep it: reduce each output element in the reference tile's order
+/// (`gemm::tile::tile_scalar`: one fused multiply-add per step, rounded once), use a fused
+/// multiply-add exactly where that tile has one and none in the element-wise kernels (plain IEEE
+/// adds and multiplies, lanes summed in lane order), and join the tests that hold every path to
+/// the portable path's bits: the tile table's generated tests, the kernels' tests over
+/// [`Isa::supported_all`], and `tests/isa_equivalence.rs` (a training run's
+/// `parameters_sha256`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     /// AVX-512 F (x86_64, detected at run time, with AVX2 and FMA): 16-lane GEMM tiles.
     Avx512,
     /// AVX2 and FMA (x86_64, detected at run time).
     Avx2,
-    /// What the build target guarantees (SSE2 on x86_64, NEON on aarch64).
+    /// What the build target guarantees (SSE2 on x86_64, NEON on aarch64): the reference the
+    /// other paths' bits are held to.
     Portable,
 }
 

@@ -6,6 +6,7 @@
 //! kernel takes the [`Isa`] to run as its first argument; [`active_isa`] is the process-wide
 //! choice (detected with `is_x86_feature_detected!`, or forced) that callers usually pass. Nothing assumes the build machine. Rust never
 //! contracts `a * b + c` into an FMA on its own, so both builds give bitwise the same results.
+//! Every path, present or future, must give the portable path's bits: the rule is on [`Isa`].
 //!
 //! [`Isa::Avx512`] changes only the GEMM register tiles (16-lane `zmm` tiles, in
 //! `gemm/tile/avx512.rs`); the element-wise kernels keep their AVX2 build there. Intel's server
