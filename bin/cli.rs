@@ -113,7 +113,8 @@ pub struct EvalArgs {
     /// The set that --predictions and the confusion matrix cover.
     #[arg(long, value_enum, default_value = "test")]
     pub split: Split,
-    /// Write one CSV row per image of --split: index,label,predicted,logit0,...,logit9.
+    /// Write one CSV row per image of --split: index,label,predicted,logit0,...,logit9 (`-`:
+    /// standard output, the report then goes to standard error).
     #[arg(long, value_name = "FILE")]
     pub predictions: Option<PathBuf>,
     /// Draw the confusion matrix of --split as a heat map to this .png or .svg.
@@ -145,6 +146,9 @@ pub struct PredictArgs {
     /// A checkpoint written by `train --save` or `compare --save`.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
+    /// Load the checkpoint without checking its digests (a file edited on purpose).
+    #[arg(long)]
+    pub no_verify: bool,
     /// PNG or PGM files, any size, grayscale or colour. Digits are expected white on black, as
     /// in MNIST (see --invert).
     #[arg(required = true, value_name = "IMAGE")]
@@ -161,7 +165,8 @@ pub struct PredictArgs {
     /// Worker threads (default: every core).
     #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
-    /// Also write every prediction (and every error) as JSON to this file.
+    /// Also write every prediction (and every error) as JSON to this file (`-`: standard
+    /// output, the report then goes to standard error).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -183,7 +188,8 @@ pub struct SweepArgs {
     pub threads_per_job: u64,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Also write every run and the per-variant summary as JSON to this file.
+    /// Also write every run and the per-variant summary as JSON to this file (`-`: standard
+    /// output, the report then goes to standard error).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Draw every run's validation accuracy and the final test accuracies to this .png or .svg.

@@ -4,13 +4,17 @@
 //! - `predict` on 28x28 PNGs (grayscale and colour) and PGMs written from test images gives the
 //!   class, and the very logits, that `eval --predictions` gives those images;
 //! - a bad or missing image file is named, the others are still predicted, and the exit status
-//!   says that something failed.
+//!   says that something failed;
+//! - `predict` checks the checkpoint as `eval` does (a changed byte refused unless `--no-verify`,
+//!   a NaN refused always), and `-` as an output is standard output with the report on stderr.
 
 use bnconv_nn::mnist::{Dataset, Mnist};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/checkpoint_edit.rs"]
+mod checkpoint_edit;
 use binary::{bnconv, bnconv_ok, read_json, scratch, Scratch};
 
 fn s(p: &Path) -> &str {
@@ -305,4 +309,140 @@ fn bad_image_files_are_named_and_the_others_still_predicted() {
     assert_eq!(doc["predictions"].as_array().unwrap().len(), 1);
     assert_eq!(doc["predictions"][0]["image"], s(&good));
     assert_eq!(doc["errors"].as_array().unwrap().len(), 3);
+}
+
+/// Test image `i` as a 28x28 PGM file in `dir`.
+fn test_image_pgm(dir: &Path, i: usize) -> PathBuf {
+    let path = dir.join(format!("test{i}.pgm"));
+    let mut pgm = b"P5\n28 28\n255\n".to_vec();
+    pgm.extend_from_slice(test_set().image(i));
+    std::fs::write(&path, pgm).unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn predict_checks_the_checkpoint_as_eval_does() {
+    let dir = scratch("predictions-cli", "integrity");
+    let image = test_image_pgm(&dir, 0);
+    let report = dir.join("predict.json");
+    let predict = |ckpt: &Path, extra: &[&str]| {
+        let mut args = vec!["predict", "--checkpoint", s(ckpt), "--threads", "1"];
+        args.extend_from_slice(extra);
+        args.push(s(&image));
+        bnconv(&args)
+    };
+
+    let out = predict(checkpoint(), &["--json", s(&report)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(read_json(&report)["integrity"], "verified");
+
+    // One bit of one weight: still a valid float, caught only by the digest.
+    let mut bytes = std::fs::read(checkpoint()).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 1;
+    let flipped = dir.join("flipped.safetensors");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let out = predict(&flipped, &[]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "a changed byte is refused");
+    assert!(stderr.contains("does not match the SHA-256"), "{stderr}");
+    assert!(
+        stderr.contains("--no-verify"),
+        "the way out is named: {stderr}"
+    );
+    assert!(
+        !text(&out.stdout).contains("test0.pgm"),
+        "nothing predicted"
+    );
+
+    let out = predict(&flipped, &["--no-verify", "--json", s(&report)]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("digests not checked (--no-verify)"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("test0.pgm: "));
+    assert_eq!(read_json(&report)["integrity"], "not checked (--no-verify)");
+
+    // A NaN in a re-signed file: refused, checked or not, naming the tensor.
+    let nan = dir.join("nan.safetensors");
+    checkpoint_edit::rewrite(checkpoint(), &nan, |t, _| {
+        t.get_mut("conv07.weight").unwrap().2[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    for extra in [&[][..], &["--no-verify"][..]] {
+        let out = predict(&nan, extra);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(
+            stderr.contains("conv07.weight holds 1 non-finite value"),
+            "{extra:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn standard_output_carries_the_data_and_the_report_goes_to_stderr() {
+    let dir = scratch("predictions-cli", "stdout");
+    let image = test_image_pgm(&dir, 0);
+    let out = bnconv(&[
+        "predict",
+        "--checkpoint",
+        s(checkpoint()),
+        "--json",
+        "-",
+        s(&image),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("predict --json - writes JSON alone to stdout");
+    assert_eq!(doc["predictions"][0]["image"], s(&image));
+    assert!(stderr.contains("test0.pgm: "), "the report: {stderr}");
+    assert!(stderr.contains("wrote standard output"), "{stderr}");
+    assert!(!Path::new("-").exists(), "no file named -");
+
+    let out = bnconv(&[
+        "eval",
+        "--checkpoint",
+        s(checkpoint()),
+        "--split",
+        "validation",
+        "--predictions",
+        "-",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("index,label,predicted,logit0,"));
+    assert_eq!(lines.count(), 5000, "only the CSV on stdout");
+    assert!(stderr.contains("Validation accuracy: "), "{stderr}");
+    assert!(
+        stderr.contains("Confusion matrix, validation set"),
+        "{stderr}"
+    );
+
+    let out = bnconv(&[
+        "eval",
+        "--checkpoint",
+        s(checkpoint()),
+        "--predictions",
+        "-",
+        "--json",
+        "-",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("at most one output can go there"),
+        "{stderr}"
+    );
 }

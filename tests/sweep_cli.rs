@@ -1,11 +1,11 @@
 //! `bnconv sweep` through the binary: every run of a sweep (two one-thread jobs at once) has the
 //! figures of the same single `bnconv train` run on two threads, bit for bit (losses, log,
 //! accuracies, the final weights' digest), and the printed table and JSON summary are those
-//! runs' accuracies.
+//! runs' accuracies; `--json -` puts the JSON alone on standard output.
 
 #[path = "support/binary.rs"]
 mod binary;
-use binary::{bnconv_ok, read_json, scratch};
+use binary::{bnconv, bnconv_ok, read_json, scratch};
 
 const SHORT: [&str; 4] = ["--batches", "20", "--batch-size", "16"];
 
@@ -114,4 +114,30 @@ fn each_sweep_run_equals_the_same_train_run_bit_for_bit() {
     }
     assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
     assert!(stdout.contains("4 runs in "), "{stdout}");
+}
+
+#[test]
+fn json_on_standard_output_leaves_the_report_on_stderr() {
+    let out = bnconv(&[
+        "sweep",
+        "--variants",
+        "bn",
+        "--seeds",
+        "7",
+        "--jobs",
+        "1",
+        "--json",
+        "-",
+        "--batches",
+        "2",
+        "--batch-size",
+        "16",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("sweep --json - writes JSON alone to stdout");
+    assert_eq!(doc["runs"][0]["seed"], 7);
+    assert!(stderr.contains("1 runs in "), "the report: {stderr}");
+    assert!(stderr.contains("wrote standard output"), "{stderr}");
 }

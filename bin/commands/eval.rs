@@ -25,19 +25,22 @@ const MOST_CONFUSED: usize = 5;
 pub fn run(team: &Team, args: &EvalArgs) -> Result<()> {
     let threads = threads_option(args.threads)?;
     let eval_batch = usize::try_from(args.eval_batch).context("--eval-batch is too large")?;
+    outpath::check_one_stdout(&[
+        ("--json", args.json.as_deref()),
+        ("--predictions", args.predictions.as_deref()),
+    ])?;
     // Every rank ends with the same figures: rank 0 writes the files.
     let root = team.is_root();
     let json = args.json.as_ref().filter(|_| root);
     let predictions_csv = args.predictions.as_ref().filter(|_| root);
     let plot_path = args.plot.as_deref().filter(|_| root);
-    if let Some(json) = json {
-        check_output("--json", json)?;
-        if outpath::is_stdout(json) {
-            crate::stdout::report_to_stderr();
+    for (flag, output) in [("--json", json), ("--predictions", predictions_csv)] {
+        if let Some(path) = output {
+            check_output(flag, path)?;
+            if outpath::is_stdout(path) {
+                crate::stdout::report_to_stderr();
+            }
         }
-    }
-    if let Some(csv) = predictions_csv {
-        check_output("--predictions", csv)?;
     }
     let plot_format = plot_path
         .map(|p| check_plot_path("--plot", p))

@@ -2,12 +2,12 @@
 //! read and fitted to 28x28 on its own ([`crate::digit_image`]); a file that cannot be read is
 //! reported by name and the others are still classified, then the command fails.
 
-use crate::cli::{to_usize, PredictArgs};
+use crate::checkpoints::{integrity_name, read_checkpoint};
+use crate::cli::{threads_option, to_usize, PredictArgs};
 use crate::digit_image::{self, DigitImage};
-use crate::outpath::check_output;
+use crate::outpath::{self, check_output};
 use crate::report::write_json_value;
 use anyhow::{bail, Context, Result};
-use bnconv_nn::checkpoint::load_network;
 use bnconv_nn::mnist::Dataset;
 use bnconv_nn::predictions::top_classes;
 use bnconv_nn::{Exec, Mode};
@@ -43,15 +43,20 @@ struct Failed {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let threads = match args.threads {
-        Some(t) => to_usize(t, "--threads")?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = threads_option(args.threads)?;
     let top = to_usize(args.top, "--top")?;
     if let Some(json) = &args.json {
         check_output("--json", json)?;
+        if outpath::is_stdout(json) {
+            crate::stdout::report_to_stderr();
+        }
     }
-    let (mut net, info) = load_network(&args.checkpoint, Exec::default())?;
+    let checkpoint = read_checkpoint("--checkpoint", &args.checkpoint, args.no_verify)?;
+    let info = checkpoint.info().clone();
+    let mut net = checkpoint
+        .network(Exec::default())
+        .context("--checkpoint")?;
+    drop(checkpoint);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -126,6 +131,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         let doc = serde_json::json!({
             "bnconv_version": env!("CARGO_PKG_VERSION"),
             "checkpoint": args.checkpoint,
+            "integrity": integrity_name(info.integrity),
             "variant": info.variant,
             "steps": info.steps,
             "invert": args.invert,
@@ -135,7 +141,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             "errors": failed,
         });
         write_json_value(path, &doc)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     if !failed.is_empty() {
         bail!(

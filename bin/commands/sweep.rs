@@ -3,8 +3,8 @@
 //! ([`bnconv_nn::sweep`]); then the final test accuracy of every run and, per variant, their mean,
 //! spread, range and how many stayed near chance.
 
-use crate::cli::{to_usize, SweepArgs};
-use crate::outpath::{check_output, check_plot_path};
+use crate::cli::{cores, to_usize, SweepArgs};
+use crate::outpath::{self, check_output, check_plot_path};
 use crate::plot;
 use crate::report::write_json_value;
 use anyhow::{bail, Context, Result};
@@ -15,7 +15,7 @@ use bnconv_nn::Variant;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub fn run(args: &SweepArgs) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let threads_per_job = to_usize(args.threads_per_job, "--threads-per-job")?;
     let jobs = match args.jobs {
         Some(j) => to_usize(j, "--jobs")?,
@@ -23,6 +23,9 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     };
     if let Some(json) = &args.json {
         check_output("--json", json)?;
+        if outpath::is_stdout(json) {
+            crate::stdout::report_to_stderr();
+        }
     }
     let plot_format = (args.plot.as_deref())
         .map(|p| check_plot_path("--plot", p))
@@ -128,7 +131,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             "runs": runs,
         });
         write_json_value(path, &doc)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     if let (Some(path), Some(format)) = (&args.plot, plot_format) {
         let names: Vec<&str> = cfg.variants.iter().map(|v| v.name()).collect();
@@ -142,7 +145,7 @@ pub fn run(args: &SweepArgs) -> Result<()> {
             cfg.base.exec.bn_path,
         );
         plot::sweep_figure(path, format, &title, &sweep.runs, &summaries)?;
-        outln!("wrote {}", path.display());
+        outln!("wrote {}", outpath::shown(path));
     }
     let failed = sweep.runs.iter().filter(|r| r.outcome.is_err()).count();
     if failed > 0 {
