@@ -160,7 +160,7 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value = "mnist")]
     pub fit: crate::digit_image::Fit,
     /// Classes listed for each image, most likely first.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
+    #[arg(long, default_value_t = 3, value_parser = parse_count_up_to::<10>)]
     pub top: u64,
     /// Worker threads (default: every core).
     #[arg(long, value_parser = parse_count)]
@@ -181,10 +181,10 @@ pub struct SweepArgs {
     pub seeds: Seeds,
     /// Runs at once, each on a thread pool of its own [default: the cores / --threads-per-job,
     /// at least 1].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_parser = parse_count_up_to::<4096>)]
     pub jobs: Option<u64>,
     /// Threads of each job's pool.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 1, value_parser = parse_count_up_to::<4096>)]
     pub threads_per_job: u64,
     #[command(flatten)]
     pub run: RunArgs,
@@ -242,17 +242,17 @@ pub struct ProfileArgs {
     #[arg(long, value_parser = Variant::from_name, default_value = "bn")]
     pub variant: Variant,
     /// Timed training steps per path and configuration, after the warm-up (at most 10000).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 50, value_parser = parse_count_up_to::<10_000>)]
     pub steps: u64,
     /// Untimed training steps first (per trainer).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub warmup: u64,
     /// Thread counts to sweep, comma-separated [default: 1, 2, 4, ... up to the cores, and the
     /// core count]. The phase table is taken at the largest count not above the cores.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_delimiter = ',', value_parser = parse_count_up_to::<4096>)]
     pub threads: Vec<u64>,
     /// Images per training step.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 64, value_parser = parse_count)]
     pub batch_size: u64,
     /// Seeds the initial weights and the batch order.
     #[arg(long, default_value_t = 1)]
@@ -273,7 +273,7 @@ pub struct ProfileArgs {
     /// Predict the fused step time on these thread counts with the scaling model, e.g.
     /// 4,8,16,32,64: tasks recorded at 1 thread, hand-off costs measured at 2 (both added to the
     /// sweep), checked against the sweep's measured thread counts (see docs/many-core.md).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, value_delimiter = ',', value_parser = parse_count_up_to::<4096>)]
     pub model_threads: Vec<u64>,
 }
 
@@ -387,6 +387,14 @@ fn parse_count(s: &str) -> Result<u64, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{s:?} is not a whole number: {e}")),
+    }
+}
+
+/// A count of at least 1 and at most `MAX` (a bound that catches typos such as `--jobs 40000`).
+fn parse_count_up_to<const MAX: u64>(s: &str) -> Result<u64, String> {
+    match parse_count(s)? {
+        n if n > MAX => Err(format!("must be at most {MAX}")),
+        n => Ok(n),
     }
 }
 

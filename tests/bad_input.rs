@@ -636,8 +636,38 @@ fn bad_sweep_eval_and_predict_options_are_rejected_before_any_work() {
         &["sweep", "--variants", "bn,bn"],
         "variant bn is listed twice",
     );
-    assert_cli_rejected(&["sweep", "--jobs", "0"], "--jobs");
-    assert_cli_rejected(&["sweep", "--threads-per-job", "0"], "--threads-per-job");
+    // Counts say what they take, not "0 is not in 1..=4096".
+    for (args, needle) in [
+        (
+            &["sweep", "--jobs", "0"][..],
+            "--jobs <JOBS>': must be at least 1",
+        ),
+        (&["sweep", "--jobs", "4097"], "must be at most 4096"),
+        (
+            &["sweep", "--threads-per-job", "0"],
+            "--threads-per-job <THREADS_PER_JOB>': must be at least 1",
+        ),
+        (
+            &["profile", "--batch-size", "0"],
+            "--batch-size <BATCH_SIZE>': must be at least 1",
+        ),
+        (&["profile", "--steps", "0"], "must be at least 1"),
+        (&["profile", "--threads", "1,0"], "must be at least 1"),
+        (&["profile", "--model-threads", "0"], "must be at least 1"),
+        (
+            &[
+                "predict",
+                "--checkpoint",
+                "none.safetensors",
+                "a.png",
+                "--top",
+                "0",
+            ],
+            "--top <TOP>': must be at least 1",
+        ),
+    ] {
+        assert_cli_rejected(args, needle);
+    }
     assert_cli_rejected(&["sweep", "--batch-size", "60000"], "batch size 60000");
     assert_cli_rejected(&["sweep", "--lr", "0"], "learning rate");
     assert_cli_rejected(&["sweep", "--plot", "sweep.gif"], ".png or .svg");
@@ -660,7 +690,7 @@ fn bad_sweep_eval_and_predict_options_are_rejected_before_any_work() {
             "--top",
             "11",
         ],
-        "--top",
+        "must be at most 10",
     );
     assert_cli_rejected(
         &[
