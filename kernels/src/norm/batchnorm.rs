@@ -988,7 +988,13 @@ pub(crate) mod tests {
     }
 
     /// [`stats_and_backward`] on the given SIMD path.
-    fn stats_and_backward_on(isa: Isa, x: &[f32], dz: &[f32], c: usize, shards: Shards<'_>) -> Bits {
+    fn stats_and_backward_on(
+        isa: Isa,
+        x: &[f32],
+        dz: &[f32],
+        c: usize,
+        shards: Shards<'_>,
+    ) -> Bits {
         let mut s = BnScratch::default();
         let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
         batch_stats(isa, x, c, shards, &mut mean, &mut var, &mut s);
