@@ -103,3 +103,72 @@ impl Across for Member<'_> {
         self.exchange(&self.team.f64s, root);
     }
 }
+
+/// Whether the build machine lacks `isa` (kernels/build.rs): the tests of that path are then
+/// reported as ignored, and [`tested_paths`] leaves it out.
+pub(crate) fn build_lacks(isa: crate::simd::Isa) -> bool {
+    use crate::simd::Isa;
+    match isa {
+        Isa::Avx512 => cfg!(bnconv_cpu_lacks_avx512),
+        Isa::Avx2 => cfg!(bnconv_cpu_lacks_avx2),
+        Isa::Portable => false,
+    }
+}
+
+/// The code paths the tests compare: the portable path always, and every SIMD path the build
+/// machine runs, each checked with [`require_isa`]. Tests that loop over paths take them from
+/// here rather than from `Isa::supported_all()`, so that a path is never dropped silently: one
+/// the build machine lacks is named by the build's warning, by the ignored tests of that path
+/// and, under CI, by `under_ci_every_simd_path_is_tested_or_its_absence_explained`; a test
+/// binary carried to a CPU without a path its build had fails.
+pub(crate) fn tested_paths() -> Vec<crate::simd::Isa> {
+    crate::simd::Isa::ALL
+        .into_iter()
+        .filter(|&isa| !build_lacks(isa))
+        .inspect(|&isa| require_isa(isa))
+        .collect()
+}
+
+/// Fails unless this CPU runs `isa`. For tests of one SIMD path, which the build marks ignored
+/// where the build machine lacks the path (kernels/build.rs): should the test binary run on
+/// another CPU that lacks it, the test fails naming the path instead of passing untested.
+pub(crate) fn require_isa(isa: crate::simd::Isa) {
+    assert!(
+        isa.supported(),
+        "this CPU does not run the {} path, but the tests were built on one that does: rebuild \
+         them here (`cargo test`) so that they are reported as ignored",
+        isa.name()
+    );
+}
+
+/// Under CI, a SIMD path whose tests the build ignored needs a stated reason: the variable
+/// `BNCONV_MISSING_ISA_REASON` (e.g. "the CI runners are AVX2-only"). Without it the run fails, so
+/// that a change of CI machine cannot silently drop the AVX-512 (or AVX2) tests.
+#[test]
+fn under_ci_every_simd_path_is_tested_or_its_absence_explained() {
+    let ignored: Vec<&str> = crate::simd::Isa::ALL
+        .into_iter()
+        .filter(|&isa| build_lacks(isa))
+        .map(|isa| isa.name())
+        .collect();
+    if ignored.is_empty() {
+        return;
+    }
+    let reason = std::env::var("BNCONV_MISSING_ISA_REASON").unwrap_or_default();
+    eprintln!(
+        "the tests of the {} path(s) are ignored in this build (the CPU lacks them){}",
+        ignored.join(", "),
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        }
+    );
+    let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    assert!(
+        !ci || !reason.trim().is_empty(),
+        "CI is set and the tests of the {} path(s) did not run: run CI on a CPU that has them, or \
+         set BNCONV_MISSING_ISA_REASON to say why they may be skipped",
+        ignored.join(", ")
+    );
+}

@@ -438,25 +438,30 @@ mod tests {
     /// see a GEMM change code path halfway.
     #[test]
     fn simd_and_scalar_tiles_match_the_reference_on_odd_sizes() {
-        for isa in Isa::supported_all() {
+        for isa in crate::testing::tested_paths() {
             check_both_products(isa);
         }
     }
 
-    /// Every path's tiles (every height `tile_height` picks) equal the portable tiles bitwise:
-    /// the same fused multiply-adds in the same order per element. Row counts cover every
-    /// height's tail, widths every panel kind and masked last vector; both products, every start,
-    /// with and without ReLU.
+    /// The AVX-512 tiles (every height `tile_height` picks) equal the portable tiles bitwise.
     #[test]
-    fn every_path_equals_the_portable_tiles_bitwise() {
-        let others: Vec<Isa> = Isa::supported_all()
-            .into_iter()
-            .filter(|&isa| isa != Isa::Portable)
-            .collect();
-        if others.is_empty() {
-            eprintln!("SKIPPED every_path_equals_the_portable_tiles_bitwise: this CPU runs only the portable path");
-            return;
-        }
+    #[cfg_attr(bnconv_cpu_lacks_avx512, ignore = "this CPU has no AVX-512")]
+    fn avx512_tiles_equal_the_portable_tiles_bitwise() {
+        tiles_equal_the_portable_tiles_bitwise(Isa::Avx512);
+    }
+
+    /// The AVX2 tiles (every height `tile_height` picks) equal the portable tiles bitwise.
+    #[test]
+    #[cfg_attr(bnconv_cpu_lacks_avx2, ignore = "this CPU has no AVX2 and FMA")]
+    fn avx2_tiles_equal_the_portable_tiles_bitwise() {
+        tiles_equal_the_portable_tiles_bitwise(Isa::Avx2);
+    }
+
+    /// `isa`'s tiles equal the portable tiles bitwise: the same fused multiply-adds in the same
+    /// order per element. Row counts cover every height's tail, widths every panel kind and
+    /// masked last vector; both products, every start, with and without ReLU.
+    fn tiles_equal_the_portable_tiles_bitwise(isa: Isa) {
+        crate::testing::require_isa(isa);
         let mut rng = Pseudo::new(11);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for rows in (1..=26).chain([47, 96, 101]) {
@@ -497,13 +502,10 @@ mod tests {
                         );
                         bits(&c)
                     };
-                    let want = run(Isa::Portable);
-                    for &isa in &others {
-                        assert!(
-                            run(isa) == want,
-                            "{isa:?} packed {rows}x{n}x{depth} {start:?}"
-                        );
-                    }
+                    assert!(
+                        run(isa) == run(Isa::Portable),
+                        "{isa:?} packed {rows}x{n}x{depth} {start:?}"
+                    );
                 }
                 // C[depth, n] = A^T @ B with A = `a` seen as rows x depth, B = `c0` (rows x n).
                 for accumulate in [false, true] {
@@ -518,10 +520,10 @@ mod tests {
                         );
                         bits(&c)
                     };
-                    let want = run(Isa::Portable);
-                    for &isa in &others {
-                        assert!(run(isa) == want, "{isa:?} at_b {depth}x{n}x{rows}");
-                    }
+                    assert!(
+                        run(isa) == run(Isa::Portable),
+                        "{isa:?} at_b {depth}x{n}x{rows}"
+                    );
                 }
             }
         }
@@ -537,7 +539,7 @@ mod tests {
         let b = rng.take(depth * n);
         let mut packed = vec![0.0; packed_len(depth, n)];
         pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
-        for isa in Isa::supported_all() {
+        for isa in crate::testing::tested_paths() {
             let (mut plain, mut fused) = (vec![0.0; rows * n], vec![0.0; rows * n]);
             matmul_packed_on(
                 isa,
@@ -603,7 +605,7 @@ mod tests {
             let bias = rng.take(n);
             let mut packed = vec![0.0; packed_len(depth, n)];
             pack_panels(depth, n, |p, j| b[p * n + j], &mut packed);
-            for isa in Isa::supported_all() {
+            for isa in crate::testing::tested_paths() {
                 for relu in [false, true] {
                     let run = |c: &mut [f32], start: Start| {
                         matmul_packed_on(

@@ -896,7 +896,7 @@ pub(crate) mod tests {
 
     #[test]
     fn stats_match_the_f64_reference() {
-        for isa in Isa::supported_all() {
+        for isa in crate::testing::tested_paths() {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 3);
                 let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
@@ -920,7 +920,7 @@ pub(crate) mod tests {
 
     #[test]
     fn forward_simd_matches_scalar_bitwise_for_every_isa() {
-        for isa in Isa::supported_all() {
+        for isa in crate::testing::tested_paths() {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 5);
                 let mean = sample(1, c, 6);
@@ -942,7 +942,7 @@ pub(crate) mod tests {
 
     #[test]
     fn backward_matches_the_f64_reference() {
-        for isa in Isa::supported_all() {
+        for isa in crate::testing::tested_paths() {
             for &(rows, c) in SHAPES {
                 let x = sample(rows, c, 11);
                 let dz = sample(rows, c, 12);
@@ -1059,7 +1059,7 @@ pub(crate) mod tests {
             let span = ShardSpan::whole(rows, 1);
             let run = |isa: Isa| stats_and_backward_on(isa, &x, &dz, c, Shards::local(&span));
             let want = run(Isa::Portable);
-            for isa in Isa::supported_all() {
+            for isa in crate::testing::tested_paths() {
                 assert!(run(isa) == want, "{isa:?} rows {rows} c {c}");
             }
         }

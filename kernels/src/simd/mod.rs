@@ -68,30 +68,34 @@ mod tests {
     use isa::detect;
     use wide::f32x8;
 
+    /// Signed zeros, tiny values and infinities (NaN is checked separately).
+    const RELU_EDGES: [f32; LANES] = [
+        -1.0,
+        -0.0,
+        0.0,
+        1e-30,
+        -1e-30,
+        3.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+
     #[test]
     fn relu_vector_and_scalar_agree_bitwise_including_edge_values() {
-        let xs = [
-            -1.0,
-            -0.0,
-            0.0,
-            1e-30,
-            -1e-30,
-            3.5,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-        ];
-        check_relu::<f32x8>(&xs);
-        #[cfg(target_arch = "x86_64")]
-        if Isa::Avx2.supported() {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn on_avx(xs: &[f32]) {
-                check_relu::<Ymm>(xs)
-            }
-            // SAFETY: AVX2 and FMA were detected just above.
-            unsafe { on_avx(&xs) }
-        } else {
-            eprintln!("SKIPPED: the Ymm (AVX) vector: this CPU has no AVX2");
+        check_relu::<f32x8>(&RELU_EDGES);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[cfg_attr(bnconv_cpu_lacks_avx2, ignore = "this CPU has no AVX2 and FMA")]
+    fn relu_ymm_and_scalar_agree_bitwise_including_edge_values() {
+        crate::testing::require_isa(Isa::Avx2);
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn on_avx(xs: &[f32]) {
+            check_relu::<Ymm>(xs)
         }
+        // SAFETY: AVX2 and FMA were checked just above.
+        unsafe { on_avx(&RELU_EDGES) }
     }
 
     #[inline(always)]

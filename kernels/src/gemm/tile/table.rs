@@ -89,7 +89,7 @@ macro_rules! tile_table {
             $($(
                 /// Tests of one tile kind, generated from its line of the table.
                 mod $name {
-                    use crate::gemm::tile::tests::{self, Runner};
+                    use crate::gemm::tile::tests::{self, Runner, Tiles};
                     use crate::gemm::tile::Tile;
                     use crate::simd::Isa;
 
@@ -146,30 +146,70 @@ macro_rules! tile_table {
                         twin: tests::one_row_twin::<$nv>(),
                     };
 
+                    // The portable twin runs on every CPU.
                     #[test]
-                    fn it_and_its_portable_twin_match_the_reference() {
-                        tests::matches_the_reference(&RUN);
+                    fn its_portable_twin_matches_the_reference() {
+                        tests::matches_the_reference(&RUN, Tiles::Portable);
                     }
 
                     #[test]
-                    fn epilogues_equal_separate_passes() {
-                        tests::epilogues_equal_separate_passes(&RUN);
+                    fn its_portable_twin_epilogues_equal_separate_passes() {
+                        tests::epilogues_equal_separate_passes(&RUN, Tiles::Portable);
                     }
 
                     #[test]
-                    fn long_reductions_match_the_reference() {
-                        tests::matches_the_reference_on_long_reductions(&RUN);
+                    fn its_portable_twin_matches_the_reference_on_long_reductions() {
+                        tests::matches_the_reference_on_long_reductions(&RUN, Tiles::Portable);
                     }
 
                     proptest::proptest! {
                         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
                         #[test]
-                        fn any_strip_matches_the_reference(case in tests::strip_case(KIND)) {
-                            tests::check_case(&RUN, &case);
+                        fn any_strip_of_its_portable_twin_matches_the_reference(
+                            case in tests::strip_case(KIND)
+                        ) {
+                            tests::check_case(&RUN, Tiles::Portable, &case);
                         }
                     }
+
+                    tile_table!(@simd_tests $isa);
                 }
             )+)*
+        }
+    };
+    // The SIMD tile's tests, reported as ignored where the build machine lacks its path.
+    (@simd_tests Avx512) => {
+        tile_table!(@simd_tests_unless bnconv_cpu_lacks_avx512, "this CPU has no AVX-512");
+    };
+    (@simd_tests Avx2) => {
+        tile_table!(@simd_tests_unless bnconv_cpu_lacks_avx2, "this CPU has no AVX2 and FMA");
+    };
+    (@simd_tests_unless $lacks:ident, $why:literal) => {
+        #[test]
+        #[cfg_attr($lacks, ignore = $why)]
+        fn it_and_the_one_row_avx2_tile_match_the_reference() {
+            tests::matches_the_reference(&RUN, Tiles::Simd);
+        }
+
+        #[test]
+        #[cfg_attr($lacks, ignore = $why)]
+        fn its_epilogues_equal_separate_passes() {
+            tests::epilogues_equal_separate_passes(&RUN, Tiles::Simd);
+        }
+
+        #[test]
+        #[cfg_attr($lacks, ignore = $why)]
+        fn it_matches_the_reference_on_long_reductions() {
+            tests::matches_the_reference_on_long_reductions(&RUN, Tiles::Simd);
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+            #[test]
+            #[cfg_attr($lacks, ignore = $why)]
+            fn any_strip_of_it_matches_the_reference(case in tests::strip_case(KIND)) {
+                tests::check_case(&RUN, Tiles::Simd, &case);
+            }
         }
     };
     (@masked any) => { true };

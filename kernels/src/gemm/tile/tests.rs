@@ -2,7 +2,8 @@
 //! portable twin and the one-row AVX2 tile against the reference tile ([`super::tile_scalar`]),
 //! bitwise (every tile reduces each element in the reference's order, one fused multiply-add a
 //! step), and their epilogues against separate passes, on a grid of strips and on random ones.
-//! The portable twin runs on every CPU; the SIMD tiles where the CPU has them.
+//! The portable twin's tests run on every CPU; the SIMD tiles' tests are reported as ignored
+//! where the build machine lacks their path.
 
 use super::table::TileKind;
 use super::{Tile, Walk, LANES};
@@ -55,31 +56,37 @@ unsafe fn one_row_avx2<const NV: usize>(masked: bool, t: &Tile) {
     }
 }
 
-/// The SIMD tile and the one-row AVX2 tile, where this build has them and this CPU runs them
-/// (which it says loudly when it does not); empty otherwise.
-fn simd_tiles(run: &Runner, test: &str) -> Vec<(&'static str, StripFn)> {
-    let (Some(simd), Some(twin)) = (run.simd, run.twin) else {
-        eprintln!(
-            "SKIPPED {} {test}: this build has no {} tiles",
-            run.kind.name,
-            run.kind.isa.name()
-        );
-        return Vec::new();
-    };
-    let needs = if run.kind.isa == Isa::Avx512 {
-        Isa::Avx512
-    } else {
-        Isa::Avx2
-    };
-    if !needs.supported() {
-        eprintln!(
-            "SKIPPED {} {test}: this CPU has no {}",
-            run.kind.name,
-            needs.name()
-        );
-        return Vec::new();
+/// Which tiles of a kind a test runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Tiles {
+    /// The portable twin (any CPU).
+    Portable,
+    /// The SIMD tile and the one-row AVX2 tile of its width: the tests that run them are
+    /// reported as ignored where the build machine lacks the kind's path (see `tile_table!`).
+    Simd,
+}
+
+/// The tiles `which` names, as (name, function); for `Tiles::Simd` fails unless this CPU runs
+/// the kind's path (only a test binary carried to another CPU gets there).
+fn strips(run: &Runner, which: Tiles) -> Vec<(&'static str, StripFn)> {
+    match which {
+        Tiles::Portable => vec![("its portable twin", run.portable)],
+        Tiles::Simd => {
+            crate::testing::require_isa(if run.kind.isa == Isa::Avx512 {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            });
+            let (Some(simd), Some(twin)) = (run.simd, run.twin) else {
+                panic!(
+                    "{}: this build has no {} tiles",
+                    run.kind.name,
+                    run.kind.isa.name()
+                );
+            };
+            vec![(run.kind.name, simd), ("the one-row AVX2 tile", twin)]
+        }
     }
-    vec![(run.kind.name, simd), ("the one-row AVX2 tile", twin)]
 }
 
 /// A strip for one tile: its shape, strides, columns and epilogue.
@@ -167,7 +174,7 @@ impl Operands {
         let walk = Walk { depth, ..self.walk };
         let b = self.b[from * self.walk.b_step as usize..].as_ptr();
         let t = Tile::new(walk, &a_rows, b, &c_rows, C_COL, case.cols).with_epilogue(epilogue);
-        // SAFETY: the caller checked the ISA (`simd_tiles`); row `i` of A reads at most
+        // SAFETY: the caller checked the ISA (`strips`); row `i` of A reads at most
         // `(segments - 1) * a_seg + (depth - 1) * a_step < a_row` floats from its start; B rows
         // lie inside `b` for `8 * vectors` floats, or `cols` when masked (its length is chosen
         // so); C rows are `ldc >= C_COL + cols` floats inside `c`, exclusively borrowed; the bias
@@ -186,9 +193,10 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// The portable twin and (where they run) the tile and the one-row AVX2 tile against the
-/// reference tile, bitwise; columns outside `C_COL..C_COL + cols` untouched by any.
-pub(crate) fn check_case(run: &Runner, case: &StripCase) {
+/// The tiles `which` names against the reference tile, bitwise; columns outside
+/// `C_COL..C_COL + cols` untouched by any.
+pub(crate) fn check_case(run: &Runner, which: Tiles, case: &StripCase) {
+    let tiles = strips(run, which);
     let ops = Operands::new(&run.kind, case);
     let epilogue = Epilogue {
         start: ops.start(case),
@@ -206,8 +214,6 @@ pub(crate) fn check_case(run: &Runner, case: &StripCase) {
             );
         }
     }
-    let mut tiles = vec![("its portable twin", run.portable)];
-    tiles.extend(simd_tiles(run, "check_case"));
     for (name, f) in tiles {
         let got = ops.run(f, case, epilogue);
         assert_eq!(
@@ -265,31 +271,26 @@ fn grid(kind: &TileKind) -> Vec<StripCase> {
     cases
 }
 
-pub(crate) fn matches_the_reference(run: &Runner) {
+pub(crate) fn matches_the_reference(run: &Runner, which: Tiles) {
     for case in grid(&run.kind) {
-        check_case(run, &case);
+        check_case(run, which, &case);
     }
 }
 
-pub(crate) fn matches_the_reference_on_long_reductions(run: &Runner) {
+pub(crate) fn matches_the_reference_on_long_reductions(run: &Runner, which: Tiles) {
     // Long reductions, where any difference in the order of the multiply-adds shows.
     for mut case in grid(&run.kind) {
         case.depth *= 9;
-        check_case(run, &case);
+        check_case(run, which, &case);
     }
 }
 
-/// The epilogues equal the passes they replace, bitwise, on the tile and its portable twin: a
+/// The epilogues equal the passes they replace, bitwise, on the tile `which` names (the SIMD
+/// tile or the portable twin, not the one-row AVX2 tile): a
 /// bias start equals accumulating onto rows filled with the bias; ReLU on the tile equals ReLU
 /// after it; a reduction split in two (the second half accumulating) equals one pass.
-pub(crate) fn epilogues_equal_separate_passes(run: &Runner) {
-    let mut tiles = vec![("its portable twin", run.portable)];
-    tiles.extend(
-        simd_tiles(run, "epilogues_equal_separate_passes")
-            .into_iter()
-            .take(1),
-    );
-    for (tile, f) in tiles {
+pub(crate) fn epilogues_equal_separate_passes(run: &Runner, which: Tiles) {
+    for (tile, f) in strips(run, which).into_iter().take(1) {
         for case in grid(&run.kind) {
             if case.segments != 1 || case.depth == 0 {
                 continue;
