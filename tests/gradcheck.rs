@@ -9,7 +9,10 @@
 //! trainable parameter) is moved to `v + h` and `v - h` in f32, the engine's own f32 forward is
 //! re-run, `L` is accumulated in f64, and `fd = (L+ - L-) / ((v + h) - (v - h))` (the denominator
 //! is the step actually taken after f32 rounding, not `2h`). The loss is checked the same way with
-//! the mean loss itself as the objective.
+//! the mean loss itself as the objective. Differences of the engine's own forward cannot see a
+//! wrong convolution geometry (the backward would agree with it), so each convolution case first
+//! checks the forward against the direct convolution of `bnconv_kernels::conv`, which works out
+//! TensorFlow's SAME padding by itself.
 //!
 //! # Steps
 //! Values are drawn at scale ~1. Conv and Dense are linear in each checked element, so central
@@ -43,6 +46,7 @@
 //! active; [`batchnorm_relu_kink_crossings_are_skipped`] runs without the input adjustment and
 //! asserts that crossings do occur, are skipped, and everything else still agrees.
 
+use bnconv_kernels::conv::{conv_forward_reference, ConvSizes};
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::batch_norm::BatchNorm;
 use bnconv_nn::conv2d::Conv2d;
@@ -352,6 +356,7 @@ fn conv_checks(c: &ConvCase, gemm: GemmBackend, seed: u64) -> (String, Vec<Check
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let w = uniform(&mut rng, 9 * c.cin * c.cout, -0.5, 0.5);
     let b = c.bias.then(|| uniform(&mut rng, c.cout, -0.5, 0.5));
+    let (w_init, b_init) = (w.clone(), b.clone());
     let mut layer = Conv2d::new("conv", c.cin, c.cout, c.stride, w, b);
     let x = tensor(
         &[c.n, c.h, c.w, c.cin],
@@ -377,6 +382,31 @@ fn conv_checks(c: &ConvCase, gemm: GemmBackend, seed: u64) -> (String, Vec<Check
         c.stride,
         if c.bias { " +b" } else { "" }
     );
+    // Finite differences of the engine's own forward cannot see a wrong geometry (the backward
+    // would be consistent with it): the forward must be the TF-SAME convolution first.
+    let y = forward(&mut layer, &opts.exec, &x);
+    let sizes = ConvSizes {
+        batch: c.n,
+        in_h: c.h,
+        in_w: c.w,
+        in_c: c.cin,
+        out_c: c.cout,
+        stride: c.stride,
+    };
+    let (out_h, out_w) = sizes.output_hw();
+    assert_eq!(
+        y.shape().dims(),
+        [c.n, out_h, out_w, c.cout],
+        "{name}: shape"
+    );
+    let (w, b) = (&w_init, b_init.as_deref());
+    let want = conv_forward_reference(&sizes, x.data(), w, b);
+    for (i, (got, r)) in y.data().iter().zip(&want).enumerate() {
+        assert!(
+            (got - r).abs() <= 1e-5 * (1.0 + r.abs()),
+            "{name}: forward at {i}: {got} vs the direct TF-SAME convolution's {r}"
+        );
+    }
     (name, layer_checks(&mut layer, &x, &opts, seed ^ 0x5eed))
 }
 

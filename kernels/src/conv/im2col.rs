@@ -257,12 +257,43 @@ mod tests {
 
     #[test]
     fn stride_two_even_input_pads_bottom_right_only() {
-        // 2x2 input, stride 2: one output pixel whose taps cover rows/cols -0+0..2 (pad after = 1).
-        let g = ConvGeometry::same(1, 2, 2, 1, 1, 2);
-        let x = [1.0, 2.0, 3.0, 4.0];
-        // Taps (0,0), (0,1), (1,0), (1,1) are live; the third row and column only see padding.
-        let mut cols = vec![0.0; 4];
+        // TensorFlow's SAME: an even side at stride 2 needs one padded row and column, and they
+        // go after the image (PyTorch-style symmetric padding would put them before it).
+        let g = ConvGeometry::same(1, 4, 4, 1, 1, 2);
+        assert_eq!((g.out_h, g.out_w), (2, 2));
+        assert_eq!(
+            (g.pad_top, g.pad_left, g.pad_bottom, g.pad_right),
+            (0, 0, 1, 1)
+        );
+        assert_eq!(
+            g.live_taps().len(),
+            9,
+            "each tap reads a pixel for some output"
+        );
+        // Pixels 1..=16 row by row; each output pixel's window, 0 where it reads padding: the
+        // bottom row and right column of the last windows.
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let mut cols = vec![f32::NAN; 4 * 9];
         im2col_image(&g, &x, &mut cols);
+        #[rustfmt::skip]
+        let want = [
+            1.0, 2.0, 3.0,    5.0, 6.0, 7.0,    9.0, 10.0, 11.0,
+            3.0, 4.0, 0.0,    7.0, 8.0, 0.0,    11.0, 12.0, 0.0,
+            9.0, 10.0, 11.0,  13.0, 14.0, 15.0, 0.0, 0.0, 0.0,
+            11.0, 12.0, 0.0,  15.0, 16.0, 0.0,  0.0, 0.0, 0.0,
+        ];
+        assert_eq!(cols, want);
+
+        // 2x2 at stride 2: one output pixel; the taps of the third kernel row and column see only
+        // the padding after the image, so they are dead and the others read the four pixels.
+        let g = ConvGeometry::same(1, 2, 2, 1, 1, 2);
+        assert_eq!(
+            (g.pad_top, g.pad_left, g.pad_bottom, g.pad_right),
+            (0, 0, 1, 1)
+        );
+        assert_eq!(g.live_taps(), [0, 1, 3, 4]);
+        let mut cols = vec![f32::NAN; 4];
+        im2col_image(&g, &[1.0, 2.0, 3.0, 4.0], &mut cols);
         assert_eq!(cols, [1.0, 2.0, 3.0, 4.0]);
     }
 }

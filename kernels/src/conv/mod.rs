@@ -30,5 +30,5 @@ pub use backward::{conv_backward, ConvGrads};
 pub use forward::{conv_forward, ConvOps, Keep};
 pub use geometry::ConvGeometry;
 pub use plan::{ConvPlan, DataGradPath, ForwardPath, WeightGradPath};
-pub use reference::conv_forward_reference;
+pub use reference::{conv_forward_reference, tf_same, ConvSizes};
 pub use workspace::ConvWorkspace;

@@ -29,7 +29,9 @@ fn forward_matches_direct_convolution() {
         let x = pseudo(g.input_len(), 1);
         let wt = pseudo(g.weight_len(), 2);
         let b = pseudo(cout, 3);
-        let want = conv_forward_reference(&g, &x, &wt, Some(&b));
+        // The reference works out the output size and padding itself (TensorFlow's rule).
+        let want = conv_forward_reference(&ConvSizes::of(&g), &x, &wt, Some(&b));
+        assert_eq!(want.len(), g.output_len(), "{g:?}: output size");
         for &gemm in GemmBackend::available() {
             let mut ws = ConvWorkspace::default();
             let mut y = vec![f32::NAN; g.output_len()];
@@ -176,7 +178,9 @@ fn prologue_equals_a_separate_batch_norm_pass() {
     }
 }
 
-/// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>.
+/// The backward pass is the adjoint of the forward: <conv(x), dy> = <x, dx> and = <w, dw>; and
+/// the forward is the reference's TF-SAME convolution, so these are the gradients of that
+/// convolution (an adjoint pair built on a wrong geometry would pass the dot products alone).
 #[test]
 fn backward_is_the_adjoint_of_forward() {
     for &(n, h, w, cin, cout, stride) in &[
@@ -208,6 +212,11 @@ fn backward_is_the_adjoint_of_forward() {
             &mut ws,
             &mut y,
         );
+        let want = conv_forward_reference(&ConvSizes::of(&g), &x, &wt, None);
+        assert_eq!(want.len(), y.len(), "{g:?}: output size");
+        for (i, (a, r)) in y.iter().zip(&want).enumerate() {
+            assert!((a - r).abs() < 1e-5, "{g:?} forward at {i}: {a} vs {r}");
+        }
         let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; wt.len()], vec![0.0; cout]);
         conv_backward(
             GemmBackend::default(),
