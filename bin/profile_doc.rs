@@ -71,6 +71,10 @@ pub struct PathTotal {
     pub profiled_round_ms_per_step: Vec<f64>,
     /// Slowest profiled round / fastest - 1 (`None` with one round).
     pub profiled_round_spread: Option<f64>,
+    /// The largest time, over the profiled steps, that scopes claimed beyond their enclosing span
+    /// (a layer pass or the step; see `profile_report::Attribution::overcount_ns`): 0 unless
+    /// a scope is counted twice.
+    pub overcounted_ms_per_step: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]

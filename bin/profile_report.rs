@@ -23,6 +23,11 @@ pub struct Attribution {
     pub layers: Vec<[f64; Phase::COUNT]>,
     /// Step-level work: data, loss, Adam, and `other` (outside every layer and step scope).
     pub step: [f64; Phase::COUNT],
+    /// Time the scopes claimed beyond the span that encloses them (a layer pass's caller-level
+    /// scopes beyond the pass, the layers and step scopes beyond the step), before `other` is
+    /// clamped at 0. Nested scopes of one clock cannot exceed their span: anything above 0
+    /// means a scope is counted twice and the rows no longer describe the step.
+    pub overcount_ns: f64,
 }
 
 /// Turns one step's profiler totals (`rows` as in [`Snapshot::rows`]) into wall time per
@@ -30,6 +35,7 @@ pub struct Attribution {
 pub fn attribute(rows: &[RowTotals], layers: usize, step_wall_ns: f64) -> Attribution {
     let mut out = vec![[0.0; Phase::COUNT]; layers];
     let mut covered = 0.0;
+    let mut overcount = 0.0;
     for (row, cells) in rows.iter().zip(out.iter_mut()) {
         for pass in [Pass::Forward, Pass::Backward] {
             let layer_ns = row.layer_ns[pass as usize] as f64;
@@ -45,6 +51,7 @@ pub fn attribute(rows: &[RowTotals], layers: usize, step_wall_ns: f64) -> Attrib
                 .filter(in_pass)
                 .map(|&p| row.thread_ns[p as usize] as f64)
                 .sum();
+            overcount += (wall - layer_ns).max(0.0);
             let rest = (layer_ns - wall).max(0.0);
             for &p in Phase::ALL.iter().filter(in_pass) {
                 let i = p as usize;
@@ -63,8 +70,13 @@ pub fn attribute(rows: &[RowTotals], layers: usize, step_wall_ns: f64) -> Attrib
         step[p as usize] = rows[STEP_ROW].wall_ns[p as usize] as f64;
         covered += step[p as usize];
     }
+    overcount += (covered - step_wall_ns).max(0.0);
     step[Phase::Other as usize] = (step_wall_ns - covered).max(0.0);
-    Attribution { layers: out, step }
+    Attribution {
+        layers: out,
+        step,
+        overcount_ns: overcount,
+    }
 }
 
 /// Scopes closed in one snapshot (phase scopes and layer scopes).
@@ -416,11 +428,27 @@ mod tests {
         );
         let other = a.step[Phase::Other as usize] / 1e6;
         assert!((other - 2.0).abs() < 1e-9, "40 - 30 - 3 - 5 = {other}");
+        assert_eq!(a.overcount_ns, 0.0, "the scopes nest");
         let total: f64 = a.layers.iter().flatten().sum::<f64>() + a.step.iter().sum::<f64>();
         assert!(
             (total - 40e6).abs() < 1e-3,
             "rows add up to the step: {total}"
         );
+    }
+
+    /// Scopes claiming more than their span (a double count) still give rows that add up to the
+    /// step, because `other` is clamped at 0; the overcount is what shows it.
+    #[test]
+    fn scopes_beyond_their_span_are_reported_as_overcount() {
+        let mut rows = one_step();
+        // BN's caller-level scopes now claim 4 ms of a 3 ms pass.
+        rows[1].wall_ns[Phase::BnApply as usize] = 3_000_000;
+        let a = attribute(&rows, 2, 40_000_000.0);
+        assert!((a.overcount_ns - 1e6).abs() < 1e-3, "{}", a.overcount_ns);
+        // The step: 30 + 3 + 5 ms of a 36 ms step.
+        let a = attribute(&one_step(), 2, 36_000_000.0);
+        assert_eq!(a.step[Phase::Other as usize], 0.0, "clamped");
+        assert!((a.overcount_ns - 2e6).abs() < 1e-3, "{}", a.overcount_ns);
     }
 
     #[test]

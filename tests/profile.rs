@@ -135,6 +135,13 @@ fn profile_json_has_every_layer_phase_path_sweep_and_agreement() {
     }
     let total = &d["total"];
     for path in ["fused", "unfused"] {
+        // The step's `other` row is what no scope covers, clamped at 0: the rows add up by
+        // construction, unless scopes claim more than the step (which the clamp would hide).
+        assert_eq!(
+            num(&total[path]["overcounted_ms_per_step"], "overcount"),
+            0.0,
+            "{path}: scopes claim more time than the spans around them"
+        );
         let sum: f64 = rows
             .iter()
             .map(|r| num(&r[path]["mean_ms_per_step"], "mean"))

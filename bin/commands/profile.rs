@@ -107,21 +107,39 @@ fn params_max_diff(a: &mut Trainer, b: &mut Trainer) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A trainer after one agreement step, with that step's loss and logits.
+struct AgreementStep {
+    trainer: Trainer,
+    loss: f32,
+    logits: Vec<f32>,
+}
+
+/// One step of each BN path from the same weights on the same batch, compared.
 fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
-    let run = |bn_path: BnPath| -> Result<(Trainer, f32, Vec<f32>)> {
+    let run = |bn_path: BnPath| -> Result<AgreementStep> {
         let mut c = cfg.clone();
         c.exec.bn_path = bn_path;
-        let mut t = Trainer::new(&c, train.len());
-        let loss = t
+        let mut trainer = Trainer::new(&c, train.len());
+        let loss = trainer
             .step(train)
             .with_context(|| format!("agreement step, BN {bn_path}"))?;
-        let logits = t.net.output().data().to_vec();
-        Ok((t, loss, logits))
+        let logits = trainer.net.output().data().to_vec();
+        Ok(AgreementStep {
+            trainer,
+            loss,
+            logits,
+        })
     };
-    let (mut f, f_loss, f_logits) = run(BnPath::Fused)?;
-    let (mut u, u_loss, u_logits) = run(BnPath::Unfused)?;
-    let (fp, up) = (params(&mut f), params(&mut u));
-    let gradients: Vec<NamedDiff> = fp
+    Ok(compare_steps(run(BnPath::Fused)?, run(BnPath::Unfused)?))
+}
+
+/// The differences between two trainers after a step: loss, logits, every gradient, every
+/// parameter and statistic after the update. Passes only when all are 0 (bitwise equal); networks
+/// with different parameter lists differ infinitely.
+fn compare_steps(mut f: AgreementStep, mut u: AgreementStep) -> Agreement {
+    let (fp, up) = (params(&mut f.trainer), params(&mut u.trainer));
+    let same_params = fp.len() == up.len() && fp.iter().zip(&up).all(|(a, b)| a.0 == b.0);
+    let mut gradients: Vec<NamedDiff> = fp
         .iter()
         .zip(&up)
         .filter(|(a, _)| a.1 == ParamKind::Trainable)
@@ -130,19 +148,25 @@ fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
             max_abs_diff: max_abs_diff(&a.3, &b.3),
         })
         .collect();
+    if !same_params {
+        gradients.push(NamedDiff {
+            name: "(the networks' parameter lists differ)".into(),
+            max_abs_diff: f64::INFINITY,
+        });
+    }
     let gradients_max = gradients.iter().map(|g| g.max_abs_diff).fold(0.0, f64::max);
     let params_max = fp
         .iter()
         .zip(&up)
         .map(|(a, b)| max_abs_diff(&a.2, &b.2))
-        .fold(0.0, f64::max);
-    let loss_diff = max_abs_diff(&[f_loss], &[u_loss]);
-    let logits_diff = max_abs_diff(&f_logits, &u_logits);
+        .fold(if same_params { 0.0 } else { f64::INFINITY }, f64::max);
+    let loss_diff = max_abs_diff(&[f.loss], &[u.loss]);
+    let logits_diff = max_abs_diff(&f.logits, &u.logits);
     let tolerance = 0.0;
     let passed = [loss_diff, logits_diff, gradients_max, params_max]
         .iter()
         .all(|d| *d <= tolerance);
-    Ok(Agreement {
+    Agreement {
         tolerance,
         loss_abs_diff: loss_diff,
         logits_max_abs_diff: logits_diff,
@@ -150,7 +174,7 @@ fn agreement(cfg: &TrainConfig, train: &Dataset) -> Result<Agreement> {
         gradients,
         parameters_after_update_max_abs_diff: params_max,
         passed,
-    })
+    }
 }
 
 /// Runs the warm-up and the timed rounds of both paths on the current pool. Profiled blocks run
@@ -437,6 +461,12 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             scopes_per_step: p.samples.scopes as f64 / steps as f64,
             profiled_round_ms_per_step: p.round_on_ms.clone(),
             profiled_round_spread: profile_trust::spread(&p.round_on_ms),
+            overcounted_ms_per_step: p
+                .samples
+                .steps
+                .iter()
+                .map(|a| a.overcount_ns / 1e6)
+                .fold(0.0, f64::max),
         }
     };
     let (ft, ut) = (path_total(&times[0]), path_total(&times[1]));
@@ -676,5 +706,66 @@ fn print_doc(d: &ProfileDoc) {
             profile_trust::shown(spread),
             if e.exceeds_cores { "  (more threads than cores)" } else { "" },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bnconv_nn::Variant;
+
+    /// Eight synthetic images, enough for a step of four.
+    fn images() -> Dataset {
+        let pixels = (0..8 * Dataset::PIXELS)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        Dataset::new(pixels, (0..8).collect()).expect("a consistent set")
+    }
+
+    /// One step of `cfg`, after `perturb` has had the trainer's network.
+    fn step(
+        cfg: &TrainConfig,
+        data: &Dataset,
+        perturb: impl FnOnce(&mut Trainer),
+    ) -> AgreementStep {
+        let mut trainer = Trainer::new(cfg, data.len());
+        perturb(&mut trainer);
+        let loss = trainer.step(data).expect("a finite loss");
+        let logits = trainer.net.output().data().to_vec();
+        AgreementStep {
+            trainer,
+            loss,
+            logits,
+        }
+    }
+
+    /// The check can fail: it passes two identical steps (fused and unfused, as `profile` runs
+    /// them) and fails a trainer with one weight moved by one ulp before the step, which shows in
+    /// the gradients and the parameters (the loss and logits may round to the same bits).
+    #[test]
+    fn the_agreement_check_fails_a_perturbed_trainer() {
+        let data = images();
+        let mut cfg = TrainConfig::protocol(Variant::Bn);
+        cfg.batch_size = 4;
+        let fused = || step(&cfg, &data, |_| {});
+        let mut unfused_cfg = cfg.clone();
+        unfused_cfg.exec.bn_path = BnPath::Unfused;
+        let same = compare_steps(fused(), step(&unfused_cfg, &data, |_| {}));
+        assert!(same.passed, "{same:?}");
+        let nudged = step(&unfused_cfg, &data, |t| {
+            t.net.visit_params(&mut |p| {
+                if p.full_name() == "conv10.weight" {
+                    p.value[0] = f32::from_bits(p.value[0].to_bits() + 1);
+                }
+            })
+        });
+        let a = compare_steps(fused(), nudged);
+        assert!(!a.passed, "{a:?}");
+        for (what, d) in [
+            ("gradients", a.gradients_max_abs_diff),
+            ("parameters", a.parameters_after_update_max_abs_diff),
+        ] {
+            assert!(d > 0.0 && d.is_finite(), "{what}: {d}");
+        }
     }
 }
