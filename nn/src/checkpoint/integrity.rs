@@ -97,23 +97,24 @@ pub(super) fn verify(
         })?;
     let mut names = tensors.names();
     names.sort_unstable();
-    for name in &names {
-        let want = digests
-            .get(*name)
-            .ok_or_else(|| missing(format!("tensor {name} has no recorded digest")))?;
-        // The name comes from the file's own list, so the lookup cannot fail; treat it as a
-        // mismatch rather than panic if it ever did.
-        let data = tensors
-            .tensor(name)
-            .map_err(|_| mismatch(format!("tensor {name}")))?;
-        if sha256_hex(data.data()) != *want {
-            return Err(mismatch(format!("tensor {name}")));
-        }
+    // The lists of names first (cheap), then the data.
+    if let Some(name) = names.iter().find(|n| !digests.contains_key(**n)) {
+        return Err(missing(format!("tensor {name} has no recorded digest")));
     }
     if let Some(name) = digests.keys().find(|n| !names.contains(&n.as_str())) {
         return Err(mismatch(format!(
             "the tensor list (tensor {name} was written but is not in the file)"
         )));
+    }
+    for name in &names {
+        // Both lookups use names the checks above found in both lists; treat a failure as a
+        // mismatch rather than panic if one ever did.
+        let data = tensors
+            .tensor(name)
+            .map_err(|_| mismatch(format!("tensor {name}")))?;
+        if digests.get(*name).map(String::as_str) != Some(sha256_hex(data.data()).as_str()) {
+            return Err(mismatch(format!("tensor {name}")));
+        }
     }
     Ok(())
 }

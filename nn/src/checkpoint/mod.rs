@@ -114,26 +114,35 @@ impl Checkpoint {
     /// [`Verify::Skip`], or the file predates them), and that no float in it is NaN or infinite.
     pub fn read(path: &Path, verify: Verify) -> Result<Checkpoint, CheckpointError> {
         let bytes = read::read_file(path)?;
-        let info = {
-            let file = File::parse(path, &bytes)?;
-            let integrity = match verify {
-                Verify::Skip => Integrity::Skipped,
-                Verify::Digests if file.format_version < FIRST_VERSION_WITH_DIGESTS => {
-                    Integrity::NoDigests
-                }
-                Verify::Digests => {
-                    integrity::verify(path, &file.tensors, &file.meta)?;
-                    Integrity::Verified
-                }
-            };
-            integrity::check_finite(path, &file.tensors)?;
-            file.info(integrity)
-        };
+        let info = Checkpoint::check(path, &bytes, verify)?;
         Ok(Checkpoint {
             path: path.to_path_buf(),
             bytes,
             info,
         })
+    }
+
+    /// Every check [`Checkpoint::read`] makes, on the bytes of a checkpoint already in memory
+    /// (`path` only names them in errors): layout and metadata, digests (unless `verify` is
+    /// [`Verify::Skip`], or the bytes predate them), and finite values. Returns what they hold.
+    pub fn check(
+        path: &Path,
+        bytes: &[u8],
+        verify: Verify,
+    ) -> Result<CheckpointInfo, CheckpointError> {
+        let file = File::parse(path, bytes)?;
+        let integrity = match verify {
+            Verify::Skip => Integrity::Skipped,
+            Verify::Digests if file.format_version < FIRST_VERSION_WITH_DIGESTS => {
+                Integrity::NoDigests
+            }
+            Verify::Digests => {
+                integrity::verify(path, &file.tensors, &file.meta)?;
+                Integrity::Verified
+            }
+        };
+        integrity::check_finite(path, &file.tensors)?;
+        Ok(file.info(integrity))
     }
 
     pub fn info(&self) -> &CheckpointInfo {
