@@ -201,6 +201,8 @@ pub struct RunReport {
     pub seed: u64,
     pub batches: usize,
     pub batch_size: usize,
+    /// Images per forward pass of the whole-set evaluations (does not change their results).
+    pub eval_batch: usize,
     pub adam: AdamConfig,
     /// 0, or the step a resumed run continued from: `step_losses[i]` is step `first_step + i`.
     pub first_step: usize,
@@ -520,6 +522,7 @@ pub fn continue_protocol_with_hook(
         seed: cfg.seed,
         batches: cfg.batches,
         batch_size: cfg.batch_size,
+        eval_batch: cfg.eval_batch,
         adam: cfg.adam,
         first_step,
         log,
