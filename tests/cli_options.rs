@@ -145,9 +145,10 @@ fn f32_of(v: &Value, what: &str) -> f32 {
         .unwrap_or_else(|| panic!("{what} is not a number: {v}")) as f32
 }
 
-/// Fails, naming the setting, unless the binary's JSON run echoes `s` and has the library
-/// report's results bit for bit.
+/// Fails unless the binary's JSON run echoes every setting of `s` and has the library report's
+/// results bit for bit, listing every option whose echo differs and every result that does.
 fn assert_run_is(run: &Value, s: &Settings, lib: &RunReport) {
+    let lr = f32_of(&run["adam"]["lr"], "adam.lr");
     let echoes: [(&str, Value, Value); 9] = [
         ("--variant", run["variant"].clone(), s.variant.name().into()),
         ("--seed", run["seed"].clone(), s.seed.into()),
@@ -163,11 +164,7 @@ fn assert_run_is(run: &Value, s: &Settings, lib: &RunReport) {
             run["batch_size"].clone(),
             s.batch_size.into(),
         ),
-        (
-            "--lr",
-            f32_of(&run["adam"]["lr"], "adam.lr").to_bits().into(),
-            s.lr.to_bits().into(),
-        ),
+        ("--lr", lr.to_bits().into(), s.lr.to_bits().into()),
         (
             "--threads",
             run["timing"]["threads"].clone(),
@@ -175,45 +172,70 @@ fn assert_run_is(run: &Value, s: &Settings, lib: &RunReport) {
         ),
         ("--batches", run["batches"].clone(), s.batches.into()),
     ];
-    for (flag, got, want) in echoes {
-        assert_eq!(got, want, "{flag}: the run used another value than given");
-    }
-    // `--data`: the evaluations ran on the small set's 500 test images.
-    assert_eq!(
-        run["test"]["images"].as_u64(),
-        Some(lib.test.images as u64),
-        "--data: test images"
-    );
-    let losses: Vec<u32> = run["step_losses"]
-        .as_array()
-        .expect("step_losses")
-        .iter()
-        .map(|v| f32_of(v, "a step loss").to_bits())
+    let mut wrong: Vec<String> = echoes
+        .into_iter()
+        .filter(|(_, got, want)| got != want)
+        .map(|(flag, got, want)| format!("{flag}: the run used {got}, not the {want} given"))
         .collect();
-    let lib_losses: Vec<u32> = lib.step_losses.iter().map(|v| v.to_bits()).collect();
-    assert_eq!(losses, lib_losses, "every step's loss, bit for bit");
-    for (key, e) in [
-        ("final_validation", &lib.final_validation),
-        ("test", &lib.test),
-    ] {
-        for (field, want) in [("loss", e.loss), ("accuracy", e.accuracy)] {
-            let got = f32_of(&run[key][field], field);
-            assert_eq!(
-                got.to_bits(),
-                want.to_bits(),
-                "{key}.{field}: {got} vs {want}"
-            );
+    // `--data`: the evaluations ran on the given set (the small one has 500 test images).
+    if run["test"]["images"].as_u64() != Some(lib.test.images as u64) {
+        wrong.push(format!(
+            "--data: the run tested {} images, not the {} of the given set",
+            run["test"]["images"], lib.test.images
+        ));
+    }
+    let bits = |v: &Value, what: &str| -> Vec<u32> {
+        match v.as_array() {
+            Some(a) => a.iter().map(|x| f32_of(x, what).to_bits()).collect(),
+            None => vec![f32_of(v, what).to_bits()],
+        }
+    };
+    let results: [(&str, Vec<u32>, Vec<u32>); 6] = [
+        (
+            "step_losses",
+            bits(&run["step_losses"], "a step loss"),
+            lib.step_losses.iter().map(|v| v.to_bits()).collect(),
+        ),
+        (
+            "final_validation.loss",
+            bits(&run["final_validation"]["loss"], "loss"),
+            vec![lib.final_validation.loss.to_bits()],
+        ),
+        (
+            "final_validation.accuracy",
+            bits(&run["final_validation"]["accuracy"], "accuracy"),
+            vec![lib.final_validation.accuracy.to_bits()],
+        ),
+        (
+            "test.loss",
+            bits(&run["test"]["loss"], "loss"),
+            vec![lib.test.loss.to_bits()],
+        ),
+        (
+            "test.accuracy",
+            bits(&run["test"]["accuracy"], "accuracy"),
+            vec![lib.test.accuracy.to_bits()],
+        ),
+        (
+            "single_sample_accuracy",
+            bits(&run["single_sample_accuracy"], "accuracy"),
+            vec![lib.single_sample_accuracy.to_bits()],
+        ),
+    ];
+    for (what, got, want) in results {
+        if got != want {
+            wrong.push(format!("{what} differs from the library's run"));
         }
     }
-    assert_eq!(
-        f32_of(&run["single_sample_accuracy"], "single_sample_accuracy").to_bits(),
-        lib.single_sample_accuracy.to_bits(),
-        "single_sample_accuracy"
-    );
-    assert_eq!(
-        run["parameters_sha256"].as_str(),
-        Some(lib.parameters_sha256.as_str()),
-        "the final weights (parameters_sha256)"
+    if run["parameters_sha256"].as_str() != Some(lib.parameters_sha256.as_str()) {
+        wrong.push("the final weights (parameters_sha256) differ from the library's".into());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} {}:\n  {}",
+        s.variant,
+        s.args().join(" "),
+        wrong.join("\n  ")
     );
 }
 
