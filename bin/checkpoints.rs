@@ -178,6 +178,7 @@ pub fn train(
     let mut signal = 0u8;
     let result = continue_protocol_with_hook(cfg, data, &mut trainer, on_log, &mut |p, trainer| {
         on_step(p);
+        crate::fault::after_step(p.step);
         if let (Some(path), Some(every)) = (saving.path, saving.every) {
             if p.step % every == 0 && p.step < p.batches {
                 if let Err(e) = save_trainer(path, trainer, cfg) {

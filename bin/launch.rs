@@ -138,19 +138,13 @@ pub fn describe_common(opts: &CommonArgs, data: &Mnist) -> RunDescription {
     d
 }
 
-/// The bnconv version and build features, and the SIMD paths' numeric family (AVX-512 and
-/// AVX2 give the same bits, the portable path may not).
+/// The bnconv version and build features. Not the SIMD path: every path gives the same bits
+/// (docs/design.md), so ranks on different CPUs (AVX-512, AVX2, portable) may train together.
 pub fn describe_build() -> RunDescription {
     let features = [
         cfg!(feature = "mpi").then_some("mpi"),
         cfg!(feature = "blas").then_some("blas"),
     ];
-    let isa = bnconv_kernels::simd::active_isa();
-    let family = if isa.has_avx2() {
-        "avx2/avx512"
-    } else {
-        isa.name()
-    };
     vec![
         ("bnconv version".into(), env!("CARGO_PKG_VERSION").into()),
         (
@@ -162,7 +156,6 @@ pub fn describe_build() -> RunDescription {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        ("SIMD family".into(), family.into()),
     ]
 }
 
@@ -305,9 +298,10 @@ mod mpi_world {
         let host = mpi::environment::processor_name().unwrap_or_else(|_| super::local_host_name());
         // A panic anywhere ends the whole job instead of leaving the other ranks waiting.
         let default_hook = std::panic::take_hook();
+        let on = host.clone();
         std::panic::set_hook(Box::new(move |info| {
             default_hook(info);
-            eprintln!("bnconv: rank {rank} of {size} panicked; aborting the MPI job");
+            eprintln!("bnconv: rank {rank} of {size} ({on}) panicked; aborting the MPI job");
             abort(101);
         }));
         Ok(Launch {

@@ -11,6 +11,7 @@ mod checkpoints;
 mod cli;
 mod commands;
 mod digit_image;
+mod fault;
 mod interrupt;
 mod launch;
 mod memory;

@@ -6,9 +6,11 @@
 //! - a checkpoint written by a 2-rank run resumes in one process, and one written by one process
 //!   resumes under 2 ranks, both ending with the uninterrupted run's weights;
 //! - refusals before any work: a batch the ranks cannot share, ranks started with different
-//!   options (the message names the option), `profile` under mpirun;
-//! - a rank that fails (missing data) or is killed ends the whole job with a non-zero exit naming
-//!   the rank, within seconds, never a hang;
+//!   options or data (the message names each difference), `profile` under mpirun;
+//! - ranks on different SIMD paths (one of them portable) train to one process's bits;
+//! - a rank that fails (missing data), panics or is killed ends the whole job with a non-zero exit
+//!   naming the rank, within seconds, never a hang;
+//! - rank 0 alone writes the output files;
 //! - a SIGTERM to one rank stops every rank at the same step, and rank 0 saves that state.
 #![cfg(feature = "mpi")]
 
@@ -167,6 +169,45 @@ fn compare_is_bitwise_the_single_process_run_for_1_2_and_4_ranks() {
     }
 }
 
+/// One rank on the portable SIMD path (what a CPU without AVX2, or an aarch64 CPU, runs) and
+/// one on the best path of this CPU: one process's figures and weights. Short, since the
+/// portable path is slow.
+#[test]
+fn ranks_on_different_simd_paths_give_the_single_process_bits() {
+    require_mpirun!();
+    let dir = scratch();
+    let train = [
+        "train",
+        "--batches",
+        "4",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--quiet",
+        "--json",
+    ];
+    let single_json = dir.path().join("single.json");
+    let mut single = Command::new(BIN);
+    single.args(train).arg(&single_json);
+    ok(&run_within(single, Duration::from_secs(600)), "one process");
+    let mixed_json = dir.path().join("mixed.json");
+    let mut cmd = mpirun(1).expect("mpirun");
+    cmd.arg(BIN).args(train).arg(&mixed_json);
+    cmd.args([":", "-np", "1", "env", "BNCONV_ISA=portable", BIN])
+        .args(train)
+        .arg(dir.path().join("unused.json"));
+    ok(
+        &run_within(cmd, Duration::from_secs(600)),
+        "avx2 and portable ranks",
+    );
+    let (want, got) = (read_json(&single_json), read_json(&mixed_json));
+    assert_eq!(got["runs"][0]["layout"]["ranks"], 2);
+    for ((name, want), (_, got)) in figures(&want).iter().zip(&figures(&got)) {
+        assert_eq!(got, want, "{name} differs");
+    }
+}
+
 /// `train --save` then `train --resume` to 24 steps, under the given rank counts (0: no mpirun).
 fn split_run(dir: &Path, name: &str, first_ranks: usize, second_ranks: usize) -> Value {
     let ckpt = dir.join(format!("{name}.safetensors"));
@@ -253,19 +294,34 @@ fn runs_the_ranks_cannot_share_or_that_differ_are_refused() {
         assert!(stderr(&out).contains(want), "{}", stderr(&out));
         assert!(!String::from_utf8_lossy(&out.stdout).contains("Final"));
     }
-    // Ranks started with different seeds (an MPMD launch: one command line per rank).
+    // Ranks started with different options and data (an MPMD launch: one command line per
+    // rank): every difference is named.
+    let dir = scratch();
+    let other_data = altered_data(dir.path());
     let mut cmd = mpirun(1).expect("mpirun");
     cmd.arg(BIN)
         .args(train)
         .args(["--seed", "1", ":", "-np", "1", BIN]);
-    cmd.args(train).args(["--seed", "2"]);
+    cmd.args(train)
+        .args(["--seed", "2", "--lr", "0.001", "--batch-size", "32"])
+        .args(["--variant", "plain", "--data"])
+        .arg(&other_data);
     let out = run_within(cmd, Duration::from_secs(120));
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("seed is 2 on rank 1 but 1 on rank 0"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    for want in [
+        "were not started with the same run",
+        "seed is 2 on rank 1 but 1 on rank 0",
+        "learning rate is 1e-3 on rank 1 but 2e-3 on rank 0",
+        "batch size is 32 on rank 1 but 64 on rank 0",
+        "variants is [Plain] on rank 1 but [Bn] on rank 0",
+        "data (SHA-256) is ",
+    ] {
+        assert!(err.contains(want), "{want:?} not in: {err}");
+    }
+    // Printed once (by rank 0), before any training.
+    assert_eq!(err.matches("were not started").count(), 1, "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Final"));
     let mut cmd = mpirun(2).expect("mpirun");
     cmd.arg(BIN).args(["profile", "--steps", "2"]);
     let out = run_within(cmd, Duration::from_secs(120));
@@ -291,6 +347,109 @@ fn a_rank_that_fails_ends_the_job_naming_it() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// The MNIST files with one test label changed, in `dir`: data that loads, but differs.
+fn altered_data(dir: &Path) -> PathBuf {
+    use std::io::Read;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    let data = dir.join("altered-mnist");
+    std::fs::create_dir_all(&data).expect("a data directory");
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ] {
+        std::fs::copy(source.join(name), data.join(name)).expect("copy an MNIST file");
+    }
+    let gz = std::fs::File::open(source.join("t10k-labels-idx1-ubyte.gz")).expect("labels");
+    let mut labels = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut labels)
+        .expect("gunzip the labels");
+    let last = labels.last_mut().expect("a label");
+    *last = (*last + 1) % 10;
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), &labels).expect("write the labels");
+    data
+}
+
+#[test]
+fn a_rank_that_panics_ends_the_job_naming_it() {
+    require_mpirun!();
+    // Rank 1 panics after its third step, while rank 0 goes on to the next exchange.
+    let train = ["train", "--batches", "50", "--threads", "1", "--quiet"];
+    let mut cmd = mpirun(1).expect("mpirun");
+    cmd.arg(BIN).args(train).args([":", "-np", "1", "env"]);
+    cmd.arg("BNCONV_TEST_PANIC_AT_STEP=3").arg(BIN).args(train);
+    let start = Instant::now();
+    let out = run_within(cmd, Duration::from_secs(120));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the fault injected for a test"), "{err}");
+    // The rank and its host.
+    assert!(err.contains("bnconv: rank 1 of 2 ("), "{err}");
+    assert!(err.contains(") panicked; aborting the MPI job"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Final"));
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Rank 0 alone writes `--json`, `--save`, `--plot` (train) and `--json`, `--predictions`
+/// (eval): rank 1, given paths of its own, writes none of them.
+#[test]
+fn only_rank_0_writes_files() {
+    require_mpirun!();
+    let dir = scratch();
+    let out = |rank: usize, name: &str| dir.path().join(format!("r{rank}.{name}"));
+    let train = |rank: usize| {
+        let mut args: Vec<std::ffi::OsString> = [
+            "train",
+            "--batches",
+            "3",
+            "--batch-size",
+            "32",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+        .map(Into::into)
+        .to_vec();
+        for (flag, name) in [
+            ("--json", "train.json"),
+            ("--save", "safetensors"),
+            ("--plot", "svg"),
+        ] {
+            args.push(flag.into());
+            args.push(out(rank, name).into());
+        }
+        args
+    };
+    let mut cmd = mpirun(1).expect("mpirun");
+    cmd.arg(BIN).args(train(0)).args([":", "-np", "1", BIN]);
+    cmd.args(train(1));
+    ok(&run_within(cmd, Duration::from_secs(600)), "training");
+    let eval = |rank: usize| {
+        let mut args: Vec<std::ffi::OsString> = ["eval", "--threads", "1", "--checkpoint"]
+            .map(Into::into)
+            .to_vec();
+        args.push(out(0, "safetensors").into());
+        for (flag, name) in [("--json", "eval.json"), ("--predictions", "csv")] {
+            args.push(flag.into());
+            args.push(out(rank, name).into());
+        }
+        args
+    };
+    let mut cmd = mpirun(1).expect("mpirun");
+    cmd.arg(BIN).args(eval(0)).args([":", "-np", "1", BIN]);
+    cmd.args(eval(1));
+    ok(&run_within(cmd, Duration::from_secs(600)), "eval");
+    for name in ["train.json", "safetensors", "svg", "eval.json", "csv"] {
+        assert!(out(0, name).is_file(), "rank 0 did not write its {name}");
+        assert!(!out(1, name).exists(), "rank 1 wrote its {name}");
+    }
 }
 
 /// The processes whose environment says they are rank `rank` of an Open MPI job started by
