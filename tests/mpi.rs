@@ -554,8 +554,17 @@ fn eval_under_mpirun_reports_the_single_process_figures() {
             .arg(&json)
             .arg("--predictions")
             .arg(&csv);
-        ok(&run_within(cmd, Duration::from_secs(600)), "eval");
+        let out = run_within(cmd, Duration::from_secs(600));
+        ok(&out, "eval");
         let doc = read_json(&json);
+        assert_eq!(doc["ranks"], ranks.max(1), "{ranks} ranks");
+        if ranks > 1 {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains(&format!("{ranks} MPI ranks x 1 thread(s)")),
+                "{stdout}"
+            );
+        }
         let keep = ["validation", "test"].map(|set| {
             let mut e = doc[set].clone();
             e["seconds"] = Value::Null;

@@ -87,8 +87,13 @@ pub fn run(team: &Team, args: &EvalArgs) -> Result<()> {
         }
         launch::agree(team, &description)?;
     }
+    // Under mpirun: how many processes share the evaluation (the thread count is each one's).
+    let ranks = match team.ranks() {
+        1 => String::new(),
+        n => format!("{n} MPI ranks x "),
+    };
     outln!(
-        "bnconv eval: {} ({}, {} training steps); {} validation / {} test images from {}; {} thread(s), BN {}, GEMM {}, SIMD {}",
+        "bnconv eval: {} ({}, {} training steps); {} validation / {} test images from {}; {ranks}{} thread(s), BN {}, GEMM {}, SIMD {}",
         args.checkpoint.display(),
         info.variant,
         info.steps,
@@ -164,6 +169,7 @@ pub fn run(team: &Team, args: &EvalArgs) -> Result<()> {
             "variant": info.variant,
             "steps": info.steps,
             "threads": threads,
+            "ranks": team.ranks(),
             "bn_path": exec.bn_path,
             "gemm": exec.gemm.name(),
             "isa": bnconv_kernels::simd::active_isa().name(),
