@@ -9,7 +9,7 @@ use crate::conv::implicit::{forward_image, pad_image, Implicit, Placement};
 use crate::conv::plan::{chunking, images_per_task, weight_row, DataGradPath, TASK_FLOPS};
 use crate::conv::small_image;
 use crate::conv::subpixel::{self, SubPixel};
-use crate::conv::workspace::ConvWorkspace;
+use crate::conv::workspace::DataGradBuffers;
 use crate::fuse::Epilogue;
 use crate::gemm::matmul::{pack_panels_gather, packed_len};
 use crate::gemm::{GemmBackend, MatMut, MatRef};
@@ -18,12 +18,18 @@ use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
 use rayon::prelude::*;
 
-/// `dx` on the layer's [`DataGradPath`] (from its plan).
+/// `dx` on the layer's [`DataGradPath`] (from its plan), writing only `buffers` and `dx`, and on
+/// the column path `cols` (the forward pass's im2col matrix, spent by then).
+///
+/// # Panics
+/// On the column path without `cols`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn data_grad(
     gemm: GemmBackend,
     g: &ConvGeometry,
     path: DataGradPath,
-    ws: &mut ConvWorkspace,
+    buffers: &mut DataGradBuffers,
+    cols: Option<&mut Vec<f32>>,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -34,10 +40,13 @@ pub(super) fn data_grad(
         "conv_backward: input gradient size"
     );
     match path {
-        DataGradPath::FlippedKernel(dim) => flipped_kernel(g, &dim, ws, w, dy, dx),
-        DataGradPath::SubPixel(sp) => sub_pixel(g, &sp, ws, w, dy, dx),
-        DataGradPath::Col2im => col2im(gemm, g, ws, w, dy, dx),
-        DataGradPath::SmallImage => small_image::data_grad(g, ws, w, dy, dx),
+        DataGradPath::FlippedKernel(dim) => flipped_kernel(g, &dim, buffers, w, dy, dx),
+        DataGradPath::SubPixel(sp) => sub_pixel(g, &sp, buffers, w, dy, dx),
+        DataGradPath::Col2im => {
+            let cols = cols.expect("data_grad: the column path needs the column buffer");
+            col2im(gemm, g, buffers, cols, w, dy, dx)
+        }
+        DataGradPath::SmallImage => small_image::data_grad(g, buffers, w, dy, dx),
     }
 }
 
@@ -46,7 +55,7 @@ pub(super) fn data_grad(
 fn flipped_kernel(
     g: &ConvGeometry,
     dim: &Implicit,
-    ws: &mut ConvWorkspace,
+    buffers: &mut DataGradBuffers,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -55,22 +64,22 @@ fn flipped_kernel(
     let (cin, cout) = (g.in_c, g.out_c);
     let image_out = g.out_pixels() * cout;
     // W'[tap', n, c] = W[8 - tap', c, n]: the flipped kernel with in and out channels swapped.
-    ws.weights.resize(dim.packed_len(cin), 0.0);
+    buffers.weights.resize(dim.packed_len(cin), 0.0);
     dim.pack_weights(
         cin,
         w,
         |p| (8 - p / cout) * cin * cout + p % cout,
         |j| j * cout,
         None,
-        &mut ws.weights,
+        &mut buffers.weights,
     );
     // Tasks of whole images cut by work (images are independent here: no partial sums); each
     // borders its images into its worker's scratch image, which, written and then read at once
     // by the product, stays in L1 (a whole batch of them was fetched from memory just to be
     // overwritten).
     let images = images_per_task(g.out_pixels(), (g.gemm_flops() / g.batch as u64) as usize);
-    ws.scratch.prepare(dim.padded_len());
-    let (weights, scratch) = (&ws.weights, &ws.scratch);
+    buffers.scratch.prepare(dim.padded_len());
+    let (weights, scratch) = (&buffers.weights, &buffers.scratch);
     dy.par_chunks(images * image_out)
         .zip(dx.par_chunks_mut(images * g.in_pixels() * cin))
         .for_each_task(Phase::ConvGemmBackwardData, |(dy_c, dx_c)| {
@@ -94,23 +103,27 @@ fn flipped_kernel(
 fn sub_pixel(
     g: &ConvGeometry,
     sp: &SubPixel,
-    ws: &mut ConvWorkspace,
+    buffers: &mut DataGradBuffers,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
     let isa = active_isa();
     let border = sp.bordered();
-    ws.weights.resize(sp.packed_len(), 0.0);
-    sp.pack_weights(w, &mut ws.weights);
-    ws.padded_dy.resize(g.batch * border.padded_len(), 0.0);
+    buffers.weights.resize(sp.packed_len(), 0.0);
+    sp.pack_weights(w, &mut buffers.weights);
+    buffers.padded_dy.resize(g.batch * border.padded_len(), 0.0);
     // No partial sums here, so tasks are cut by work alone: small layers still use every thread.
     let image_flops = 2 * g.out_pixels() * 9 * g.in_c * g.out_c;
     let images = (TASK_FLOPS / image_flops.max(1)).max(1);
     let image_out = g.out_pixels() * g.out_c;
-    let weights = &ws.weights;
+    let weights = &buffers.weights;
     dy.par_chunks(images * image_out)
-        .zip(ws.padded_dy.par_chunks_mut(images * border.padded_len()))
+        .zip(
+            buffers
+                .padded_dy
+                .par_chunks_mut(images * border.padded_len()),
+        )
         .zip(dx.par_chunks_mut(images * g.in_pixels() * g.in_c))
         .for_each_task(Phase::ConvGemmBackwardData, |((dy_c, bordered_c), dx_c)| {
             // Zero-bordering `dy` is this path's counterpart of col2im.
@@ -132,17 +145,18 @@ fn sub_pixel(
 fn col2im(
     gemm: GemmBackend,
     g: &ConvGeometry,
-    ws: &mut ConvWorkspace,
+    buffers: &mut DataGradBuffers,
+    cols: &mut Vec<f32>,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
     let ch = chunking(g);
     let (k, cout) = (g.k(), g.out_c);
-    ws.cols.resize(g.cols_len(), 0.0);
+    cols.resize(g.cols_len(), 0.0);
     match gemm {
         GemmBackend::Native => {
-            ws.weights.resize(packed_len(cout, k), 0.0);
+            buffers.weights.resize(packed_len(cout, k), 0.0);
             pack_panels_gather(
                 cout,
                 k,
@@ -150,14 +164,13 @@ fn col2im(
                 |p| p,
                 |j| weight_row(g, j) * cout,
                 None,
-                &mut ws.weights,
+                &mut buffers.weights,
             );
         }
-        _ => prepare_forward_weights(gemm, g, w, None, None, &mut ws.weights),
+        _ => prepare_forward_weights(gemm, g, w, None, None, &mut buffers.weights),
     }
-    let weights = &ws.weights;
-    ws.cols
-        .par_chunks_mut(ch.cols.max(1))
+    let weights = &buffers.weights;
+    cols.par_chunks_mut(ch.cols.max(1))
         .zip(dy.par_chunks(ch.output.max(1)))
         .zip(dx.par_chunks_mut(ch.input.max(1)))
         .for_each_task(Phase::ConvGemmBackwardData, |((cols_c, dy_c), dx_c)| {

@@ -14,13 +14,13 @@
 use crate::conv::gemm_rows::gemm_rows;
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::plan::rows_per_task;
-use crate::conv::weight_grad::{bias_grad, WeightGrads};
-use crate::conv::workspace::ConvWorkspace;
+use crate::conv::weight_grad::bias_grad;
+use crate::conv::workspace::{ConvWorkspace, DataGradBuffers};
 use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
 use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::runtime::profile::{self, Phase};
-use crate::runtime::shards::Shards;
+use crate::runtime::shards::{tree_sum, ShardSpan};
 use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 
@@ -194,16 +194,16 @@ pub(super) fn forward(
 }
 
 /// The weight (and bias) gradient of a small image, from the input the forward pass kept: per
-/// shard of the batch, `dD_s = x_s^T @ dy_s` folded onto the taps (and the bias sums), the
-/// shards added by the shard tree ([`Shards::finish_f32`]).
+/// local shard of the batch, `dD_s = x_s^T @ dy_s` folded onto the taps (and the bias sums), the
+/// shards added by the shard tree. Leaves this process's subtree root, `[dw | db]` (`db` when
+/// `with_bias`), in `ws.shard_parts`; [`write_weight_grads`](super::weight_grad::write_weight_grads) completes it across processes.
 pub(super) fn weight_grad(
     g: &ConvGeometry,
-    shards: Shards<'_>,
+    span: &ShardSpan,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    grads: WeightGrads,
+    with_bias: bool,
 ) {
-    let WeightGrads { dw, db } = grads;
     let (k, n) = dense_shape(g);
     assert_eq!(
         ws.cols.len(),
@@ -211,7 +211,6 @@ pub(super) fn weight_grad(
         "conv_backward: needs the forward pass's input"
     );
     let _p = profile::scope(Phase::ConvGemmBackwardWeights);
-    let span = shards.span;
     // Tasks: blocks of columns of each shard's dense gradient (the split changes no result).
     let block = rows_per_task(2 * n * span.max_shard_images().max(1));
     ws.partials.resize(span.len() * k * n, 0.0);
@@ -237,7 +236,7 @@ pub(super) fn weight_grad(
         },
     );
     let weight_len = g.weight_len();
-    let width = weight_len + if db.is_some() { g.out_c } else { 0 };
+    let width = weight_len + if with_bias { g.out_c } else { 0 };
     ws.shard_parts.resize(span.len() * width, 0.0);
     let dense = &ws.partials;
     ws.shard_parts
@@ -251,30 +250,26 @@ pub(super) fn weight_grad(
                 bias_grad(&dy[images.start * n..images.end * n], bias);
             }
         });
-    shards.finish_f32(&mut ws.shard_parts, width);
-    dw.copy_from_slice(&ws.shard_parts[..weight_len]);
-    if let Some(db) = db {
-        assert_eq!(db.len(), g.out_c, "conv_backward: bias gradient size");
-        db.copy_from_slice(&ws.shard_parts[weight_len..width]);
-    }
+    tree_sum(&mut ws.shard_parts, span.len(), width);
 }
 
 /// The input gradient of a small image: `dx = dy @ D^T`.
 pub(super) fn data_grad(
     g: &ConvGeometry,
-    ws: &mut ConvWorkspace,
+    buffers: &mut DataGradBuffers,
     w: &[f32],
     dy: &[f32],
     dx: &mut [f32],
 ) {
     let (k, n) = dense_shape(g);
-    let _p = profile::scope(Phase::ConvGemmBackwardData);
-    ws.weights.resize(packed_len(n, k), 0.0);
-    pack_data_grad(g, w, &mut ws.weights);
+    // Thread time: this may run as a task beside the weight gradient.
+    let _p = profile::thread_scope(Phase::ConvGemmBackwardData);
+    buffers.weights.resize(packed_len(n, k), 0.0);
+    pack_data_grad(g, w, &mut buffers.weights);
     gemm_rows(
         GemmBackend::Native,
         MatRef::dense(dy, g.batch, n),
-        &ws.weights,
+        &buffers.weights,
         false,
         MatMut::dense(dx, g.batch, k),
         Epilogue::NONE,

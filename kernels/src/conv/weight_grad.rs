@@ -4,14 +4,14 @@
 
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Implicit};
-use crate::conv::plan::{weight_row, ConvPlan};
+use crate::conv::plan::{weight_row, ConvPlan, WeightGradPath};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
 use crate::gemm::{sgemm, GemmBackend, MatMut, MatRef};
 use crate::runtime::partition::images_per_chunk;
 use crate::runtime::prefetch::warm_l2;
 use crate::runtime::profile::{self, Phase};
-use crate::runtime::shards::Shards;
+use crate::runtime::shards::{Across, ShardSpan, Shards};
 use crate::runtime::task_log::ForEachTask;
 use crate::simd::active_isa;
 use rayon::prelude::*;
@@ -25,26 +25,26 @@ pub(super) struct WeightGrads<'a> {
     pub(super) db: Option<&'a mut [f32]>,
 }
 
-/// `dw` (and `db`) of a layer on the column path, from the im2col matrix the forward pass kept
-/// in `ws.cols`: partial sums `dW_t = cols_t^T @ dy_t` over fixed row blocks of each shard
-/// ([`ShardSpan::tasks`](crate::runtime::shards::ShardSpan::tasks)), added by
-/// [`Shards::finish_tasks`]. `block_rows` and `transposed` come from the layer's `plan`
-/// ([`WeightGradPath::Columns`](super::plan::WeightGradPath::Columns)).
+/// `dw` (and `db`, `with_bias`) of a layer on the column path, from the im2col matrix the forward
+/// pass kept in `ws.cols`: partial sums `dW_t = cols_t^T @ dy_t` over fixed row blocks of each
+/// local shard ([`ShardSpan::tasks`]), added by [`Shards::finish_tasks`] over this process's
+/// shards; [`write_weight_grads`] completes the sum across processes and writes it.
+/// `block_rows` and `transposed` come from the layer's `plan`
+/// ([`WeightGradPath::Columns`]).
 pub(super) fn column_weight_grad(
     plan: &ConvPlan,
     block_rows: usize,
     transposed: bool,
-    shards: Shards<'_>,
+    span: &ShardSpan,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    grads: WeightGrads,
+    with_bias: bool,
 ) {
     let (gemm, g) = (plan.gemm, &plan.geometry);
     let (k, cout) = (g.k(), g.out_c);
-    let with_bias = grads.db.is_some();
     let per_task = k * cout + if with_bias { cout } else { 0 };
     ws.tasks.clear();
-    shards.span.tasks(g.out_pixels(), block_rows, &mut ws.tasks);
+    span.tasks(g.out_pixels(), block_rows, &mut ws.tasks);
     ws.partials.resize(ws.tasks.len() * per_task, 0.0);
 
     // Weight (and bias) gradient partials: dW_t = cols_t^T @ dy_t, db_t = column sums of dy_t.
@@ -87,29 +87,27 @@ pub(super) fn column_weight_grad(
             }
         });
     let _reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    finish_partials(g, shards, ws, per_task, transposed, grads);
+    finish_local(span, ws, per_task);
 }
 
-/// `dw` (and `db`) of a layer on the implicit path, from the padded images the forward pass
-/// kept in `ws.padded`: one partial sum per chunk of whole images of a shard, the chunks' and
-/// shards' partials added by [`Shards::finish_tasks`].
+/// `dw` (and `db`, `with_bias`) of a layer on the implicit path, from the padded images the
+/// forward pass kept in `ws.padded`: one partial sum per chunk of whole images of a local shard,
+/// the chunks' and shards' partials added by [`Shards::finish_tasks`] over this process's
+/// shards; [`write_weight_grads`] completes the sum across processes and writes it.
 pub(super) fn implicit_weight_grad(
     g: &ConvGeometry,
     im: &Implicit,
     transposed: bool,
-    shards: Shards<'_>,
+    span: &ShardSpan,
     ws: &mut ConvWorkspace,
     dy: &[f32],
-    grads: WeightGrads,
+    with_bias: bool,
 ) {
     let isa = active_isa();
     let (k, cout) = (g.k(), g.out_c);
-    let with_bias = grads.db.is_some();
     let per_task = k * cout + if with_bias { cout } else { 0 };
     ws.tasks.clear();
-    shards
-        .span
-        .tasks(1, images_per_chunk(g.out_pixels()), &mut ws.tasks);
+    span.tasks(1, images_per_chunk(g.out_pixels()), &mut ws.tasks);
     ws.partials.resize(ws.tasks.len() * per_task, 0.0);
     let image_out = g.out_pixels() * cout;
     let (padded, tasks) = (&ws.padded, &ws.tasks);
@@ -142,48 +140,71 @@ pub(super) fn implicit_weight_grad(
             }
         });
     let _reduce = profile::scope(Phase::ConvGemmBackwardWeights);
-    finish_partials(g, shards, ws, per_task, transposed, grads);
+    finish_local(span, ws, per_task);
 }
 
-/// Adds the per-task partial sums in `ws.partials` over the whole batch
-/// ([`Shards::finish_tasks`]) and writes the total: `dw` rows of the live taps (others zero),
-/// from `[k, cout]` sums or, `transposed`, `[cout, k]`; `db` from the `cout` floats after them.
-fn finish_partials(
-    g: &ConvGeometry,
-    shards: Shards<'_>,
-    ws: &mut ConvWorkspace,
-    per_task: usize,
-    transposed: bool,
-    grads: WeightGrads,
-) {
-    let WeightGrads { dw, db } = grads;
-    let (k, cout) = (g.k(), g.out_c);
-    shards.finish_tasks(
+/// Adds the per-task partial sums in `ws.partials` over this process's shards
+/// ([`Shards::finish_tasks`] without the processes): the subtree root is left in
+/// `ws.shard_parts[..per_task]`.
+fn finish_local(span: &ShardSpan, ws: &mut ConvWorkspace, per_task: usize) {
+    Shards::local(span).finish_tasks(
         &ws.tasks,
         &ws.partials,
         per_task,
         &mut ws.shard_parts,
         &mut ws.sums,
     );
-    let sums = &ws.shard_parts[..per_task];
-    dw.fill(0.0);
-    if transposed {
-        // `[cout, k]`: column `r` of the sums is weight row `r`.
-        for r in 0..k {
-            let out = &mut dw[weight_row(g, r) * cout..][..cout];
-            for (j, dst) in out.iter_mut().enumerate() {
-                *dst = sums[j * k + r];
+}
+
+/// Completes the weight-gradient pass of `plan`'s layer: adds the subtree root its pass left in
+/// `ws.shard_parts` across processes (`across`: the top of the shard tree) and writes the whole
+/// batch's gradient: `dw` rows of the live taps (others zero), from `[k, cout]` sums or,
+/// transposed, `[cout, k]` (the small-image pass leaves `dw` as it is); `db` from the `cout`
+/// floats after them.
+///
+/// Kept apart from the passes so that the exchange between processes runs on the thread driving
+/// the step, never inside a parallel task.
+pub(super) fn write_weight_grads(
+    plan: &ConvPlan,
+    across: &dyn Across,
+    ws: &mut ConvWorkspace,
+    grads: WeightGrads,
+) {
+    let _p = profile::scope(Phase::ConvGemmBackwardWeights);
+    let WeightGrads { dw, db } = grads;
+    let g = &plan.geometry;
+    let (k, cout) = (g.k(), g.out_c);
+    let (len, transposed) = match plan.weight_grad {
+        WeightGradPath::SmallImage => (g.weight_len(), None),
+        WeightGradPath::Implicit { transposed, .. }
+        | WeightGradPath::Columns { transposed, .. } => (k * cout, Some(transposed)),
+    };
+    let width = len + if db.is_some() { cout } else { 0 };
+    let sums = &mut ws.shard_parts[..width];
+    across.sum_f32(sums);
+    match transposed {
+        None => dw.copy_from_slice(&sums[..len]),
+        Some(true) => {
+            // `[cout, k]`: column `r` of the sums is weight row `r`.
+            dw.fill(0.0);
+            for r in 0..k {
+                let out = &mut dw[weight_row(g, r) * cout..][..cout];
+                for (j, dst) in out.iter_mut().enumerate() {
+                    *dst = sums[j * k + r];
+                }
             }
         }
-    } else {
-        for (r, row) in sums[..k * cout].chunks_exact(cout).enumerate() {
-            let out = weight_row(g, r);
-            dw[out * cout..][..cout].copy_from_slice(row);
+        Some(false) => {
+            dw.fill(0.0);
+            for (r, row) in sums[..k * cout].chunks_exact(cout).enumerate() {
+                let out = weight_row(g, r);
+                dw[out * cout..][..cout].copy_from_slice(row);
+            }
         }
     }
     if let Some(db) = db {
         assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
-        db.copy_from_slice(&sums[k * cout..]);
+        db.copy_from_slice(&sums[len..]);
     }
 }
 

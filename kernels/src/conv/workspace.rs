@@ -16,8 +16,8 @@ pub struct ConvWorkspace {
     /// The forward im2col matrix (`rows x k`), kept for the weight gradient, then reused for the
     /// column gradient.
     pub(super) cols: Vec<f32>,
-    /// The weight operand of the current GEMM: panels for bnconv's GEMM, or the live weight rows
-    /// for a library GEMM.
+    /// The forward GEMM's weight operand: panels for bnconv's GEMM, or the live weight rows for a
+    /// library GEMM.
     pub(super) weights: Vec<f32>,
     /// The weight-gradient tasks: `(local shard, range of rows or images)`.
     pub(super) tasks: Vec<(usize, Range<usize>)>,
@@ -29,14 +29,27 @@ pub struct ConvWorkspace {
     pub(super) sums: Vec<f64>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     pub(super) padded: Vec<f32>,
-    /// The zero-bordered output gradient images of the sub-pixel data gradient.
-    pub(super) padded_dy: Vec<f32>,
-    /// A bordered image per worker: the flipped-kernel data gradient's, and the evaluation
-    /// forward pass's on the implicit path.
+    /// A bordered image per worker for the evaluation forward pass on the implicit path.
     pub(super) scratch: WorkerScratch,
+    /// The data gradient's own buffers, apart from everything the weight gradient touches so that
+    /// the two can run at once.
+    pub(super) data_grad: DataGradBuffers,
     /// Whether the last forward pass kept what [`conv_backward`](super::conv_backward) reads
     /// ([`Keep::ForBackward`](super::Keep::ForBackward)).
     pub(super) saved_for_backward: bool,
+}
+
+/// What the data (input) gradient writes besides `dx`, kept apart from the weight gradient's
+/// buffers so that [`conv_backward`](super::conv_backward) can run both at once (the column path
+/// also reuses the im2col matrix, so it runs after the weight gradient).
+#[derive(Clone, Debug, Default)]
+pub(super) struct DataGradBuffers {
+    /// The data-gradient GEMM's weight operand (transposed, flipped or by parity class).
+    pub(super) weights: Vec<f32>,
+    /// The zero-bordered output gradient images of the sub-pixel data gradient.
+    pub(super) padded_dy: Vec<f32>,
+    /// A bordered image per worker: the flipped-kernel data gradient's.
+    pub(super) scratch: WorkerScratch,
 }
 
 impl ConvWorkspace {
