@@ -2,8 +2,8 @@
 //! network steps):
 //! - the same seed twice gives bitwise-identical losses, accuracies and final weights;
 //! - so do 1, 2 and 3 threads (reductions use a fixed chunking that depends only on shapes),
-//!   and 16 and 64 threads on the seed batch of 64 (oversubscribed on a small machine: these
-//!   check results, not speed);
+//!   and 16 and 64 threads on the seed batch of 64 and on batch 256 with an evaluation
+//!   (oversubscribed on a small machine: these check results, not speed);
 //! - so do the fused and unfused BN+ReLU paths.
 //!
 //! Runs are short (20 batches of 16) on the real MNIST training set, with validation and test
@@ -14,7 +14,7 @@
 mod report_bits;
 
 use bnconv_nn::mnist::Mnist;
-use bnconv_nn::train::{run_protocol, RunReport, TrainConfig, Trainer};
+use bnconv_nn::train::{evaluate_with, run_protocol, RunReport, TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Variant};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -133,6 +133,54 @@ fn sixteen_and_sixty_four_threads_give_bitwise_identical_results() {
                 &format!("{variant} {bn_path}: 1 vs {threads} threads, batch 64"),
             );
         }
+    }
+}
+
+/// `steps` training steps of `cfg` on `threads` threads, then an evaluation of 500 test images in
+/// batches of `cfg.eval_batch`: every loss, every gradient of the last step, every parameter and
+/// statistic, and every logit of the evaluation, bit for bit.
+fn step_and_eval_bits(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(String, Vec<u32>)> {
+    let d = data();
+    with_threads(threads, || {
+        let mut t = Trainer::new(cfg, d.train.len());
+        let losses = (0..steps)
+            .map(|_| t.step(&d.train).expect("finite").to_bits())
+            .collect();
+        let mut out = vec![("losses".to_string(), losses)];
+        t.net.visit_params(&mut |p| {
+            let name = p.full_name();
+            out.push((
+                format!("{name} gradient"),
+                p.grad.iter().map(|v| v.to_bits()).collect(),
+            ));
+            out.push((name, p.value.iter().map(|v| v.to_bits()).collect()));
+        });
+        let mut logits = Vec::new();
+        evaluate_with(&mut t.net, &d.test, cfg.eval_batch, |_, l| {
+            logits.extend(l.iter().map(|v| v.to_bits()))
+        });
+        out.push(("evaluation logits".to_string(), logits));
+        out
+    })
+}
+
+/// The many-core model's larger shape, batch 256 (more tasks per loop, so more of them run at
+/// once), and evaluation on the implicit path (tasks of whole images sharing per-worker scratch
+/// images) on pools of 16 and 64 threads give the bits of one thread: gradients of the last step
+/// (the weight and data gradients run as concurrent tasks), parameters and evaluation logits.
+#[test]
+fn batch_256_and_evaluation_on_sixteen_and_sixty_four_threads_match_one_thread() {
+    let mut cfg = config(Variant::Bn, BnPath::Fused);
+    cfg.batch_size = 256;
+    cfg.eval_batch = 100;
+    let one = step_and_eval_bits(&cfg, 2, 1);
+    for threads in [16, 64] {
+        let many = step_and_eval_bits(&cfg, 2, threads);
+        report_bits::assert_same_bits(
+            &one,
+            &many,
+            &format!("bn: 1 vs {threads} threads, batch 256, evaluation batch 100"),
+        );
     }
 }
 
