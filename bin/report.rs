@@ -22,27 +22,47 @@ pub fn single_sample(accuracy: f32) -> String {
     format!("{accuracy:.2}")
 }
 
-/// How long the FMA probe runs (once per process, after training, on one thread).
+/// How long the FMA probe runs (once per process, on one thread).
 const PEAK_PROBE: std::time::Duration = std::time::Duration::from_millis(60);
 
 /// [`peak_gflops_per_core`]'s source when no override is set.
 const PEAK_MEASURED: &str = "measured";
 
-/// The per-core fp32 FMA peak the share of peak is computed against, and where it came from:
-/// `BNCONV_PEAK_GFLOPS_PER_CORE` when set to a positive number, else measured on this CPU
-/// ([`bnconv_kernels::runtime::peak`]) the first time it is asked for.
-pub fn peak_gflops_per_core() -> (f64, &'static str) {
-    static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    match std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
+/// The probe's result, measured once per process.
+static MEASURED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// `BNCONV_PEAK_GFLOPS_PER_CORE`, when set to a positive number.
+fn peak_override() -> Option<f64> {
+    std::env::var("BNCONV_PEAK_GFLOPS_PER_CORE")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v > 0.0)
-    {
+}
+
+fn measure_peak() -> f64 {
+    *MEASURED.get_or_init(|| bnconv_kernels::runtime::peak::fma_peak_gflops(PEAK_PROBE))
+}
+
+/// Starts measuring the peak on a thread of its own, for [`peak_gflops_per_core`] to find done:
+/// called before loading the data (one thread, ~0.1-0.3 s), the probe's ~60 ms run on another
+/// core instead of adding to the run's wall time. Does nothing when the peak is overridden, or
+/// if the thread cannot start (the peak is then measured when first asked for).
+pub fn start_peak_probe() {
+    if peak_override().is_none() && MEASURED.get().is_none() {
+        let _ = std::thread::Builder::new()
+            .name("peak-probe".into())
+            .spawn(measure_peak);
+    }
+}
+
+/// The per-core fp32 FMA peak the share of peak is computed against, and where it came from:
+/// `BNCONV_PEAK_GFLOPS_PER_CORE` when set to a positive number, else measured on this CPU
+/// ([`bnconv_kernels::runtime::peak`]) once per process ([`start_peak_probe`], or the first time
+/// it is asked for; a call while the probe runs waits for its result).
+pub fn peak_gflops_per_core() -> (f64, &'static str) {
+    match peak_override() {
         Some(v) => (v, "BNCONV_PEAK_GFLOPS_PER_CORE"),
-        None => (
-            *MEASURED.get_or_init(|| bnconv_kernels::runtime::peak::fma_peak_gflops(PEAK_PROBE)),
-            PEAK_MEASURED,
-        ),
+        None => (measure_peak(), PEAK_MEASURED),
     }
 }
 

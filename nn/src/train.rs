@@ -463,6 +463,8 @@ pub fn continue_protocol_with_hook(
     let mut step_losses = Vec::with_capacity(steps_run);
     let mut train_time = Duration::ZERO;
     let mut comm_seconds = 0.0;
+    // The validation evaluation logged after the last step, while no step has run since.
+    let mut fresh_validation = None;
     for batch_i in first_step..cfg.batches {
         let start = Instant::now();
         let comm_before = trainer.team().comm_seconds();
@@ -470,8 +472,10 @@ pub fn continue_protocol_with_hook(
         train_time += start.elapsed();
         comm_seconds += trainer.team().comm_seconds() - comm_before;
         step_losses.push(loss);
+        fresh_validation = None;
         let line = if batch_i % 100 == 0 {
             let e = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
+            fresh_validation = Some(e);
             Some(LogLine {
                 batch: batch_i,
                 set: "validation",
@@ -506,7 +510,13 @@ pub fn continue_protocol_with_hook(
             });
         }
     }
-    let final_validation = evaluate(&mut trainer.net, &data.validation, cfg.eval_batch);
+    // A run that ends on a validation batch (1 batch, 101, ...) has just evaluated these
+    // weights on the validation set: evaluation is deterministic and changes no state, so that
+    // evaluation is the final one (the same bits, without a second pass over the set).
+    let final_validation = match fresh_validation {
+        Some(e) => e,
+        None => evaluate(&mut trainer.net, &data.validation, cfg.eval_batch),
+    };
     let test = evaluate(&mut trainer.net, &data.test, cfg.eval_batch);
     let single = single_sample_accuracy(&mut trainer.net, &data.test, 100);
     drop(awake);

@@ -90,7 +90,14 @@ impl Mnist {
         let test_labels = RawFile::read_verified(dir, TEST_LABELS, &sums)?;
 
         let train_what = train_images.what();
-        let (mut train_pixels, mut train_labels) = parse_pair(train_images, train_labels)?;
+        // The two pairs decode at once (the training images alone take most of the time); a
+        // failure of the training pair is reported first, as when they decoded in turn.
+        let (train_pair, test_pair) = std::thread::scope(|s| {
+            let test = s.spawn(|| parse_pair(test_images, test_labels));
+            let train = parse_pair(train_images, train_labels);
+            (train, test.join())
+        });
+        let (mut train_pixels, mut train_labels) = train_pair?;
         let count = train_labels.len();
         if count <= Self::VALIDATION_SIZE {
             return Err(DataError::TooFewTraining {
@@ -110,7 +117,8 @@ impl Mnist {
         train_labels.drain(..Self::VALIDATION_SIZE);
         let train = Dataset::from_raw(train_pixels, train_labels);
 
-        let (test_pixels, test_labels) = parse_pair(test_images, test_labels)?;
+        let (test_pixels, test_labels) =
+            test_pair.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let test = Dataset::from_raw(test_pixels, test_labels);
         Ok(Mnist {
             train,
