@@ -10,7 +10,8 @@
 # missed.txt, timeout.txt, unviable.txt); the counts are printed at the end. docs/testing.md
 # lists the last counts and why each missed mutant that remains is harmless.
 #
-# Groups (default: all): integrity, loss, geometry, adam. Options after `--` go to cargo-mutants,
+# Groups (default: all): norm, shards, adam, integrity, loss, geometry. Options after `--` go to
+# cargo-mutants,
 # e.g. `-- --shard 0/4`, `-- --in-place` (mutate this tree itself: faster, as it reuses
 # ./target, but leave the tree alone while it runs), `-- --re 'tf_same'`.
 set -euo pipefail
@@ -25,17 +26,19 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do
     shift
 done
 [[ "${1:-}" == "--" ]] && shift
-[[ ${#groups[@]} -eq 0 ]] && groups=(integrity loss geometry adam)
+[[ ${#groups[@]} -eq 0 ]] && groups=(norm shards adam integrity loss geometry)
 
 # Each group: the files to mutate, the packages whose tests run, and the `cargo test` arguments
 # that pick the tests covering the files (test binaries; `--lib` = each package's unit tests).
 group_spec() {
     case "$1" in
+        norm) echo "kernels/src/norm/relu.rs kernels/src/norm/bn_relu.rs :: bnconv-kernels :: --lib" ;;
+        shards) echo "kernels/src/runtime/shards.rs :: bnconv-kernels :: --lib" ;;
         integrity) echo "nn/src/checkpoint/integrity.rs :: bnconv-nn,bnconv :: --lib --test checkpoint_integrity --test checkpoint" ;;
         loss) echo "nn/src/loss.rs :: bnconv-nn,bnconv :: --lib --test gradcheck --test golden" ;;
         geometry) echo "kernels/src/conv/geometry.rs :: bnconv-kernels :: --lib" ;;
         adam) echo "nn/src/adam.rs :: bnconv-nn,bnconv :: --lib --test golden --test checkpoint" ;;
-        *) echo "unknown group $1 (integrity, loss, geometry, adam)" >&2; return 1 ;;
+        *) echo "unknown group $1 (norm, shards, adam, integrity, loss, geometry)" >&2; return 1 ;;
     esac
 }
 
@@ -43,21 +46,25 @@ summary=()
 for group in "${groups[@]}"; do
     spec="$(group_spec "$group")"
     IFS='|' read -r files packages test_args <<<"${spec// :: /|}"
-    args=(--workspace --profile release --timeout 600 --build-timeout 1800 --jobs 1 --baseline skip
+    args=(--workspace --profile release --timeout 600 --build-timeout 1800 --baseline skip
         --output "mutants.out/$group" --test-package "$packages" --no-shuffle)
     for f in $files; do args+=(--file "$f"); done
     for a in $test_args; do args+=("--cargo-test-arg=$a"); done
     mkdir -p "mutants.out/$group"
     echo "=== mutants: $group ($files; tests of $packages: $test_args)"
     status=0
-    nice cargo mutants "${args[@]}" "$@" || status=$?
+    nice -n 15 cargo mutants "${args[@]}" "$@" || status=$?
     # cargo-mutants exits 2 when mutants were missed, 3 on timeouts: results, not failures.
     if [[ $status -ne 0 && $status -ne 2 && $status -ne 3 ]]; then
         echo "cargo mutants failed for $group (exit $status)" >&2
         exit "$status"
     fi
     out="mutants.out/$group/mutants.out"
-    count() { [[ -f "$out/$1.txt" ]] && grep -c . "$out/$1.txt" || echo 0; }
+    count() {
+        local n
+        n=$(grep -c . "$out/$1.txt" 2>/dev/null) || true
+        echo "${n:-0}"
+    }
     summary+=("$group: caught $(count caught), missed $(count missed), timeout $(count timeout), unviable $(count unviable)")
 done
 printf '%s\n' "=== mutation counts" "${summary[@]}"

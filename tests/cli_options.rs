@@ -37,12 +37,13 @@ struct Settings {
     lr: f32,
     threads: usize,
     batches: usize,
+    shards: usize,
     /// The small MNIST (`--data`), or the repository's full one.
     small_data: bool,
 }
 
 /// A non-default value for every option (the defaults: bn, seed 1, fused, bnconv, 500, 64,
-/// 0.002, every core, 800 batches, ./data/mnist).
+/// 0.002, every core, 800 batches, 8 shards, ./data/mnist).
 fn chosen() -> Settings {
     Settings {
         variant: Variant::BnLowLevel,
@@ -54,6 +55,7 @@ fn chosen() -> Settings {
         lr: 0.005,
         threads: 3,
         batches: 4,
+        shards: 4,
         small_data: true,
     }
 }
@@ -77,6 +79,7 @@ impl Settings {
             exec: Exec {
                 gemm: self.gemm,
                 bn_path: self.bn,
+                shards: self.shards,
                 ..Exec::default()
             },
             eval_batch: self.eval_batch,
@@ -102,6 +105,7 @@ impl Settings {
             ("--lr", self.lr.to_string()),
             ("--threads", self.threads.to_string()),
             ("--batches", self.batches.to_string()),
+            ("--shards", self.shards.to_string()),
             ("--data", self.data_dir()),
         ]
         .into_iter()
@@ -149,7 +153,7 @@ fn f32_of(v: &Value, what: &str) -> f32 {
 /// results bit for bit, listing every option whose echo differs and every result that does.
 fn assert_run_is(run: &Value, s: &Settings, lib: &RunReport) {
     let lr = f32_of(&run["adam"]["lr"], "adam.lr");
-    let echoes: [(&str, Value, Value); 9] = [
+    let echoes: [(&str, Value, Value); 10] = [
         ("--variant", run["variant"].clone(), s.variant.name().into()),
         ("--seed", run["seed"].clone(), s.seed.into()),
         ("--bn", run["bn_path"].clone(), s.bn.name().into()),
@@ -171,6 +175,7 @@ fn assert_run_is(run: &Value, s: &Settings, lib: &RunReport) {
             s.threads.into(),
         ),
         ("--batches", run["batches"].clone(), s.batches.into()),
+        ("--shards", run["layout"]["shards"].clone(), s.shards.into()),
     ];
     let mut wrong: Vec<String> = echoes
         .into_iter()
@@ -296,6 +301,7 @@ changes_the_weights! {
     default_batch_size_changes_the_weights: |s| s.batch_size = defaults().batch_size;
     default_lr_changes_the_weights: |s| s.lr = defaults().adam.lr;
     fewer_batches_change_the_weights: |s| s.batches -= 1;
+    default_shards_change_the_weights: |s| s.shards = defaults().exec.shards;
     the_full_data_changes_the_weights: |s| s.small_data = false;
 }
 

@@ -303,6 +303,20 @@ mod tests {
         assert!(!valid_shard_count(0) && !valid_shard_count(6) && !valid_shard_count(128));
     }
 
+    /// The most shards a batch may have: the span keeps every bound (`MAX_SHARDS + 1` of them),
+    /// and the shards cover each image once, in order.
+    #[test]
+    fn the_most_shards_cover_every_image_once() {
+        let images = MAX_SHARDS + 3;
+        let span = ShardSpan::whole(images, MAX_SHARDS);
+        assert_eq!(span.len(), MAX_SHARDS);
+        assert!(!span.is_empty());
+        let covered: Vec<usize> = (0..MAX_SHARDS).flat_map(|i| span.images(i)).collect();
+        assert_eq!(covered, (0..images).collect::<Vec<_>>());
+        assert_eq!(span.local_images(), images);
+        assert_eq!(span.max_shard_images(), 2);
+    }
+
     /// The tree adds pairs, then pairs of pairs: visible in f32 rounding, where a sequential sum
     /// differs.
     #[test]
