@@ -10,13 +10,14 @@
 //! cut to 500 images each so the evaluations stay cheap. Weights are compared in full for
 //! `Trainer` runs and through `RunReport::parameters_sha256` for `run_protocol` runs.
 
+#[path = "support/cut_mnist.rs"]
+mod cut_mnist;
 #[path = "support/report_bits.rs"]
 mod report_bits;
 
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::{evaluate_with, run_protocol, RunReport, TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Variant};
-use std::path::Path;
 use std::sync::OnceLock;
 
 const BATCHES: usize = 20;
@@ -24,15 +25,7 @@ const BATCH_SIZE: usize = 16;
 
 fn data() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let full = Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
-            .expect("load data/mnist");
-        Mnist {
-            validation: full.validation.slice(0..500),
-            test: full.test.slice(0..500),
-            train: full.train,
-        }
-    })
+    DATA.get_or_init(|| cut_mnist::load_cut(500, 500))
 }
 
 fn config(variant: Variant, bn_path: BnPath) -> TrainConfig {

@@ -11,6 +11,8 @@
 //!
 //! The same checks under `mpirun` are in tests/mpi.rs (feature `mpi`).
 
+#[path = "support/cut_mnist.rs"]
+mod cut_mnist;
 #[path = "support/report_bits.rs"]
 mod report_bits;
 
@@ -18,7 +20,6 @@ use bnconv_nn::distributed::{Team, ThreadGroup};
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::{run_protocol, RunReport, TrainConfig, TrainError, Trainer};
 use bnconv_nn::Variant;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 const BATCHES: usize = 12;
@@ -26,15 +27,7 @@ const BATCH_SIZE: usize = 16;
 
 fn data() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let full = Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
-            .expect("load data/mnist");
-        Mnist {
-            validation: full.validation.slice(0..300),
-            test: full.test.slice(0..250),
-            train: full.train,
-        }
-    })
+    DATA.get_or_init(|| cut_mnist::load_cut(300, 250))
 }
 
 fn config(variant: Variant) -> TrainConfig {

@@ -5,23 +5,17 @@
 //! Short runs (batches of 16) on the real MNIST training set, with validation and test cut to
 //! 300 images each.
 
+#[path = "support/cut_mnist.rs"]
+mod cut_mnist;
+
 use bnconv_nn::mnist::Mnist;
 use bnconv_nn::train::{continue_protocol, evaluate, Evaluation, TrainConfig, Trainer};
 use bnconv_nn::Variant;
-use std::path::Path;
 use std::sync::OnceLock;
 
 fn data() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let full = Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
-            .expect("load data/mnist");
-        Mnist {
-            validation: full.validation.slice(0..300),
-            test: full.test.slice(0..300),
-            train: full.train,
-        }
-    })
+    DATA.get_or_init(|| cut_mnist::load_cut(300, 300))
 }
 
 fn bits(e: &Evaluation) -> (u32, u32, usize) {
