@@ -117,7 +117,7 @@ pub(crate) fn build_lacks(isa: crate::simd::Isa) -> bool {
 
 /// The code paths the tests compare: the portable path always, and every SIMD path the build
 /// machine runs, each checked with [`require_isa`]. Tests that loop over paths take them from
-/// here rather than from `Isa::supported_all()`, so that a path is never dropped silently: one
+/// here rather than from the paths this CPU happens to run, so that a path is never dropped silently: one
 /// the build machine lacks is named by the build's warning, by the ignored tests of that path
 /// and, under CI, by `under_ci_every_simd_path_is_tested_or_its_absence_explained`; a test
 /// binary carried to a CPU without a path its build had fails.

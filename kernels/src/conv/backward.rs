@@ -69,16 +69,16 @@ pub fn conv_backward(
     let weights = WeightGrads { dw, db };
     let dx = match dx {
         Some(dx) if plan.data_grad != DataGradPath::Col2im => dx,
-        Some(dx) => {
-            // The column data gradient overwrites the im2col matrix the weight gradient reads.
+        serial => {
+            // One after the other: no input gradient, or the column data gradient, which
+            // overwrites the im2col matrix the weight gradient reads.
             weight_grad(&plan, shards.span, ws, dy, with_bias);
             write_weight_grads(&plan, shards.across, ws, weights);
-            let cols = Some(&mut ws.cols);
-            return data_grad(gemm, g, plan.data_grad, &mut ws.data_grad, cols, w, dy, dx);
-        }
-        None => {
-            weight_grad(&plan, shards.span, ws, dy, with_bias);
-            return write_weight_grads(&plan, shards.across, ws, weights);
+            if let Some(dx) = serial {
+                let cols = Some(&mut ws.cols);
+                data_grad(gemm, g, plan.data_grad, &mut ws.data_grad, cols, w, dy, dx);
+            }
+            return;
         }
     };
     // Two tasks at once: this process's part of the weight gradient (task 0, on this thread) and

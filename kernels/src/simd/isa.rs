@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// multiply-add exactly where that tile has one and none in the element-wise kernels (plain IEEE
 /// adds and multiplies, lanes summed in lane order), and join the tests that hold every path to
 /// the portable path's bits: the tile table's generated tests, the kernels' tests over
-/// [`Isa::supported_all`], and `tests/isa_equivalence.rs` (a training run's
+/// `testing::tested_paths()`, and `tests/isa_equivalence.rs` (a training run's
 /// `parameters_sha256`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -56,7 +56,7 @@ impl Isa {
         }
     }
 
-    /// Every path this CPU runs, best first (what tests should cover).
+    /// Every path this CPU runs, best first.
     pub fn supported_all() -> Vec<Isa> {
         Isa::ALL.into_iter().filter(|isa| isa.supported()).collect()
     }
