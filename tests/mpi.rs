@@ -14,6 +14,9 @@
 //! - a SIGTERM to one rank stops every rank at the same step, and rank 0 saves that state.
 #![cfg(feature = "mpi")]
 
+#[path = "support/binary.rs"]
+mod binary;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -89,10 +92,6 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("the JSON file")).expect("JSON")
-}
-
 /// Every figure of each run of a `--json` document, without timing: what must be bitwise equal.
 fn figures(doc: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
@@ -135,7 +134,7 @@ fn compare_is_bitwise_the_single_process_run_for_1_2_and_4_ranks() {
         .args(["--threads", "2", "--json"])
         .arg(&single_json);
     ok(&run_within(single, Duration::from_secs(600)), "one process");
-    let want = figures(&read_json(&single_json));
+    let want = figures(&binary::read_json(&single_json));
     for (ranks, threads) in [(1, 2), (2, 1), (2, 2), (4, 1)] {
         let json = dir.path().join(format!("r{ranks}t{threads}.json"));
         let mut cmd = mpirun(ranks).expect("mpirun");
@@ -145,7 +144,7 @@ fn compare_is_bitwise_the_single_process_run_for_1_2_and_4_ranks() {
             .arg(&json);
         let out = run_within(cmd, Duration::from_secs(900));
         ok(&out, &format!("{ranks} ranks x {threads} threads"));
-        let doc = read_json(&json);
+        let doc = binary::read_json(&json);
         for ((name, want), (_, got)) in want.iter().zip(&figures(&doc)) {
             assert_eq!(
                 got, want,
@@ -201,7 +200,10 @@ fn ranks_on_different_simd_paths_give_the_single_process_bits() {
         &run_within(cmd, Duration::from_secs(600)),
         "avx2 and portable ranks",
     );
-    let (want, got) = (read_json(&single_json), read_json(&mixed_json));
+    let (want, got) = (
+        binary::read_json(&single_json),
+        binary::read_json(&mixed_json),
+    );
     assert_eq!(got["runs"][0]["layout"]["ranks"], 2);
     for ((name, want), (_, got)) in figures(&want).iter().zip(&figures(&got)) {
         assert_eq!(got, want, "{name} differs");
@@ -235,7 +237,7 @@ fn split_run(dir: &Path, name: &str, first_ranks: usize, second_ranks: usize) ->
         .args(["--threads", "1", "--quiet", "--json"])
         .arg(&json);
     ok(&run_within(second, Duration::from_secs(600)), "second half");
-    read_json(&json)["runs"][0]["parameters_sha256"].clone()
+    binary::read_json(&json)["runs"][0]["parameters_sha256"].clone()
 }
 
 #[test]
@@ -260,7 +262,7 @@ fn checkpoints_move_between_mpi_and_one_process() {
         &run_within(straight, Duration::from_secs(600)),
         "straight run",
     );
-    let want = read_json(&json)["runs"][0]["parameters_sha256"].clone();
+    let want = binary::read_json(&json)["runs"][0]["parameters_sha256"].clone();
     assert_eq!(split_run(dir.path(), "mpi_then_one", 2, 0), want);
     assert_eq!(split_run(dir.path(), "one_then_mpi", 0, 2), want);
 }
@@ -556,7 +558,7 @@ fn eval_under_mpirun_reports_the_single_process_figures() {
             .arg(&csv);
         let out = run_within(cmd, Duration::from_secs(600));
         ok(&out, "eval");
-        let doc = read_json(&json);
+        let doc = binary::read_json(&json);
         assert_eq!(doc["ranks"], ranks.max(1), "{ranks} ranks");
         if ranks > 1 {
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -659,7 +661,7 @@ fn a_signal_to_one_rank_stops_every_rank_at_the_same_step() {
         .arg(&straight);
     ok(&run_within(whole, Duration::from_secs(600)), "straight run");
     assert_eq!(
-        read_json(&resumed)["runs"][0]["parameters_sha256"],
-        read_json(&straight)["runs"][0]["parameters_sha256"]
+        binary::read_json(&resumed)["runs"][0]["parameters_sha256"],
+        binary::read_json(&straight)["runs"][0]["parameters_sha256"]
     );
 }
