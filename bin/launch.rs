@@ -9,7 +9,7 @@
 
 use crate::cli::CommonArgs;
 use anyhow::Result;
-use bnconv_nn::distributed::{local_host_name, SingleProcess, Team};
+use bnconv_nn::distributed::{SingleProcess, Team};
 use bnconv_nn::mnist::Mnist;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -86,9 +86,10 @@ impl Launch {
             drop(self);
             return std::process::ExitCode::FAILURE;
         }
+        // The same host name as the panic hook's and the layout's: the communicator's.
         eprintln!(
             "error on rank {rank} of {ranks} ({}): {error:#}",
-            local_host_name()
+            self.team.collective().host_name()
         );
         abort_job(1)
     }
@@ -295,7 +296,8 @@ mod mpi_world {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        let host = mpi::environment::processor_name().unwrap_or_else(|_| super::local_host_name());
+        let host = mpi::environment::processor_name()
+            .unwrap_or_else(|_| bnconv_nn::distributed::local_host_name());
         // A panic anywhere ends the whole job instead of leaving the other ranks waiting.
         let default_hook = std::panic::take_hook();
         let on = host.clone();
