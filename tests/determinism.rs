@@ -65,9 +65,22 @@ fn trainer_bits(variant: Variant, threads: usize) -> Vec<(String, Vec<u32>)> {
 /// `steps` training steps of `cfg` on `threads` threads: every loss, then every parameter and
 /// statistic, bit for bit.
 fn trainer_bits_with(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(String, Vec<u32>)> {
+    trainer_bits_prepared(cfg, steps, threads, false)
+}
+
+/// [`trainer_bits_with`], calling `Trainer::prepare_buffers` first when `prepare`.
+fn trainer_bits_prepared(
+    cfg: &TrainConfig,
+    steps: usize,
+    threads: usize,
+    prepare: bool,
+) -> Vec<(String, Vec<u32>)> {
     let train = &data().train;
     with_threads(threads, || {
         let mut t = Trainer::new(cfg, train.len());
+        if prepare {
+            t.prepare_buffers();
+        }
         let losses = (0..steps)
             .map(|_| t.step(train).expect("finite").to_bits())
             .collect();
@@ -77,6 +90,18 @@ fn trainer_bits_with(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(St
         });
         out
     })
+}
+
+/// `Trainer::prepare_buffers` (which the protocol runs before its first step) leaves no trace:
+/// the same losses, parameters and statistics as steps without it, on 1 and 2 threads.
+#[test]
+fn preparing_the_buffers_changes_no_bit() {
+    let cfg = config(Variant::Bn, BnPath::Fused);
+    for threads in [1, 2] {
+        let plain = trainer_bits_prepared(&cfg, 3, threads, false);
+        let prepared = trainer_bits_prepared(&cfg, 3, threads, true);
+        report_bits::assert_same_bits(&plain, &prepared, &format!("{threads} thread(s)"));
+    }
 }
 
 #[test]

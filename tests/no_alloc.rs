@@ -1,7 +1,7 @@
 //! A training step allocates nothing once the first has run: every buffer (activations,
 //! gradients, im2col columns, packed weights, reduction partials, Adam moments, the batch) is
-//! reused, including across the reshuffle at an epoch's end. A counting global allocator proves
-//! it, for every variant and BN path, on 1 and 2 threads, and around the protocol's evaluations.
+//! reused, including across the reshuffle at an epoch's end; after `Trainer::prepare_buffers`
+//! even the first step allocates nothing. A counting global allocator proves it, for every variant and BN path, on 1 and 2 threads, and around the protocol's evaluations.
 //! This is a correctness test (no timing involved).
 //!
 //! With the default GEMM (bnconv's own) the count must be zero. With `--gemm matrixmultiply`
@@ -85,6 +85,17 @@ fn training_steps_after_the_first_do_not_allocate() {
             cfg.batch_size = BATCH;
             cfg.exec.bn_path = bn_path;
             cfg.exec.gemm = gemm;
+            if gemm == GemmBackend::Native {
+                let mut prepared = Trainer::new(&cfg, data.len());
+                pool.install(|| {
+                    prepared.prepare_buffers();
+                    let (allocated, _) = allocations(|| prepared.step(&data).expect("finite loss"));
+                    assert_eq!(
+                        allocated, 0,
+                        "{what}: the first step after prepare_buffers allocated"
+                    );
+                });
+            }
             let mut trainer = Trainer::new(&cfg, data.len());
             pool.install(|| {
                 trainer.step(&data).expect("finite loss");

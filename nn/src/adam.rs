@@ -55,7 +55,7 @@ impl Adam {
     }
 
     /// The first and second moments of each trainable parameter, in visit order (empty before
-    /// the first update).
+    /// the first update or [`Adam::prepare`]).
     pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
         (&self.m, &self.v)
     }
@@ -79,11 +79,40 @@ impl Adam {
 
     /// One update of every trainable parameter of `net` from its current gradients, the layers
     /// in parallel (each element's update is independent: bitwise the same on any number of
-    /// threads). Moments are allocated on the first call only.
+    /// threads). Moments are allocated on the first call only (unless [`Adam::prepare`] made them).
     pub fn step(&mut self, net: &mut Network) {
         self.step += 1;
         let lr_t = self.lr_t(self.step);
         let config = self.config;
+        self.make_moments(net);
+        let record = task_log::begin_loop(Phase::Optimizer);
+        update_layers(
+            net.layers_mut(),
+            &self.per_layer,
+            &mut self.m,
+            &mut self.v,
+            &config,
+            lr_t,
+            &record,
+        );
+    }
+
+    /// Makes the moments now (zero, as the first update would) and writes every page of them,
+    /// so that the first update pays no first-touch page faults. Values are kept: a restored
+    /// state stays as it is, and a fresh one stays zero.
+    pub fn prepare(&mut self, net: &mut Network) {
+        self.make_moments(net);
+        for moments in self.m.iter_mut().chain(self.v.iter_mut()) {
+            // Zeroed allocations may be pages never written yet: `black_box` keeps the writes.
+            for page in moments.chunks_mut(1024) {
+                page[0] = std::hint::black_box(page[0]);
+            }
+        }
+    }
+
+    /// Counts each layer's trainable parameters and allocates their missing moments (zero),
+    /// unless done already for a network of this many layers.
+    fn make_moments(&mut self, net: &mut Network) {
         if self.per_layer.len() != net.layers().len() {
             self.per_layer.clear();
             let (m_all, v_all) = (&mut self.m, &mut self.v);
@@ -103,16 +132,6 @@ impl Adam {
                 self.per_layer.push(slot - first);
             }
         }
-        let record = task_log::begin_loop(Phase::Optimizer);
-        update_layers(
-            net.layers_mut(),
-            &self.per_layer,
-            &mut self.m,
-            &mut self.v,
-            &config,
-            lr_t,
-            &record,
-        );
     }
 }
 
