@@ -16,6 +16,7 @@ mod cut_mnist;
 mod report_bits;
 
 use bnconv_nn::mnist::Mnist;
+use bnconv_nn::network::EVAL_BLOCK;
 use bnconv_nn::train::{evaluate_with, run_protocol, RunReport, TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Variant};
 use std::sync::OnceLock;
@@ -155,7 +156,8 @@ fn sixteen_and_sixty_four_threads_give_bitwise_identical_results() {
 }
 
 /// `steps` training steps of `cfg` on `threads` threads, then an evaluation of 500 test images in
-/// batches of `cfg.eval_batch`: every loss, every gradient of the last step, every parameter and
+/// batches of `cfg.eval_batch` and again in batches larger than a block (the whole network per
+/// task; asserted equal): every loss, every gradient of the last step, every parameter and
 /// statistic, and every logit of the evaluation, bit for bit.
 fn step_and_eval_bits(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(String, Vec<u32>)> {
     let d = data();
@@ -177,7 +179,14 @@ fn step_and_eval_bits(cfg: &TrainConfig, steps: usize, threads: usize) -> Vec<(S
         evaluate_with(&mut t.net, &d.test, cfg.eval_batch, |_, l| {
             logits.extend(l.iter().map(|v| v.to_bits()))
         });
+        // Batches larger than a block run the whole network per task: the same logits.
+        let mut per_task = Vec::new();
+        evaluate_with(&mut t.net, &d.test, 2 * EVAL_BLOCK + 1, |_, l| {
+            per_task.extend(l.iter().map(|v| v.to_bits()))
+        });
+        assert!(logits == per_task, "{threads} threads: per-task logits");
         out.push(("evaluation logits".to_string(), logits));
+        out.push(("per-task evaluation logits".to_string(), per_task));
         out
     })
 }

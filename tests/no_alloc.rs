@@ -12,6 +12,7 @@ use bnconv_kernels::gemm::matrixmultiply_calls;
 use bnconv_kernels::runtime::{profile, task_log};
 use bnconv_kernels::GemmBackend;
 use bnconv_nn::mnist::Dataset;
+use bnconv_nn::network::EVAL_BLOCK;
 use bnconv_nn::train::{evaluate, single_sample_accuracy, TrainConfig, Trainer};
 use bnconv_nn::{BnPath, Network, Variant};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -133,7 +134,7 @@ fn training_steps_after_the_first_do_not_allocate() {
 /// evaluation-mode pass has made the evaluation buffers, the log's check of the last batch
 /// allocates nothing; a whole-set evaluation (validation every 100 steps, the final validation
 /// and test) allocates its batch buffers once per call, as many for 25 images as for 100, so
-/// nothing per batch; the single-image accuracy likewise; and the training steps after them
+/// nothing per batch, also in batches larger than a block (run per task); the single-image accuracy likewise; and the training steps after them
 /// still allocate nothing.
 fn evaluations_allocate_per_call_not_per_batch(trainer: &mut Trainer, data: &Dataset, what: &str) {
     trainer.evaluate_last_batch();
@@ -148,6 +149,21 @@ fn evaluations_allocate_per_call_not_per_batch(trainer: &mut Trainer, data: &Dat
         per_set(&long, &mut trainer.net),
     );
     assert_eq!(a, b, "{what}: evaluating 25 or 100 images in batches of 11");
+    // Batches larger than a block run the whole network per task (`EVAL_TASK` images).
+    let big = synthetic(3 * EVAL_BLOCK);
+    let per_big_set =
+        |set: &Dataset, net: &mut Network| allocations(|| evaluate(net, set, EVAL_BLOCK + 1)).0;
+    per_big_set(&big, &mut trainer.net);
+    let (one, three) = (
+        per_big_set(&big.slice(0..EVAL_BLOCK + 1), &mut trainer.net),
+        per_big_set(&big, &mut trainer.net),
+    );
+    assert_eq!(
+        one,
+        three,
+        "{what}: evaluating 1 or 3 batches of {} images, per task",
+        EVAL_BLOCK + 1
+    );
     let per_image =
         |n: usize, net: &mut Network| allocations(|| single_sample_accuracy(net, data, n)).0;
     assert_eq!(

@@ -246,6 +246,33 @@ impl Layer for BatchNorm {
             .visit(&self.name, "moving_var", ParamKind::Statistic, f);
     }
 
+    /// Readies the scale from the moving variance, as an evaluation `forward` does.
+    fn prepare_eval(
+        &mut self,
+        exec: &Exec,
+        _input: Shape,
+        epilogue: Option<&Epilogue<'_>>,
+    ) -> bool {
+        if epilogue.is_some() {
+            return false;
+        }
+        self.statistics(exec, &Tensor::default(), Mode::Eval);
+        true
+    }
+
+    /// The fused BN+ReLU kernel whatever [`Exec::bn_path`] says: both paths give the same bits.
+    fn eval_block(&self, _exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
+        let k = BnApply {
+            mean: &self.moving_mean.value,
+            scale: &self.scale,
+            beta: &self.beta.value,
+        };
+        match self.relu {
+            true => bn_relu_forward(active_isa(), x, k, y),
+            false => bn_forward(active_isa(), x, k, y),
+        }
+    }
+
     fn as_channel_map(&mut self) -> Option<&mut dyn ChannelMap> {
         Some(self)
     }

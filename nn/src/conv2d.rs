@@ -3,7 +3,7 @@
 use crate::layer::{Exec, Fusing, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::conv::{
-    conv_backward, conv_forward, ConvGrads, ConvOps, ConvPlan, ConvWorkspace,
+    conv_backward, conv_forward, ConvGrads, ConvOps, ConvPlan, ConvWorkspace, EvalConv,
 };
 use bnconv_kernels::fuse::{Epilogue, Prologue, Start};
 use bnconv_kernels::ConvGeometry;
@@ -20,6 +20,8 @@ pub struct Conv2d {
     workspace: ConvWorkspace,
     /// The bias of a folded evaluation pass (`bias * scale + shift`).
     fused_bias: Vec<f32>,
+    /// The evaluation pass [`Layer::prepare_eval`] readied for [`Layer::eval_block`].
+    eval: EvalConv,
 }
 
 impl Conv2d {
@@ -45,6 +47,7 @@ impl Conv2d {
             bias: bias.map(|b| Param::new(&[out_c], b)),
             workspace: ConvWorkspace::default(),
             fused_bias: Vec::new(),
+            eval: EvalConv::default(),
         }
     }
 
@@ -137,8 +140,47 @@ impl Layer for Conv2d {
         self.forward_flops(input) * if input_grad { 2 } else { 1 }
     }
 
+    fn prepare_eval(&mut self, exec: &Exec, input: Shape, epilogue: Option<&Epilogue<'_>>) -> bool {
+        let g = self.geometry(input);
+        let epilogue = match epilogue {
+            Some(post) => {
+                self.fold_bias(post);
+                Epilogue {
+                    start: Start::Bias(&self.fused_bias),
+                    ..*post
+                }
+            }
+            None => Epilogue::bias(self.bias.as_ref().map(|b| b.value.as_slice())),
+        };
+        self.eval
+            .prepare(exec.gemm, &g, &self.weight.value, epilogue)
+    }
+
+    fn eval_scratch_len(&self, items: usize) -> usize {
+        self.eval.scratch_len(items)
+    }
+
+    fn eval_block(&self, _exec: &Exec, x: &[f32], scratch: &mut [f32], y: &mut [f32]) {
+        self.eval.run(x, scratch, y);
+    }
+
     fn as_fusing(&mut self) -> Option<&mut dyn Fusing> {
         Some(self)
+    }
+}
+
+impl Conv2d {
+    /// `fused_bias = bias * scale + shift` of the evaluation map `post` folded into this layer,
+    /// where a missing scale is 1 and a missing shift 0 (so a lone ReLU after a biased conv keeps
+    /// the bias bit for bit).
+    fn fold_bias(&mut self, post: &Epilogue<'_>) {
+        let shift = post.start.bias();
+        self.fused_bias.clear();
+        self.fused_bias.extend((0..self.out_c).map(|c| {
+            let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
+            let scaled = post.scale.map_or(bias, |s| bias * s[c]);
+            shift.map_or(scaled, |s| scaled + s[c])
+        }));
     }
 }
 
@@ -176,15 +218,7 @@ impl Fusing for Conv2d {
         y: &mut Tensor,
     ) {
         let g = self.geometry(x.shape());
-        // bias * scale + shift, where a missing scale is 1 and a missing shift 0 (so a lone ReLU
-        // after a biased conv keeps the bias bit for bit).
-        let shift = post.start.bias();
-        self.fused_bias.clear();
-        self.fused_bias.extend((0..self.out_c).map(|c| {
-            let bias = self.bias.as_ref().map_or(0.0, |b| b.value[c]);
-            let scaled = post.scale.map_or(bias, |s| bias * s[c]);
-            shift.map_or(scaled, |s| scaled + s[c])
-        }));
+        self.fold_bias(post);
         let epilogue = Epilogue {
             start: Start::Bias(&self.fused_bias),
             ..*post

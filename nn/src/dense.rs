@@ -2,6 +2,7 @@
 
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
+use bnconv_kernels::fuse::Epilogue;
 use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::runtime::profile::{self, Phase};
 
@@ -36,6 +37,28 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// `y = x @ W (+ b)` for the items of `x`.
+    fn product(&self, exec: &Exec, x: &[f32], y: &mut [f32]) {
+        let (i, o) = (self.inputs, self.outputs);
+        let n = x.len() / i;
+        let beta = match &self.bias {
+            Some(b) => {
+                for row in y.chunks_exact_mut(o) {
+                    row.copy_from_slice(&b.value);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
+        let (x, w) = (
+            MatRef::dense(x, n, i),
+            MatRef::dense(&self.weight.value, i, o),
+        );
+        sgemm(exec.gemm, 1.0, x, w, beta, MatMut::dense(y, n, o));
+    }
+}
+
 impl Layer for Dense {
     fn name(&self) -> &str {
         &self.name
@@ -56,28 +79,21 @@ impl Layer for Dense {
 
     fn forward(&mut self, exec: &Exec, x: &Tensor, y: &mut Tensor, _mode: Mode) {
         let _p = profile::scope(Phase::DenseForward);
-        let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
-        let beta = match &self.bias {
-            Some(b) => {
-                for row in y.data_mut().chunks_exact_mut(o) {
-                    row.copy_from_slice(&b.value);
-                }
-                1.0
-            }
-            None => 0.0,
-        };
-        let (x, w) = (
-            MatRef::dense(x.data(), n, i),
-            MatRef::dense(&self.weight.value, i, o),
-        );
-        sgemm(
-            exec.gemm,
-            1.0,
-            x,
-            w,
-            beta,
-            MatMut::dense(y.data_mut(), n, o),
-        );
+        self.product(exec, x.data(), y.data_mut());
+    }
+
+    /// Nothing to ready: the product reads the weights as they are.
+    fn prepare_eval(
+        &mut self,
+        _exec: &Exec,
+        _input: Shape,
+        epilogue: Option<&Epilogue<'_>>,
+    ) -> bool {
+        epilogue.is_none()
+    }
+
+    fn eval_block(&self, exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
+        self.product(exec, x, y);
     }
 
     fn backward(

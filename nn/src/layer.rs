@@ -131,7 +131,7 @@ pub struct ShapeError {
 
 /// A differentiable layer. Networks call `forward` then, in training, `backward` with the same `x`
 /// and the `y` that forward produced; layers keep whatever else backward needs.
-pub trait Layer: Send {
+pub trait Layer: Send + Sync {
     fn name(&self) -> &str;
 
     /// The output shape for an input shape, or why the input does not fit.
@@ -161,6 +161,37 @@ pub trait Layer: Send {
     /// Backward GEMM flops; `input_grad` says whether the input gradient is computed.
     fn backward_flops(&self, _input: Shape, _input_grad: bool) -> u64 {
         0
+    }
+
+    /// Readies this layer for [`Layer::eval_block`] on items of `input`'s shape (its batch is
+    /// ignored), with `epilogue` (the next layer's evaluation map, when the network folds it into
+    /// this layer: only for a [`Fusing`] layer) applied to the output. Returns false if the layer
+    /// cannot run that way (the network then evaluates layer by layer with
+    /// [`Layer::forward`]). The parameters must not change until the blocks have run.
+    fn prepare_eval(
+        &mut self,
+        _exec: &Exec,
+        _input: Shape,
+        _epilogue: Option<&Epilogue<'_>>,
+    ) -> bool {
+        false
+    }
+
+    /// Floats of scratch [`Layer::eval_block`] needs for `items` items.
+    fn eval_scratch_len(&self, _items: usize) -> usize {
+        0
+    }
+
+    /// Evaluation forward of the items of `x` (as many as fit) into `y`, after
+    /// [`Layer::prepare_eval`] returned true: the same bits as [`Layer::forward`] in
+    /// [`Mode::Eval`] (with the prepared epilogue, as [`Fusing::forward_with_epilogue`]), but
+    /// through `&self`: several pool tasks run it at once, each on its own items, so that a
+    /// network runs whole on each task's block instead of layer by layer over the pool.
+    ///
+    /// # Panics
+    /// If the layer was not prepared.
+    fn eval_block(&self, _exec: &Exec, _x: &[f32], _scratch: &mut [f32], _y: &mut [f32]) {
+        panic!("{}: eval_block without prepare_eval", self.name());
     }
 
     /// This layer as a per-channel map that a neighbouring layer can apply in its place (batch

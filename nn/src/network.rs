@@ -3,6 +3,8 @@
 use crate::layer::{Exec, Layer, Mode, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::runtime::profile::{self, Pass};
+use bnconv_kernels::runtime::scratch::WorkerScratch;
+use rayon::prelude::*;
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
@@ -25,6 +27,13 @@ pub struct Network {
     eval_output: Tensor,
     /// Whether the last forward pass ran in blocks (its output is `eval_output`).
     output_in_blocks: bool,
+    /// Whether the last forward pass ran the whole network per task ([`EVAL_TASK`]): it wrote
+    /// no activation.
+    ran_per_task: bool,
+    /// Floats per item of each evaluation step's output, for the per-task run.
+    eval_widths: Vec<usize>,
+    /// Each worker's two activation buffers and layer scratch for the per-task run.
+    task_buffers: WorkerScratch,
 }
 
 /// Evaluation runs the network on at most this many items at a time, whatever the batch it is
@@ -33,6 +42,13 @@ pub struct Network {
 /// GEMMs reduce each output row in a fixed order, batch norm uses its moving statistics), so the
 /// results are bitwise those of one pass over the whole batch.
 pub const EVAL_BLOCK: usize = 128;
+
+/// An evaluation batch larger than [`EVAL_BLOCK`] runs the whole network on each task of this
+/// many items (when every layer can: [`Layer::prepare_eval`]), tasks spread over the pool: one
+/// hand-off per task instead of one per layer and block, each task's activations kept in its
+/// worker's cache, the weights packed once per batch instead of once per block. Each item's
+/// logits are the same bits as layer by layer (the reasons of [`EVAL_BLOCK`]).
+pub const EVAL_TASK: usize = 16;
 
 /// One step of a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +167,9 @@ impl Network {
             deferred_written: false,
             eval_output: Tensor::default(),
             output_in_blocks: false,
+            ran_per_task: false,
+            eval_widths: Vec::new(),
+            task_buffers: WorkerScratch::default(),
         })
     }
 
@@ -197,6 +216,7 @@ impl Network {
             return self.forward_in_blocks(x, batch);
         }
         self.output_in_blocks = false;
+        self.ran_per_task = false;
         self.run(x, batch, mode);
         self.output()
     }
@@ -204,6 +224,14 @@ impl Network {
     /// Evaluation of a batch larger than [`EVAL_BLOCK`], block by block, each block's output
     /// copied into `eval_output`.
     fn forward_in_blocks(&mut self, x: &[f32], batch: usize) -> &Tensor {
+        self.output_in_blocks = true;
+        self.ran_per_task = self.prepare_eval();
+        if self.ran_per_task {
+            self.run_per_task(x, batch);
+            self.last_forward = Some(Mode::Eval);
+            self.deferred_written = false;
+            return &self.eval_output;
+        }
         let item = self.item_len();
         let mut first = 0;
         while first < batch {
@@ -220,6 +248,95 @@ impl Network {
         }
         self.output_in_blocks = true;
         &self.eval_output
+    }
+
+    /// Readies every evaluation step for [`Layer::eval_block`] and sizes the per-task buffers;
+    /// false if some layer cannot run that way.
+    fn prepare_eval(&mut self) -> bool {
+        let mut shape = Self::batch_shape(&self.item_shape, 1);
+        let mut scratch = 0;
+        self.eval_widths.clear();
+        for s in 0..self.plan.eval.len() {
+            let (ready, i) = match self.plan.eval[s] {
+                Step::Single(i) => (self.layers[i].prepare_eval(&self.exec, shape, None), i),
+                Step::NextIntoOutput(i) => {
+                    let (head, tail) = self.layers.split_at_mut(i + 1);
+                    let Some(map) = tail[0].as_channel_map() else {
+                        unreachable!("the fusion plan pairs a fusing layer with a channel map");
+                    };
+                    let epilogue = map.eval_epilogue();
+                    (head[i].prepare_eval(&self.exec, shape, Some(&epilogue)), i)
+                }
+                Step::MapIntoNext(_) => unreachable!("evaluation defers no map"),
+            };
+            if !ready {
+                return false;
+            }
+            scratch = scratch.max(self.layers[i].eval_scratch_len(EVAL_TASK));
+            shape = self.layers[i]
+                .output_shape(shape)
+                .expect("shapes were validated when the network was built");
+            self.eval_widths.push(shape.per_item());
+        }
+        let widest = self.eval_widths.iter().copied().max().unwrap_or(0);
+        self.task_buffers.prepare(2 * EVAL_TASK * widest + scratch);
+        true
+    }
+
+    /// Evaluation of `batch` items, the whole network per task of [`EVAL_TASK`] items (after
+    /// [`Network::prepare_eval`]), into `eval_output`.
+    fn run_per_task(&mut self, x: &[f32], batch: usize) {
+        let item = self.item_len();
+        let out_item = self.eval_widths.last().copied().unwrap_or(item);
+        let shape = self.layers.iter().fold(
+            Self::batch_shape(&self.item_shape, batch),
+            |shape, layer| {
+                layer
+                    .output_shape(shape)
+                    .expect("shapes were validated when the network was built")
+            },
+        );
+        self.eval_output.set_shape(shape);
+        let (layers, exec, steps, widths) =
+            (&self.layers, &self.exec, &self.plan.eval, &self.eval_widths);
+        let widest = widths.iter().copied().max().unwrap_or(0);
+        let buffers = &self.task_buffers;
+        x.par_chunks(EVAL_TASK * item)
+            .zip(
+                self.eval_output
+                    .data_mut()
+                    .par_chunks_mut(EVAL_TASK * out_item),
+            )
+            .for_each(|(x, y)| {
+                buffers.with(|buffer| {
+                    let items = x.len() / item;
+                    let (even, rest) = buffer.split_at_mut(EVAL_TASK * widest);
+                    let (odd, scratch) = rest.split_at_mut(EVAL_TASK * widest);
+                    for (s, step) in steps.iter().enumerate() {
+                        let i = match *step {
+                            Step::Single(i) | Step::NextIntoOutput(i) => i,
+                            Step::MapIntoNext(_) => unreachable!("evaluation defers no map"),
+                        };
+                        let out_len = items * widths[s];
+                        let in_len = if s == 0 {
+                            x.len()
+                        } else {
+                            items * widths[s - 1]
+                        };
+                        // Step s reads what step s - 1 wrote: the even buffer after an even step.
+                        let (src, dst): (&[f32], &mut [f32]) = match (s, s % 2) {
+                            (0, _) => (x, &mut even[..out_len]),
+                            (_, 1) => (&even[..in_len], &mut odd[..out_len]),
+                            _ => (&odd[..in_len], &mut even[..out_len]),
+                        };
+                        if s + 1 == steps.len() {
+                            layers[i].eval_block(exec, src, scratch, y);
+                        } else {
+                            layers[i].eval_block(exec, src, scratch, dst);
+                        }
+                    }
+                })
+            });
     }
 
     /// One forward pass over `batch` items, every layer at once.
@@ -356,6 +473,9 @@ impl Network {
         let Some(mode) = self.last_forward else {
             return true;
         };
+        if self.ran_per_task {
+            return false;
+        }
         let skipped = self
             .plan
             .steps(mode)
@@ -398,6 +518,7 @@ mod tests {
     use super::*;
     use crate::layer::BnPath;
     use crate::seed::{seed_network, Variant, INPUT};
+    use bnconv_kernels::GemmBackend;
 
     const BATCH: usize = 3;
 
@@ -444,32 +565,84 @@ mod tests {
         }
     }
 
-    /// An evaluation batch larger than a block runs block by block: the same logits bit for bit
-    /// as small batches of the same images, and activations no larger than a block's.
+    /// An evaluation batch larger than a block runs the whole network per task on bnconv's
+    /// GEMM (writing no activation), block by block on a library GEMM (the activations then hold
+    /// the last block's): either way the same logits bit for bit as small batches of the same
+    /// images, which run layer by layer.
     #[test]
-    fn a_large_evaluation_batch_runs_in_blocks_with_the_same_logits() {
+    fn a_large_evaluation_batch_runs_in_tasks_or_blocks_with_the_same_logits() {
         let batch = 2 * EVAL_BLOCK + 5;
         let item: usize = INPUT.iter().product();
         let x: Vec<f32> = (0..batch * item)
             .map(|i| ((i * 37 + i / item * 11) % 101) as f32 / 101.0)
             .collect();
         for variant in [Variant::Bn, Variant::Plain] {
-            let mut net = seed_network(variant, 1, Exec::default());
-            let whole = bits(net.forward(&x, batch, Mode::Eval));
-            assert_eq!(net.output().shape().batch(), batch);
-            assert_eq!(bits(net.output()), whole);
-            let last = net.activation(net.layers().len() - 1).shape();
-            assert_eq!(
-                last.batch(),
-                batch - 2 * EVAL_BLOCK,
-                "{variant}: the last block"
-            );
-            let mut pieces = Vec::new();
-            for chunk in x.chunks(37 * item) {
-                pieces.extend(bits(net.forward(chunk, chunk.len() / item, Mode::Eval)));
+            for gemm in [GemmBackend::Native, GemmBackend::MatrixMultiply] {
+                let exec = Exec {
+                    gemm,
+                    ..Exec::default()
+                };
+                let mut net = seed_network(variant, 1, exec);
+                let whole = bits(net.forward(&x, batch, Mode::Eval));
+                assert_eq!(net.output().shape().batch(), batch);
+                assert_eq!(bits(net.output()), whole);
+                let layers = net.layers().len();
+                if gemm == GemmBackend::Native {
+                    assert_eq!(unstored(&net), layers, "{variant}: per task");
+                } else {
+                    let last = net.activation(layers - 1).shape();
+                    assert_eq!(
+                        last.batch(),
+                        batch - 2 * EVAL_BLOCK,
+                        "{variant}: last block"
+                    );
+                }
+                let mut pieces = Vec::new();
+                for chunk in x.chunks(37 * item) {
+                    pieces.extend(bits(net.forward(chunk, chunk.len() / item, Mode::Eval)));
+                }
+                assert_eq!(whole.len(), batch * crate::seed::CLASSES);
+                assert_eq!(pieces, whole, "{variant} {gemm}");
             }
-            assert_eq!(whole.len(), batch * crate::seed::CLASSES);
-            assert_eq!(pieces, whole, "{variant}");
+        }
+    }
+
+    /// The per-task evaluation gives the same logits on any number of threads, with batch norms
+    /// folded into the convolutions or unfolded (standalone layers in the tasks).
+    #[test]
+    fn per_task_evaluation_does_not_depend_on_threads_or_folding() {
+        let batch = EVAL_BLOCK + 2 * EVAL_TASK + 3;
+        let item: usize = INPUT.iter().product();
+        let x: Vec<f32> = (0..batch * item)
+            .map(|i| ((i * 53 + i / item * 7) % 97) as f32 / 97.0)
+            .collect();
+        let run = |threads: usize, eval_unfolded: bool| {
+            let exec = Exec {
+                eval_unfolded,
+                ..Exec::default()
+            };
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a rayon pool builds")
+                .install(|| {
+                    let mut net = seed_network(Variant::Bn, 3, exec);
+                    let whole = bits(net.forward(&x, batch, Mode::Eval));
+                    // Small batches run layer by layer.
+                    let mut pieces = Vec::new();
+                    for chunk in x.chunks(37 * item) {
+                        pieces.extend(bits(net.forward(chunk, chunk.len() / item, Mode::Eval)));
+                    }
+                    assert!(pieces == whole, "unfolded {eval_unfolded}: layer by layer");
+                    whole
+                })
+        };
+        for unfolded in [false, true] {
+            let one = run(1, unfolded);
+            for threads in [2, 3] {
+                let same = run(threads, unfolded) == one;
+                assert!(same, "{threads} threads, unfolded {unfolded}");
+            }
         }
     }
 

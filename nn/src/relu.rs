@@ -33,6 +33,19 @@ impl Layer for Relu {
         relu_forward(active_isa(), x.data(), y.data_mut());
     }
 
+    fn prepare_eval(
+        &mut self,
+        _exec: &Exec,
+        _input: Shape,
+        epilogue: Option<&Epilogue<'_>>,
+    ) -> bool {
+        epilogue.is_none()
+    }
+
+    fn eval_block(&self, _exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
+        relu_forward(active_isa(), x, y);
+    }
+
     fn backward(
         &mut self,
         _exec: &Exec,

@@ -12,6 +12,7 @@
 
 mod backward;
 mod data_grad;
+mod eval;
 mod forward;
 mod gemm_rows;
 pub mod geometry;
@@ -27,6 +28,7 @@ mod weight_grad;
 mod workspace;
 
 pub use backward::{conv_backward, ConvGrads};
+pub use eval::EvalConv;
 pub use forward::{conv_forward, ConvOps, Keep};
 pub use geometry::ConvGeometry;
 pub use plan::{ConvPlan, DataGradPath, ForwardPath, WeightGradPath};

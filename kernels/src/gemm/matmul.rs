@@ -167,7 +167,13 @@ pub fn matmul_packed(a: MatRef, packed: &[f32], c: MatMut, epilogue: Epilogue) {
 }
 
 /// [`matmul_packed`] with the code path for `isa` (one this CPU runs).
-fn matmul_packed_on(isa: Isa, a: MatRef, packed: &[f32], mut c: MatMut, epilogue: Epilogue) {
+pub(crate) fn matmul_packed_on(
+    isa: Isa,
+    a: MatRef,
+    packed: &[f32],
+    mut c: MatMut,
+    epilogue: Epilogue,
+) {
     let (rows, depth, n) = (a.rows(), a.cols(), c.cols());
     assert!(
         !a.is_transposed() && c.rows() == rows,
