@@ -96,8 +96,8 @@ pub struct EvalArgs {
     /// Worker threads (default: every core).
     #[arg(long, value_parser = parse_count)]
     pub threads: Option<u64>,
-    /// Images per evaluation batch (the network runs at most 128 at a time; does not change
-    /// results).
+    /// Images per evaluation batch (above 128, each thread runs the whole network on 16 images
+    /// at a time; otherwise layer by layer; does not change results).
     #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
     /// Batch norm + ReLU kernels: fused or unfused.
@@ -322,8 +322,8 @@ pub struct RunArgs {
     /// ./data/mnist, else the data/mnist of the source tree bnconv was built from.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Images per evaluation batch when evaluating whole sets (the network runs at most 128 at a
-    /// time; does not change results).
+    /// Images per evaluation batch when evaluating whole sets (above 128, each thread runs the
+    /// whole network on 16 images at a time; otherwise layer by layer; does not change results).
     #[arg(long, default_value_t = 500, value_parser = parse_count)]
     pub eval_batch: u64,
     /// Fixed groups of images each training batch's sums are cut into (a power of two up to 64):

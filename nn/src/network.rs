@@ -23,9 +23,10 @@ pub struct Network {
     /// Whether [`Network::store_deferred_activations`] wrote the training outputs the last
     /// forward pass left to the next layer.
     deferred_written: bool,
-    /// The output of an evaluation run in blocks ([`EVAL_BLOCK`]), gathered block by block.
+    /// The output of an evaluation batch larger than [`EVAL_BLOCK`] (run per task, or block by
+    /// block).
     eval_output: Tensor,
-    /// Whether the last forward pass ran in blocks (its output is `eval_output`).
+    /// Whether the last forward pass was such a batch (its output is `eval_output`).
     output_in_blocks: bool,
     /// Whether the last forward pass ran the whole network per task ([`EVAL_TASK`]): it wrote
     /// no activation.
@@ -37,8 +38,9 @@ pub struct Network {
 }
 
 /// Evaluation runs the network on at most this many items at a time, whatever the batch it is
-/// given: the activations then never grow past a block's (a few MB), where a 500-image batch
-/// would hold ~50 MB of them. Each item's logits do not depend on the batch it runs in (the
+/// given (a larger batch runs per task of [`EVAL_TASK`] items when it can, else block by block):
+/// the activations then never grow past a block's (a few MB), where a 500-image batch would hold
+/// ~50 MB of them. Each item's logits do not depend on the batch it runs in (the
 /// GEMMs reduce each output row in a fixed order, batch norm uses its moving statistics), so the
 /// results are bitwise those of one pass over the whole batch.
 pub const EVAL_BLOCK: usize = 128;
@@ -205,8 +207,9 @@ impl Network {
     }
 
     /// Runs every layer on `batch` items stored back to back in `x`; returns the output.
-    /// Evaluation runs in blocks of at most [`EVAL_BLOCK`] items; the activations then hold the
-    /// last block's.
+    /// Evaluation of more than [`EVAL_BLOCK`] items runs per task of [`EVAL_TASK`] items (no
+    /// activation is then stored) or, when some layer cannot, in blocks of at most
+    /// [`EVAL_BLOCK`] (the activations then hold the last block's).
     ///
     /// # Panics
     /// If `x` does not hold `batch` items (callers check user data before it gets here).
@@ -221,8 +224,8 @@ impl Network {
         self.output()
     }
 
-    /// Evaluation of a batch larger than [`EVAL_BLOCK`], block by block, each block's output
-    /// copied into `eval_output`.
+    /// Evaluation of a batch larger than [`EVAL_BLOCK`] into `eval_output`: per task when every
+    /// layer can run so, else block by block, each block's output copied.
     fn forward_in_blocks(&mut self, x: &[f32], batch: usize) -> &Tensor {
         self.output_in_blocks = true;
         self.ran_per_task = self.prepare_eval();
