@@ -275,6 +275,11 @@ pub struct ProfileArgs {
     /// sweep), checked against the sweep's measured thread counts (see docs/many-core.md).
     #[arg(long, value_delimiter = ',', value_parser = parse_count_up_to::<4096>)]
     pub model_threads: Vec<u64>,
+    /// Profile the evaluation instead of training steps: after the warm-up steps, the test set
+    /// per path (whole network per task, and layer by layer) in alternated rounds, with each
+    /// layer's time and GFLOP/s, at the largest --threads count not above the cores.
+    #[arg(long, conflicts_with_all = ["plot", "model_threads"])]
+    pub eval: bool,
 }
 
 #[derive(Args, Debug)]

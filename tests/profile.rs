@@ -425,8 +425,59 @@ fn profile_model_threads_predicts_every_count_with_its_critical_path() {
     assert!(m["notes"].as_array().unwrap().len() >= 2);
 }
 
+/// `profile --eval`: both evaluation paths timed in rounds on the test set, every convolution's
+/// time on both (each batch norm folded into its convolution shows none), and the JSON.
+#[test]
+fn profile_eval_times_both_paths_and_every_convolution() {
+    let dir = scratch("profile", "eval");
+    let json = dir.join("eval.json");
+    let out = bnconv(&[
+        "profile",
+        "--eval",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("whole network per task") && stdout.contains("layer by layer"),
+        "{stdout}"
+    );
+    let d: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        (d["threads"].as_u64(), d["images"].as_u64()),
+        (Some(1), Some(10000))
+    );
+    for path in ["per_task", "layer_by_layer"] {
+        let p = &d[path];
+        let rounds = p["rounds_images_per_second"].as_array().unwrap();
+        assert_eq!(rounds.len(), 5, "{path}");
+        assert!(rounds.iter().all(|r| num(r, "round") > 0.0), "{path}");
+        let layers = p["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2 * 19 + 3, "{path}: every layer");
+        for l in layers {
+            let (name, ms) = (l["name"].as_str().unwrap(), num(&l["ms"], "ms"));
+            if name.starts_with("conv") {
+                assert!(
+                    ms > 0.0 && num(&l["gflops"], "gflops") > 0.0,
+                    "{path} {name}"
+                );
+            } else if name.starts_with("bn") && name != "bn_fc1" {
+                assert_eq!(ms, 0.0, "{path} {name}: folded into its convolution");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_profile_and_plot_options_are_rejected_before_any_work() {
+    assert_rejected(
+        &["profile", "--eval", "--plot", "p.svg"],
+        "cannot be used with",
+    );
     assert_rejected(&["profile", "--threads", "0"], "--threads");
     assert_rejected(&["profile", "--model-threads", "0"], "--model-threads");
     assert_rejected(&["profile", "--steps", "0"], "--steps");

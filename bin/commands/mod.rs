@@ -9,6 +9,7 @@
 pub mod eval;
 pub mod predict;
 pub mod profile;
+pub mod profile_eval;
 pub mod sweep;
 pub mod train;
 

@@ -349,6 +349,9 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let data = Mnist::load(&data_dir)
         .with_context(|| format!("could not load MNIST from {}", data_dir.display()))?;
     cfg.validate(data.train.len())?;
+    if args.eval {
+        return crate::commands::profile_eval::run(&args, &cfg, &data, profile_threads, warmup);
+    }
     let names: Vec<String> = Trainer::new(&cfg, data.train.len())
         .net
         .layers()

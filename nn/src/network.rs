@@ -5,6 +5,7 @@ use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::runtime::profile::{self, Pass};
 use bnconv_kernels::runtime::scratch::WorkerScratch;
 use rayon::prelude::*;
+use std::time::Instant;
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
@@ -304,6 +305,8 @@ impl Network {
             (&self.layers, &self.exec, &self.plan.eval, &self.eval_widths);
         let widest = widths.iter().copied().max().unwrap_or(0);
         let buffers = &self.task_buffers;
+        // With the profiler on, each task times its layers (thread time, summed over tasks).
+        let timed = profile::enabled();
         x.par_chunks(EVAL_TASK * item)
             .zip(
                 self.eval_output
@@ -332,10 +335,18 @@ impl Network {
                             (_, 1) => (&even[..in_len], &mut odd[..out_len]),
                             _ => (&odd[..in_len], &mut even[..out_len]),
                         };
+                        let start = timed.then(Instant::now);
                         if s + 1 == steps.len() {
                             layers[i].eval_block(exec, src, scratch, y);
                         } else {
                             layers[i].eval_block(exec, src, scratch, dst);
+                        }
+                        if let Some(t) = start {
+                            profile::add_layer_time(
+                                i,
+                                Pass::Forward,
+                                t.elapsed().as_nanos() as u64,
+                            );
                         }
                     }
                 })

@@ -314,6 +314,17 @@ impl Drop for LayerScope {
     }
 }
 
+/// Adds `ns` to layer `index`'s `pass` time and one call, when the profiler is on: for work that
+/// runs a layer on several threads at once outside a [`layer`] scope (the evaluation's tasks, each
+/// timing its own layer calls; their sum is thread time, not wall time).
+pub fn add_layer_time(index: usize, pass: Pass, ns: u64) {
+    if enabled() {
+        let (row, p) = (index.min(STEP_ROW), pass as usize);
+        LAYER_NS[row][p].fetch_add(ns, Ordering::Relaxed);
+        LAYER_CALLS[row][p].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The row inner scopes are filed under now: the layer of the open [`layer`] scope, or
 /// [`STEP_ROW`].
 pub fn current_row() -> usize {
