@@ -9,7 +9,7 @@ use crate::layer::{BnPath, ChannelMap, Exec, Layer, Mode, Param, ParamKind, Para
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{BnApply, Epilogue, Prologue, Start};
 use bnconv_kernels::norm::batchnorm::{
-    batch_stats, bn_backward, bn_forward, fold_scale, BnGrads, BnSaved, BnScratch,
+    batch_stats, bn_apply_serial, bn_backward, bn_forward, fold_scale, BnGrads, BnSaved, BnScratch,
 };
 use bnconv_kernels::norm::bn_relu::{bn_relu_backward, bn_relu_forward};
 use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
@@ -267,10 +267,7 @@ impl Layer for BatchNorm {
             scale: &self.scale,
             beta: &self.beta.value,
         };
-        match self.relu {
-            true => bn_relu_forward(active_isa(), x, k, y),
-            false => bn_forward(active_isa(), x, k, y),
-        }
+        bn_apply_serial(active_isa(), x, k, y, self.relu);
     }
 
     fn as_channel_map(&mut self) -> Option<&mut dyn ChannelMap> {

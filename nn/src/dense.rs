@@ -2,9 +2,11 @@
 
 use crate::layer::{Exec, Layer, Mode, Param, ParamKind, ParamMut, ShapeError};
 use crate::tensor::{Shape, Tensor};
-use bnconv_kernels::fuse::Epilogue;
+use bnconv_kernels::fuse::{Epilogue, Start};
+use bnconv_kernels::gemm::matmul::{matmul_packed, pack_panels_gather, packed_len};
 use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::GemmBackend;
 
 pub struct Dense {
     name: String,
@@ -14,6 +16,8 @@ pub struct Dense {
     bias: Option<Param>,
     /// Per-shard weight (and bias) gradient partial sums, reused every step.
     partials: Vec<f32>,
+    /// The weights packed for bnconv's GEMM by [`Layer::prepare_eval`].
+    eval_packed: Vec<f32>,
 }
 
 impl Dense {
@@ -33,6 +37,7 @@ impl Dense {
             weight: Param::new(&[inputs, outputs], weight),
             bias: bias.map(|b| Param::new(&[outputs], b)),
             partials: Vec::new(),
+            eval_packed: Vec::new(),
         }
     }
 }
@@ -82,18 +87,52 @@ impl Layer for Dense {
         self.product(exec, x.data(), y.data_mut());
     }
 
-    /// Nothing to ready: the product reads the weights as they are.
+    /// On bnconv's GEMM, packs the weights once for every block (a library GEMM reads them as
+    /// they are).
     fn prepare_eval(
         &mut self,
-        _exec: &Exec,
+        exec: &Exec,
         _input: Shape,
         epilogue: Option<&Epilogue<'_>>,
     ) -> bool {
+        if exec.gemm == GemmBackend::Native {
+            let (i, o) = (self.inputs, self.outputs);
+            self.eval_packed.resize(packed_len(i, o), 0.0);
+            pack_panels_gather(
+                i,
+                o,
+                &self.weight.value,
+                |p| p * o,
+                |j| j,
+                None,
+                &mut self.eval_packed,
+            );
+        }
         epilogue.is_none()
     }
 
+    /// The bias starts the output tile instead of filling the rows first: the same arithmetic,
+    /// so the same bits as `forward`; no pool work (the product of the prepacked weights).
     fn eval_block(&self, exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
-        self.product(exec, x, y);
+        if exec.gemm != GemmBackend::Native {
+            return self.product(exec, x, y);
+        }
+        let (i, o) = (self.inputs, self.outputs);
+        let n = x.len() / i;
+        let start = match &self.bias {
+            Some(b) => Start::Bias(&b.value),
+            None => Start::Zero,
+        };
+        matmul_packed(
+            MatRef::dense(x, n, i),
+            &self.eval_packed,
+            MatMut::dense(y, n, o),
+            Epilogue {
+                start,
+                scale: None,
+                relu: false,
+            },
+        );
     }
 
     fn backward(

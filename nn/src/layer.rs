@@ -186,7 +186,9 @@ pub trait Layer: Send + Sync {
     /// [`Layer::prepare_eval`] returned true: the same bits as [`Layer::forward`] in
     /// [`Mode::Eval`] (with the prepared epilogue, as [`Fusing::forward_with_epilogue`]), but
     /// through `&self`: several pool tasks run it at once, each on its own items, so that a
-    /// network runs whole on each task's block instead of layer by layer over the pool.
+    /// network runs whole on each task's block instead of layer by layer over the pool. It must
+    /// hand out no pool work of its own: while a nested task is stolen, the waiting thread may
+    /// run another block's task, which needs the buffers this one holds.
     ///
     /// # Panics
     /// If the layer was not prepared.

@@ -3,7 +3,7 @@
 use crate::layer::{ChannelMap, Exec, Layer, Mode, ShapeError};
 use crate::tensor::{Shape, Tensor};
 use bnconv_kernels::fuse::{Epilogue, Prologue};
-use bnconv_kernels::norm::relu::{relu_backward, relu_forward};
+use bnconv_kernels::norm::relu::{relu_backward, relu_forward, relu_forward_serial};
 use bnconv_kernels::runtime::profile::{self, Phase};
 use bnconv_kernels::simd::active_isa;
 
@@ -43,7 +43,7 @@ impl Layer for Relu {
     }
 
     fn eval_block(&self, _exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
-        relu_forward(active_isa(), x, y);
+        relu_forward_serial(active_isa(), x, y);
     }
 
     fn backward(

@@ -667,6 +667,19 @@ pub(crate) fn normalize(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32], relu: bo
         .for_each_task_in_scope(|(x, y)| normalize_rows(isa, x, k, y, relu));
 }
 
+/// [`bn_forward`] (or, with `relu`, [`bn_relu_forward`](crate::norm::bn_relu::bn_relu_forward))
+/// on the calling thread alone, the same bits: for work that already runs inside a pool task and
+/// must not hand out nested tasks (the evaluation's per-task network).
+pub fn bn_apply_serial(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32], relu: bool) {
+    let c = k.scale.len();
+    check_rows(x, c, "bn apply");
+    assert!(
+        k.mean.len() == c && k.beta.len() == c && y.len() == x.len(),
+        "bn apply: sizes"
+    );
+    normalize_rows(isa, x, k, y, relu);
+}
+
 /// Batch-norm forward: `y = (x - mean) * scale + beta`, on `isa`'s build.
 pub fn bn_forward(isa: Isa, x: &[f32], k: BnApply, y: &mut [f32]) {
     normalize(isa, x, k, y, false);
@@ -936,6 +949,16 @@ pub(crate) mod tests {
                 bn_forward(isa, &x, k, &mut y);
                 reference::normalize(&x, k, &mut y_ref, false);
                 assert_eq!(y, y_ref, "{isa:?} rows {rows} c {c}");
+                // The serial entry, with and without ReLU.
+                for relu in [false, true] {
+                    let mut serial = vec![f32::NAN; x.len()];
+                    bn_apply_serial(isa, &x, k, &mut serial, relu);
+                    reference::normalize(&x, k, &mut y_ref, relu);
+                    assert_eq!(
+                        serial, y_ref,
+                        "{isa:?} rows {rows} c {c} serial relu {relu}"
+                    );
+                }
             }
         }
     }

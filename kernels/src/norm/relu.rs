@@ -37,6 +37,13 @@ multiversion! {
     }
 }
 
+/// [`relu_forward`] on the calling thread alone, the same bits: for work that already runs
+/// inside a pool task and must not hand out nested tasks (the evaluation's per-task network).
+pub fn relu_forward_serial(isa: Isa, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "relu_forward: sizes");
+    relu_block(isa, x, y);
+}
+
 /// `y = max(x, 0)` elementwise (NaN stays NaN, so divergence stays visible), on `isa`'s build.
 pub fn relu_forward(isa: Isa, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "relu_forward: sizes");
@@ -87,6 +94,9 @@ mod tests {
                 relu_forward(isa, &x, &mut y);
                 relu_forward_reference(&x, &mut y_ref);
                 assert_eq!(y, y_ref, "{isa:?} n={n}");
+                let mut serial = vec![f32::NAN; n];
+                relu_forward_serial(isa, &x, &mut serial);
+                assert_eq!(serial, y_ref, "{isa:?} n={n}: serial");
                 let (mut dx, mut dx_ref) = (vec![0.0; n], vec![0.0; n]);
                 relu_backward(isa, &y, &dy, &mut dx);
                 relu_backward_reference(&y, &dy, &mut dx_ref);
