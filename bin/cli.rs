@@ -275,6 +275,11 @@ pub struct ProfileArgs {
     /// sweep), checked against the sweep's measured thread counts (see docs/many-core.md).
     #[arg(long, value_delimiter = ',', value_parser = parse_count_up_to::<4096>)]
     pub model_threads: Vec<u64>,
+    /// With --model-threads, predict with these hand-off costs, STEAL,JOIN in microseconds (e.g.
+    /// 1.2,1.0), instead of the ones measured at 2 threads (still reported): when the profile
+    /// doubts its own measurement on a busy machine, or to compare builds at equal costs.
+    #[arg(long, value_name = "STEAL,JOIN", value_parser = parse_handoff)]
+    pub model_handoff_us: Option<(f64, f64)>,
     /// Profile the evaluation instead of training steps: after the warm-up steps, the test set
     /// per path (whole network per task, and layer by layer) in alternated rounds, with each
     /// layer's time and GFLOP/s, at the largest --threads count not above the cores.
@@ -400,6 +405,22 @@ fn parse_count_up_to<const MAX: u64>(s: &str) -> Result<u64, String> {
     match parse_count(s)? {
         n if n > MAX => Err(format!("must be at most {MAX}")),
         n => Ok(n),
+    }
+}
+
+/// Two hand-off costs in microseconds, `STEAL,JOIN`, each finite and not negative.
+fn parse_handoff(s: &str) -> Result<(f64, f64), String> {
+    let cost = |t: &str| match t.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!(
+            "{t:?} is not a hand-off cost (microseconds, finite, not negative)"
+        )),
+    };
+    match s.split_once(',') {
+        Some((a, b)) => Ok((cost(a)?, cost(b)?)),
+        None => Err(format!(
+            "{s:?}: expected STEAL,JOIN in microseconds, e.g. 1.2,1.0"
+        )),
     }
 }
 

@@ -80,6 +80,22 @@ pub struct CalibrationOut {
     /// threads slow each other down (shared caches and memory, or a busy machine), which the model
     /// does not include.
     pub leaf_task_time_ratio: Option<f64>,
+    /// The samples the costs rest on (on-core: under 8x the 10th percentile and under 50 us).
+    pub steal_on_core_samples: usize,
+    pub join_on_core_samples: usize,
+    /// Why the measured costs cannot be trusted (too few on-core samples: another program held
+    /// a core), or null.
+    pub doubt: Option<String>,
+}
+
+/// The hand-off costs the predictions use.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostsUsed {
+    pub steal_ns: f64,
+    pub join_ns: f64,
+    /// "measured" (the calibration's), "given" (`--model-handoff-us`) or "none" (no calibration,
+    /// taken as 0).
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -102,6 +118,7 @@ pub struct ScalingDoc {
     pub loops_per_step: usize,
     pub tasks_per_step: usize,
     pub calibration: Option<CalibrationOut>,
+    pub costs: CostsUsed,
     pub predictions: Vec<Prediction>,
     pub check: Option<Check>,
     pub critical_paths: Vec<CriticalPath>,
@@ -217,7 +234,7 @@ fn critical_path(names: &[String], step: &Strand, workers: usize, costs: Costs) 
 
 /// The model from `base` (steps logged at one thread), hand-off costs from `calibration` (its
 /// thread count and steps), predictions for `threads`, checked against `measured` (thread count,
-/// median ms per step).
+/// median ms per step). `given` hand-off costs replace the calibration's in the predictions.
 pub fn build(
     names: &[String],
     batch: usize,
@@ -225,6 +242,7 @@ pub fn build(
     calibration: Option<(usize, &[StepLog])>,
     threads: &[usize],
     measured: &[(usize, f64)],
+    given: Option<Costs>,
 ) -> Result<ScalingDoc, String> {
     let mut unusable = Vec::new();
     let mut steps = Vec::new();
@@ -261,10 +279,18 @@ pub fn build(
                     steal_percentiles_ns: c.steal_percentiles,
                     join_percentiles_ns: c.join_percentiles,
                     leaf_task_time_ratio: ratio,
+                    steal_on_core_samples: c.steal_on_core,
+                    join_on_core_samples: c.join_on_core,
+                    doubt: c.doubt(),
                 }),
             )
         }
         None => (Costs::default(), None),
+    };
+    let (costs, source) = match (given, &calibration) {
+        (Some(g), _) => (g, "given"),
+        (None, Some(_)) => (costs, "measured"),
+        (None, None) => (costs, "none"),
     };
     let mut all: Vec<usize> = threads
         .iter()
@@ -314,6 +340,11 @@ pub fn build(
         loops_per_step: loops.len(),
         tasks_per_step,
         calibration,
+        costs: CostsUsed {
+            steal_ns: costs.steal_ns,
+            join_ns: costs.join_ns,
+            source,
+        },
         predictions,
         check,
         critical_paths,
@@ -355,6 +386,18 @@ pub fn print(d: &ScalingDoc) {
         None => outln!(
             "hand-off costs: not measured (no thread count above 1 within the cores was swept), taken as 0"
         ),
+    }
+    let doubt = d.calibration.as_ref().and_then(|c| c.doubt.as_deref());
+    if d.costs.source == "given" {
+        outln!(
+            "the predictions use the given hand-off costs (--model-handoff-us): steal {:.2} us, join {:.2} us",
+            d.costs.steal_ns / 1e3,
+            d.costs.join_ns / 1e3
+        );
+    } else if let Some(doubt) = doubt {
+        outln!(
+            "WARNING: the measured hand-off costs cannot be trusted: {doubt}. Another program held a core, and the predictions below show its time slices, not bnconv's hand-offs: rerun on a quieter machine, or give the costs with --model-handoff-us"
+        );
     }
     outln!(
         "{:>7} {:>12} {:>9} {:>8} {:>10} {:>12} {:>8}",
@@ -488,7 +531,16 @@ mod tests {
     fn predictions_speed_up_the_loop_and_check_against_measured_steps() {
         let names = vec!["bn01".to_string()];
         let base = vec![one_thread_log(); 3];
-        let doc = build(&names, 64, &base, None, &[4, 8], &[(1, 120e-6), (2, 80e-6)]).unwrap();
+        let doc = build(
+            &names,
+            64,
+            &base,
+            None,
+            &[4, 8],
+            &[(1, 120e-6), (2, 80e-6)],
+            None,
+        )
+        .unwrap();
         let ms: Vec<(usize, f64)> = doc
             .predictions
             .iter()
@@ -515,7 +567,7 @@ mod tests {
     fn no_usable_step_is_an_error_not_a_model() {
         let mut log = one_thread_log();
         log.complete = false;
-        let err = build(&[], 64, &[log], None, &[4], &[]).unwrap_err();
+        let err = build(&[], 64, &[log], None, &[4], &[], None).unwrap_err();
         assert!(err.contains("overflowed"), "{err}");
     }
 }

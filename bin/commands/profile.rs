@@ -22,6 +22,7 @@ use crate::scaling_report;
 use anyhow::{bail, Context, Result};
 use bnconv_kernels::runtime::keep_awake::KeepAwake;
 use bnconv_kernels::runtime::profile::{self, Phase};
+use bnconv_kernels::runtime::scaling::Costs;
 use bnconv_kernels::runtime::task_log::{self, StepLog};
 use bnconv_nn::mnist::{Dataset, Mnist};
 use bnconv_nn::train::{TrainConfig, Trainer};
@@ -489,6 +490,10 @@ pub fn run(args: ProfileArgs) -> Result<()> {
                 calibration,
                 &model_threads,
                 &measured,
+                args.model_handoff_us.map(|(steal, join)| Costs {
+                    steal_ns: steal * 1e3,
+                    join_ns: join * 1e3,
+                }),
             )
             .map_err(anyhow::Error::msg)
             .context("the scaling model")?,

@@ -11,7 +11,13 @@
 //! on a core, and up to a scheduler time slice (milliseconds) when it was not; the slow groups are
 //! the machine's load, not the hand-off, and can be most of the samples. Each cost is therefore
 //! the median of the on-core samples, those within [`ON_CORE_FACTOR`] times the 10th percentile
-//! (on a quiet machine that is nearly every sample, and the figure is the plain median).
+//! and below [`PLAUSIBLE_NS`] (on a quiet machine that is nearly every sample, and the figure is
+//! the plain median).
+//!
+//! When another program holds a core for most of the run, nearly every sample waited for the
+//! scheduler, the 10th percentile with them, and no figure drawn from them is a hand-off: the
+//! calibration says so ([`Calibration::doubt`]) instead of passing a scheduler's time slice off
+//! as one.
 
 use crate::runtime::scaling::simulate::Costs;
 use crate::runtime::task_log::StepLog;
@@ -28,6 +34,29 @@ pub struct Calibration {
     pub join_percentiles: [f64; 5],
     /// Loops whose last task ended on the worker that started them (the join baseline).
     pub local_join_samples: usize,
+    /// The samples the costs rest on: the on-core steal and cross-worker join samples.
+    pub steal_on_core: usize,
+    pub join_on_core: usize,
+}
+
+impl Calibration {
+    /// Why the costs cannot be trusted, if they cannot: fewer than [`MIN_ON_CORE`] on-core
+    /// samples of either kind (the other worker was almost never on a core at once).
+    pub fn doubt(&self) -> Option<String> {
+        let few = |name: &str, kept: usize, all: usize| {
+            (kept < MIN_ON_CORE).then(|| {
+                format!("{kept} of {all} {name} samples were on-core hand-offs (under {} us; at least {MIN_ON_CORE} wanted)", PLAUSIBLE_NS / 1e3)
+            })
+        };
+        let reasons: Vec<String> = [
+            few("steal", self.steal_on_core, self.steal_samples),
+            few("join", self.join_on_core, self.join_samples),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
 }
 
 /// The percentiles of [`Calibration::steal_percentiles`], nearest rank.
@@ -43,13 +72,21 @@ fn percentiles(v: &mut [f64]) -> [f64; 5] {
 /// a core; slower ones waited for the scheduler.
 pub const ON_CORE_FACTOR: f64 = 8.0;
 
-/// The median (nearest rank) of the on-core samples, `None` without samples.
-fn on_core_median(v: &mut [f64]) -> Option<f64> {
+/// No hand-off between two workers on cores takes this long (they take about a microsecond); a
+/// sample above it waited for the scheduler, whatever the other samples are.
+pub const PLAUSIBLE_NS: f64 = 50_000.0;
+
+/// On-core samples of each kind below which the calibration is in doubt.
+pub const MIN_ON_CORE: usize = 20;
+
+/// The median (nearest rank) of the on-core samples and their number; `None` without any.
+fn on_core_median(v: &mut [f64]) -> Option<(f64, usize)> {
     let p10 = *percentiles(v).first().filter(|_| !v.is_empty())?;
     // A zero 10th percentile (hand-offs below the clock's resolution) keeps samples up to 1 us.
-    let cut = (p10 * ON_CORE_FACTOR).max(1_000.0);
+    let cut = (p10 * ON_CORE_FACTOR).clamp(1_000.0, PLAUSIBLE_NS);
     let kept = v.partition_point(|&x| x <= cut);
-    Some(v[((kept - 1) as f64 * 0.5).round() as usize])
+    let kept_or_all = if kept == 0 { v.len() } else { kept };
+    Some((v[((kept_or_all - 1) as f64 * 0.5).round() as usize], kept))
 }
 
 /// The hand-off costs seen in `steps` (zero where no loop shows one).
@@ -100,11 +137,11 @@ pub fn calibrate(steps: &[StepLog]) -> Calibration {
     }
     let (steal_samples, join_samples, local_join_samples) = (steal.len(), cross.len(), local.len());
     let (steal_percentiles, join_percentiles) = (percentiles(&mut steal), percentiles(&mut cross));
-    let steal_ns = on_core_median(&mut steal).unwrap_or(0.0);
-    let join_ns = match (on_core_median(&mut cross), on_core_median(&mut local)) {
-        (Some(c), Some(l)) => (c - l).max(0.0),
+    let (steal_ns, steal_on_core) = on_core_median(&mut steal).unwrap_or((0.0, 0));
+    let (join_ns, join_on_core) = match (on_core_median(&mut cross), on_core_median(&mut local)) {
+        (Some((c, kept)), Some((l, _))) => ((c - l).max(0.0), kept),
         (Some(c), None) => c,
-        _ => 0.0,
+        _ => (0.0, 0),
     };
     Calibration {
         costs: Costs { steal_ns, join_ns },
@@ -113,6 +150,8 @@ pub fn calibrate(steps: &[StepLog]) -> Calibration {
         steal_percentiles,
         join_percentiles,
         local_join_samples,
+        steal_on_core,
+        join_on_core,
     }
 }
 
@@ -199,11 +238,40 @@ mod tests {
         let mut v = vec![
             1_200.0, 90_000.0, 1_000.0, 8e6, 12e6, 1_400.0, 9e6, 10e6, 11e6, 2e6,
         ];
-        assert_eq!(on_core_median(&mut v), Some(1_200.0));
+        assert_eq!(on_core_median(&mut v), Some((1_200.0, 3)));
         // A quiet machine: every sample kept, the plain median.
         let mut quiet = vec![900.0, 1_500.0, 1_100.0, 1_300.0, 2_000.0];
-        assert_eq!(on_core_median(&mut quiet), Some(1_300.0));
+        assert_eq!(on_core_median(&mut quiet), Some((1_300.0, 5)));
         assert_eq!(on_core_median(&mut []), None);
+        // Nearly every sample waited for the scheduler, the 10th percentile too (80 us): none is
+        // on-core, whatever 8x that percentile would let in.
+        let mut busy = vec![
+            80_000.0, 4e6, 4.1e6, 4.2e6, 90_000.0, 4.3e6, 2e5, 4.4e6, 5e6, 6e6,
+        ];
+        assert_eq!(on_core_median(&mut busy).map(|m| m.1), Some(0));
+    }
+
+    /// A calibration of too few on-core samples says so; one of enough does not.
+    #[test]
+    fn too_few_on_core_samples_put_the_costs_in_doubt() {
+        let mut c = Calibration {
+            costs: Costs::default(),
+            steal_samples: 144,
+            join_samples: 0,
+            steal_percentiles: [0.0; 5],
+            join_percentiles: [0.0; 5],
+            local_join_samples: 5520,
+            steal_on_core: 3,
+            join_on_core: 0,
+        };
+        let doubt = c.doubt().expect("3 and 0 on-core samples");
+        assert!(
+            doubt.contains("3 of 144 steal") && doubt.contains("0 of 0 join"),
+            "{doubt}"
+        );
+        c.steal_on_core = MIN_ON_CORE;
+        c.join_on_core = MIN_ON_CORE;
+        assert_eq!(c.doubt(), None);
     }
 
     #[test]
