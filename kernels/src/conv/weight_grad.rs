@@ -152,7 +152,7 @@ fn finish_local(span: &ShardSpan, ws: &mut ConvWorkspace, per_task: usize) {
         &ws.partials,
         per_task,
         &mut ws.shard_parts,
-        &mut ws.sums,
+        TASKS,
     );
 }
 

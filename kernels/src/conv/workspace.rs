@@ -23,10 +23,9 @@ pub struct ConvWorkspace {
     pub(super) tasks: Vec<(usize, Range<usize>)>,
     /// Per-task weight and bias gradient partial sums.
     pub(super) partials: Vec<f32>,
-    /// Per-shard partial sums, then (in the first) the whole batch's.
+    /// This process's sum of the weight-gradient partials over its shards, then the whole
+    /// batch's (the small-image path first keeps one partial per shard in it).
     pub(super) shard_parts: Vec<f32>,
-    /// A shard's task partials added in f64.
-    pub(super) sums: Vec<f64>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     pub(super) padded: Vec<f32>,
     /// A bordered image per worker for the evaluation forward pass on the implicit path.

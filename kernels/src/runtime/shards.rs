@@ -14,6 +14,8 @@
 //! The shard count is part of the numeric definition, like the batch size: changing it changes
 //! the rounding of the sums (not their meaning).
 
+use crate::runtime::profile::Phase;
+use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -184,51 +186,99 @@ impl<'a> Shards<'a> {
     /// The sum over the whole batch of per-task partials: `partials` holds one partial of `width`
     /// f32 values per task of `tasks` ([`ShardSpan::tasks`], in order). Each shard's task
     /// partials are added in task order in f64 and rounded once (a lone partial is taken as
-    /// is), a shard without tasks is zero; then [`Shards::finish_f32`]. The total is left in
-    /// `shard_parts[..width]`.
+    /// is), a shard without tasks is zero; the shards are added by the shard tree, then across
+    /// processes as in [`Shards::finish_f32`]. The total is left in `root[..width]`.
+    ///
+    /// The values are finished in parallel, [`FINISH_COLUMNS`] at a time, each block through
+    /// its shards and the whole tree at once in stack buffers: every value sees the same
+    /// additions in the same order as shard by shard, then level by level, so the result is
+    /// bitwise that of [`tree_sum`] over the shard partials, on any number of threads. The
+    /// task log files the loop under `phase`.
     pub fn finish_tasks(
         &self,
         tasks: &[(usize, Range<usize>)],
         partials: &[f32],
         width: usize,
-        shard_parts: &mut Vec<f32>,
-        sums: &mut Vec<f64>,
+        root: &mut Vec<f32>,
+        phase: Phase,
     ) {
         let n = self.span.len();
-        shard_parts.clear();
-        shard_parts.resize(n * width, 0.0);
-        sums.clear();
-        sums.resize(width, 0.0);
+        // Shard `s` owns tasks `first[s]..first[s + 1]`.
+        let mut first = [0; MAX_SHARDS + 1];
         let mut t = 0;
-        for (s, out) in shard_parts
-            .chunks_exact_mut(width.max(1))
-            .enumerate()
-            .take(n)
-        {
-            let first = t;
+        for (s, f) in first[..n].iter_mut().enumerate() {
+            *f = t;
             while t < tasks.len() && tasks[t].0 == s {
                 t += 1;
             }
-            let mine = &partials[first * width..t * width];
-            match t - first {
-                0 => {}
-                1 => out.copy_from_slice(mine),
-                _ => {
-                    sums.fill(0.0);
-                    for part in mine.chunks_exact(width) {
-                        for (sum, p) in sums.iter_mut().zip(part) {
-                            *sum += *p as f64;
-                        }
+        }
+        first[n] = t;
+        assert_eq!(t, tasks.len(), "finish_tasks: tasks out of shard order");
+        assert!(
+            partials.len() >= t * width,
+            "finish_tasks: partials too short"
+        );
+        root.resize(width, 0.0);
+        let first = &first[..=n];
+        root[..width]
+            .par_chunks_mut(FINISH_COLUMNS)
+            .enumerate()
+            .for_each_task(phase, |(b, out)| {
+                finish_columns(first, partials, width, b * FINISH_COLUMNS, out)
+            });
+        self.across.sum_f32(&mut root[..width]);
+    }
+}
+
+/// Values per task of [`Shards::finish_tasks`]: its stack buffers (the tree's levels) stay in L1
+/// and L2, and a late layer's weight gradient (tens of thousands of values) still splits into
+/// many tasks.
+pub const FINISH_COLUMNS: usize = 1024;
+
+/// Levels of the shard tree, leaves included: [`MAX_SHARDS`] is `2^(LEVELS - 1)`.
+const LEVELS: usize = MAX_SHARDS.trailing_zeros() as usize + 1;
+
+/// Values `from..from + out.len()` of [`Shards::finish_tasks`]'s total into `out`. The shards'
+/// values are made in shard order and added by the tree as a binary counter: shard `s` is added
+/// to the pending left sibling of every level at which `s` has a one bit (the tree's pairs
+/// `(0, 1)`, then `(01, 23)`, ...), so each addition is one of [`tree_sum`]'s.
+fn finish_columns(first: &[usize], partials: &[f32], width: usize, from: usize, out: &mut [f32]) {
+    let len = out.len();
+    let mut levels = [[0.0f32; FINISH_COLUMNS]; LEVELS];
+    let mut wide = [0.0f64; FINISH_COLUMNS];
+    let shards = first.len() - 1;
+    for s in 0..shards {
+        let mine = &partials[first[s] * width..first[s + 1] * width];
+        let mut value = [0.0f32; FINISH_COLUMNS];
+        let v = &mut value[..len];
+        match first[s + 1] - first[s] {
+            0 => {}
+            1 => v.copy_from_slice(&mine[from..from + len]),
+            _ => {
+                let w = &mut wide[..len];
+                w.fill(0.0);
+                for part in mine.chunks_exact(width) {
+                    for (sum, p) in w.iter_mut().zip(&part[from..from + len]) {
+                        *sum += *p as f64;
                     }
-                    for (o, sum) in out.iter_mut().zip(sums.iter()) {
-                        *o = *sum as f32;
-                    }
+                }
+                for (o, sum) in v.iter_mut().zip(w.iter()) {
+                    *o = *sum as f32;
                 }
             }
         }
-        assert_eq!(t, tasks.len(), "finish_tasks: tasks out of shard order");
-        self.finish_f32(shard_parts, width);
+        let mut level = 0;
+        while s >> level & 1 == 1 {
+            // `left + right`, as `tree_sum` adds them (one addition: the operands' order
+            // changes no bit).
+            for (x, left) in v.iter_mut().zip(&levels[level][..len]) {
+                *x += *left;
+            }
+            level += 1;
+        }
+        levels[level][..len].copy_from_slice(v);
     }
+    out.copy_from_slice(&levels[shards.trailing_zeros() as usize][..len]);
 }
 
 /// Elements per task when a tree sum is split across threads (each element's additions are the
@@ -315,6 +365,77 @@ mod tests {
         assert_eq!(covered, (0..images).collect::<Vec<_>>());
         assert_eq!(span.local_images(), images);
         assert_eq!(span.max_shard_images(), 2);
+    }
+
+    /// The reference of [`Shards::finish_tasks`]: each shard's task partials added in f64 (a
+    /// lone one taken as is, none giving zero), then [`tree_sum`] over the shards.
+    fn finish_tasks_reference(
+        n: usize,
+        tasks: &[(usize, Range<usize>)],
+        partials: &[f32],
+        width: usize,
+    ) -> Vec<f32> {
+        let mut shards = vec![0.0f32; n * width];
+        for (s, out) in shards.chunks_exact_mut(width).enumerate() {
+            let mine: Vec<&[f32]> = (0..tasks.len())
+                .filter(|&t| tasks[t].0 == s)
+                .map(|t| &partials[t * width..(t + 1) * width])
+                .collect();
+            match mine.len() {
+                0 => {}
+                1 => out.copy_from_slice(mine[0]),
+                _ => {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = mine.iter().map(|p| p[j] as f64).sum::<f64>() as f32;
+                    }
+                }
+            }
+        }
+        tree_sum(&mut shards, n, width);
+        shards.truncate(width);
+        shards
+    }
+
+    /// Blocks of the values through every shard and the tree at once give the bits of shard by
+    /// shard, then level by level: shards of no, one and several tasks, widths that leave a
+    /// short last block, every shard count up to the most, on 1 and 3 threads.
+    #[test]
+    fn finish_tasks_equals_shard_by_shard_then_the_tree_on_any_threads() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        for (batch, shards, per_task, width) in [
+            (64, 8, 3, 2 * FINISH_COLUMNS + 37),
+            (3, 8, 1, 700),
+            (64, 1, 5, FINISH_COLUMNS),
+            (70, MAX_SHARDS, 1, 5),
+            (200, 4, 16, 1),
+        ] {
+            let span = ShardSpan::whole(batch, shards);
+            let mut tasks = Vec::new();
+            span.tasks(1, per_task, &mut tasks);
+            let partials: Vec<f32> = (0..tasks.len() * width)
+                .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 1.37e-3 * (1 + i % 17) as f32)
+                .collect();
+            let want = finish_tasks_reference(shards, &tasks, &partials, width);
+            for threads in [1, 3] {
+                let got = on_threads(threads, || {
+                    let mut root = vec![f32::NAN; 3];
+                    Shards::local(&span).finish_tasks(
+                        &tasks,
+                        &partials,
+                        width,
+                        &mut root,
+                        Phase::Other,
+                    );
+                    root.truncate(width);
+                    root
+                });
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{batch} images, {shards} shards, {per_task} per task, width {width}, {threads} threads"
+                );
+            }
+        }
     }
 
     /// The tree adds pairs, then pairs of pairs: visible in f32 rounding, where a sequential sum
