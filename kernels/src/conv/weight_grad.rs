@@ -4,7 +4,7 @@
 
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Implicit};
-use crate::conv::plan::{weight_row, ConvPlan, WeightGradPath};
+use crate::conv::plan::{rows_per_task, weight_row, ConvPlan, WeightGradPath};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
 use crate::gemm::{sgemm, GemmBackend, MatMut, MatRef};
@@ -47,42 +47,63 @@ pub(super) fn column_weight_grad(
     span.tasks(g.out_pixels(), block_rows, &mut ws.tasks);
     ws.partials.resize(ws.tasks.len() * per_task, 0.0);
 
+    // Each task's product on bnconv's GEMM runs as blocks of its rows (output channels when
+    // transposed, else `cols` columns), a nested loop when there are several: every element of
+    // `dW_t` adds the task's rows in order whatever the block, so no result changes, and a late
+    // layer's few tasks (one per shard) keep more workers busy.
+    let (c_rows, c_cols) = if transposed { (cout, k) } else { (k, cout) };
+    let depth = block_rows.min(span.max_shard_images() * g.out_pixels());
+    let split = split_rows(c_rows, 2 * depth * c_cols);
+
     // Weight (and bias) gradient partials: dW_t = cols_t^T @ dy_t, db_t = column sums of dy_t.
     let (cols, tasks) = (&ws.cols, &ws.tasks);
     ws.partials
         .par_chunks_mut(per_task.max(1))
         .zip(tasks.par_iter())
         .for_each_task(TASKS, |(part, (_, rows))| {
-            let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let (cols_t, dy_t) = (
                 &cols[rows.start * k..rows.end * k],
                 &dy[rows.start * cout..rows.end * cout],
             );
             let rows = rows.len();
             let (dw_part, db_part) = part.split_at_mut(k * cout);
-            let (cols_v, dy_v) = (
-                MatRef::dense(cols_t, rows, k),
-                MatRef::dense(dy_t, rows, cout),
-            );
-            match gemm {
-                GemmBackend::Native => {
-                    warm_l2(cols_t);
-                    if transposed {
-                        matmul_at_b(dy_v, cols_v, MatMut::dense(dw_part, cout, k), false);
-                    } else {
-                        matmul_at_b(cols_v, dy_v, MatMut::dense(dw_part, k, cout), false);
-                    }
+            // Rows `from..from + out.len() / c_cols` of the task's `dW_t` (or `dW_t^T`). Thread
+            // time is taken around the products, never around a nested loop (whose waiting
+            // thread may run other tasks, each timing itself).
+            let block = |from: usize, out: &mut [f32]| {
+                let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
+                let n = out.len() / c_cols;
+                warm_l2(cols_t);
+                if transposed {
+                    let dy_v = MatRef::new(&dy_t[from..], rows, n, cout);
+                    let cols_v = MatRef::dense(cols_t, rows, k);
+                    matmul_at_b(dy_v, cols_v, MatMut::dense(out, n, k), false);
+                } else {
+                    let cols_v = MatRef::new(&cols_t[from..], rows, n, k);
+                    let dy_v = MatRef::dense(dy_t, rows, cout);
+                    matmul_at_b(cols_v, dy_v, MatMut::dense(out, n, cout), false);
                 }
-                _ => sgemm(
-                    gemm,
-                    1.0,
-                    cols_v.t(),
-                    dy_v,
-                    0.0,
-                    MatMut::dense(dw_part, k, cout),
-                ),
+            };
+            match gemm {
+                GemmBackend::Native if split < c_rows => dw_part
+                    .par_chunks_mut(split * c_cols)
+                    .enumerate()
+                    .for_each_task(TASKS, |(b, out)| block(b * split, out)),
+                GemmBackend::Native => block(0, dw_part),
+                _ => {
+                    let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
+                    sgemm(
+                        gemm,
+                        1.0,
+                        MatRef::dense(cols_t, rows, k).t(),
+                        MatRef::dense(dy_t, rows, cout),
+                        0.0,
+                        MatMut::dense(dw_part, k, cout),
+                    )
+                }
             }
             if with_bias {
+                let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
                 bias_grad(dy_t, db_part);
             }
         });
@@ -206,6 +227,17 @@ pub(super) fn write_weight_grads(
         assert_eq!(db.len(), cout, "conv_backward: bias gradient size");
         db.copy_from_slice(&sums[len..]);
     }
+}
+
+/// Rows per block when a column-path weight-gradient task's `rows` output rows, of `row_flops`
+/// GEMM work each, are cut into blocks of at least a task's worth of work ([`rows_per_task`]),
+/// as even as multiples of 24 allow; `rows` itself when one block does. Shape alone decides.
+fn split_rows(rows: usize, row_flops: usize) -> usize {
+    let blocks = rows.div_ceil(rows_per_task(row_flops));
+    if blocks <= 1 {
+        return rows;
+    }
+    rows.div_ceil(blocks).div_ceil(24) * 24
 }
 
 /// Column sums of `dy` rows (`cout` wide) into `db`.
