@@ -3,6 +3,10 @@
 
 use std::ops::Range;
 
+use bnconv_kernels::runtime::profile::Phase;
+use bnconv_kernels::runtime::task_log::ForEachTask;
+use rayon::prelude::*;
+
 use super::DataError;
 
 /// TF1 scales with `numpy.multiply(images, 1.0 / 255.0)` on `float32`, i.e. a multiply by the
@@ -122,12 +126,22 @@ impl Dataset {
     /// If an index is out of bounds or `x` / `y` have the wrong length.
     pub fn gather(&self, indices: &[usize], x: &mut [f32], y: &mut [f32]) {
         check_batch_buffers(indices.len(), x, y);
-        for (&i, dst) in indices.iter().zip(x.chunks_exact_mut(Self::PIXELS)) {
-            pixels_to_f32(self.image(i), dst);
-        }
+        // Images scattered over the set are read cold: [`GATHER_IMAGES`] at a time in parallel
+        // (each pixel converted alone, so the split changes nothing).
+        indices
+            .par_chunks(GATHER_IMAGES)
+            .zip(x.par_chunks_mut(GATHER_IMAGES * Self::PIXELS))
+            .for_each_task(Phase::Data, |(indices, x)| {
+                for (&i, dst) in indices.iter().zip(x.chunks_exact_mut(Self::PIXELS)) {
+                    pixels_to_f32(self.image(i), dst);
+                }
+            });
         write_one_hot(indices.iter().map(|&i| self.labels[i]), y);
     }
 }
+
+/// Images per task of [`Dataset::gather`].
+const GATHER_IMAGES: usize = 8;
 
 /// Mismatched buffers are a caller bug; failing loudly beats training on a half-filled batch.
 fn check_batch_buffers(batch: usize, x: &[f32], y: &[f32]) {
