@@ -423,6 +423,79 @@ fn profile_model_threads_predicts_every_count_with_its_critical_path() {
         );
     }
     assert!(m["notes"].as_array().unwrap().len() >= 2);
+    assert_eq!(
+        m["costs"]["source"],
+        if cores >= 2 { "measured" } else { "none" }
+    );
+    if cores >= 2 {
+        let c = &m["calibration"];
+        assert!(
+            c["steal_on_core_samples"].as_u64().unwrap() <= c["steal_samples"].as_u64().unwrap()
+        );
+        // In doubt exactly when either kind has fewer than 20 on-core samples, and then said.
+        let on_core = |k: &str| c[k].as_u64().unwrap();
+        let few = on_core("steal_on_core_samples") < 20 || on_core("join_on_core_samples") < 20;
+        assert_eq!(c["doubt"].is_string(), few, "{c}");
+        assert_eq!(
+            stdout.contains("WARNING: the measured hand-off costs cannot be trusted"),
+            few,
+            "{stdout}"
+        );
+    }
+}
+
+/// `--model-handoff-us`: the predictions use the given costs (reported as given), and larger costs
+/// predict a slower step on many threads from the same kind of record.
+#[test]
+fn profile_model_handoff_costs_can_be_given() {
+    let dir = scratch("profile", "handoff");
+    let predict = |costs: &str| {
+        let json = dir.join(format!("model-{costs}.json"));
+        let out = bnconv(&[
+            "profile",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--model-threads",
+            "64",
+            "--model-handoff-us",
+            costs,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let stdout = succeeded(&out);
+        assert!(
+            stdout.contains("the predictions use the given hand-off costs"),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains("WARNING: the measured hand-off"),
+            "{stdout}"
+        );
+        let d: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let costs = &d["scaling"]["costs"];
+        assert_eq!(costs["source"], "given");
+        let p = d["scaling"]["predictions"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(p["threads"], 64);
+        (
+            num(&costs["steal_ns"], "steal"),
+            num(&costs["join_ns"], "join"),
+            num(&p["speedup"], "speed-up"),
+        )
+    };
+    let (steal, join, _) = predict("1.5,0.25");
+    assert_eq!((steal, join), (1500.0, 250.0));
+    let (_, _, cheap) = predict("0,0");
+    let (_, _, dear) = predict("500,500");
+    assert!(dear < cheap, "500 us hand-offs {dear}x, free ones {cheap}x");
 }
 
 /// `profile --eval`: both evaluation paths timed in rounds on the test set, every convolution's
@@ -480,6 +553,11 @@ fn bad_profile_and_plot_options_are_rejected_before_any_work() {
     );
     assert_rejected(&["profile", "--threads", "0"], "--threads");
     assert_rejected(&["profile", "--model-threads", "0"], "--model-threads");
+    assert_rejected(&["profile", "--model-handoff-us", "1.5"], "STEAL,JOIN");
+    assert_rejected(
+        &["profile", "--model-handoff-us", "1,-2"],
+        "not a hand-off cost",
+    );
     assert_rejected(&["profile", "--steps", "0"], "--steps");
     assert_rejected(&["profile", "--variant", "resnet"], "unknown variant");
     assert_rejected(&["profile", "--plot", "x.pdf"], ".png or .svg");
