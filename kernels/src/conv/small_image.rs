@@ -20,7 +20,7 @@ use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{matmul_at_b, pack_panels_gather, packed_len};
 use crate::gemm::{GemmBackend, MatMut, MatRef};
 use crate::runtime::profile::{self, Phase};
-use crate::runtime::shards::{tree_sum, ShardSpan};
+use crate::runtime::shards::{ShardSpan, Shards};
 use crate::runtime::task_log::ForEachTask;
 use rayon::prelude::*;
 
@@ -195,7 +195,7 @@ pub(super) fn forward(
 
 /// The weight (and bias) gradient of a small image, from the input the forward pass kept: per
 /// local shard of the batch, `dD_s = x_s^T @ dy_s` folded onto the taps (and the bias sums), the
-/// shards added by the shard tree. Leaves this process's subtree root, `[dw | db]` (`db` when
+/// shards added by the shard tree ([`Shards::finish_tasks`]). Leaves this process's subtree root, `[dw | db]` (`db` when
 /// `with_bias`), in `ws.shard_parts`; [`write_weight_grads`](super::weight_grad::write_weight_grads) completes it across processes.
 pub(super) fn weight_grad(
     g: &ConvGeometry,
@@ -237,20 +237,29 @@ pub(super) fn weight_grad(
     );
     let weight_len = g.weight_len();
     let width = weight_len + if with_bias { g.out_c } else { 0 };
-    ws.shard_parts.resize(span.len() * width, 0.0);
+    ws.folds.resize(span.len() * width, 0.0);
     let dense = &ws.partials;
-    ws.shard_parts
-        .par_chunks_mut(width)
-        .enumerate()
-        .for_each_task(Phase::ConvGemmBackwardWeights, |(s, part)| {
+    ws.folds.par_chunks_mut(width).enumerate().for_each_task(
+        Phase::ConvGemmBackwardWeights,
+        |(s, part)| {
             let (fold, bias) = part.split_at_mut(weight_len);
             fold_weight_grad(g, &dense[s * k * n..][..k * n], fold);
             if !bias.is_empty() {
                 let images = span.images(s);
                 bias_grad(&dy[images.start * n..images.end * n], bias);
             }
-        });
-    tree_sum(&mut ws.shard_parts, span.len(), width);
+        },
+    );
+    // One partial per shard, added by the shard tree in parallel blocks of values.
+    ws.tasks.clear();
+    ws.tasks.extend((0..span.len()).map(|s| (s, 0..1)));
+    Shards::local(span).finish_tasks(
+        &ws.tasks,
+        &ws.folds,
+        width,
+        &mut ws.shard_parts,
+        Phase::ConvGemmBackwardWeights,
+    );
 }
 
 /// The input gradient of a small image: `dx = dy @ D^T`.

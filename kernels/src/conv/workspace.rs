@@ -24,8 +24,10 @@ pub struct ConvWorkspace {
     /// Per-task weight and bias gradient partial sums.
     pub(super) partials: Vec<f32>,
     /// This process's sum of the weight-gradient partials over its shards, then the whole
-    /// batch's (the small-image path first keeps one partial per shard in it).
+    /// batch's.
     pub(super) shard_parts: Vec<f32>,
+    /// The small-image path's weight (and bias) gradient of each shard, folded onto the taps.
+    pub(super) folds: Vec<f32>,
     /// The zero-bordered input images of the implicit path, kept for the weight gradient.
     pub(super) padded: Vec<f32>,
     /// A bordered image per worker for the evaluation forward pass on the implicit path.
