@@ -17,6 +17,7 @@ use crate::fuse::{Epilogue, Start};
 use crate::gemm::matmul::{pack_panels, pack_panels_gather, packed_len, panels};
 use crate::gemm::tile::{dispatch, dispatch_b, strided, strided_mut, Tile, Walk, LANES, STRIP_MAX};
 use crate::simd::Isa;
+use std::ops::Range;
 
 /// The geometry of one implicit convolution over one padded image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,14 +359,19 @@ fn forward_rows(
 }
 
 /// `dw[tap * C + c, n] (+)= sum_q window(q)[tap, c] * dy[q, n]` over one image's output pixels
-/// `q` in order. `dy` starts at this image's gradient and may run on (later images): rows whose
-/// whole vector read fits in the slice are read unmasked, the rest with masked loads.
+/// `q` in order, for the taps of kernel rows `kys` (`dw` holds their `kys.len() * 3C` rows).
+/// Every element adds the same products in the same order whatever `kys` is, so a gradient cut
+/// by kernel rows is bitwise the whole one. `dy` starts at this image's gradient and may run on
+/// (later images): rows whose whole vector read fits in the slice are read unmasked, the rest
+/// with masked loads.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_grad_image(
     isa: Isa,
     im: &Implicit,
     padded: &[f32],
     dy: &[f32],
     n: usize,
+    kys: Range<usize>,
     dw: &mut [f32],
     accumulate: bool,
 ) {
@@ -379,9 +385,13 @@ pub(crate) fn weight_grad_image(
         dy.len() >= pixels * n,
         "implicit weight gradient: output gradient size"
     );
+    assert!(
+        kys.end <= 3,
+        "implicit weight gradient: kernel rows {kys:?}"
+    );
     assert_eq!(
         dw.len(),
-        im.k() * n,
+        kys.len() * 3 * c * n,
         "implicit weight gradient: weight gradient size"
     );
     let s = im.stride;
@@ -392,12 +402,12 @@ pub(crate) fn weight_grad_image(
     for (first, nv) in panels(n) {
         // The last float a vector read of the last pixel's row touches.
         let unmasked = (pixels - 1) * n + first + nv * LANES <= dy.len();
-        for ky in 0..3 {
+        for ky in kys.clone() {
             for r0 in (0..3 * c).step_by(STRIP_MAX) {
                 let count = (3 * c - r0).min(STRIP_MAX);
                 let row0 = ky * im.padded_w * c + r0;
                 strided(padded[row0..].as_ptr(), 1, &mut a_rows[..count]);
-                let dw_rows = dw[(ky * 3 * c + r0) * n..].as_mut_ptr();
+                let dw_rows = dw[((ky - kys.start) * 3 * c + r0) * n..].as_mut_ptr();
                 strided_mut(dw_rows, n, &mut c_rows[..count]);
                 let walk = Walk::segmented(
                     im.out_h,
@@ -423,8 +433,8 @@ pub(crate) fn weight_grad_image(
                 // image (`Implicit::new` checked its size; r0 + i < 3C). B row q is read at
                 // `q * n + first` for `8 * nv` floats when `unmasked` (checked against the
                 // slice above) or for `cols` floats, inside this image's `pixels * n`. C's rows
-                // `ky * 3C + r0 + i` < 9C, columns `first..first + cols`, lie inside `dw`, which
-                // is exclusively borrowed.
+                // `(ky - kys.start) * 3C + r0 + i` < `kys.len() * 3C`, columns `first..first +
+                // cols`, lie inside `dw` (size asserted), which is exclusively borrowed.
                 unsafe { dispatch_b(isa, nv, !unmasked, &t) };
             }
         }
@@ -443,17 +453,20 @@ pub(crate) fn weight_grad_transposed(im: &Implicit, n: usize) -> bool {
     lane_use(3 * im.channels) > lane_use(n)
 }
 
-/// [`weight_grad_image`] with the roles of the operands swapped: `dwt[n, tap * C + c] (+)=
-/// sum_q dy[q, n] * window(q)[tap, c]`, the transposed gradient. The tile's rows are output
-/// channels (broadcast from `dy`) and its vectors run along a kernel row's `3C` contiguous
-/// inputs of the bordered image, read in place. `dy` may run on past this image, as in
-/// [`weight_grad_image`].
+/// [`weight_grad_image`] with the roles of the operands swapped: `dwt[j, tap * C + c] (+)=
+/// sum_q dy[q, j] * window(q)[tap, c]`, the transposed gradient, for the output channels `j` of
+/// `channels` (of `n`; `dwt` holds their rows). The tile's rows are output channels (broadcast
+/// from `dy`) and its vectors run along a kernel row's `3C` contiguous inputs of the bordered
+/// image, read in place. Every element adds the same products in the same order whatever
+/// `channels` is. `dy` may run on past this image, as in [`weight_grad_image`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_grad_image_transposed(
     isa: Isa,
     im: &Implicit,
     padded: &[f32],
     dy: &[f32],
     n: usize,
+    channels: Range<usize>,
     dwt: &mut [f32],
     accumulate: bool,
 ) {
@@ -467,15 +480,20 @@ pub(crate) fn weight_grad_image_transposed(
         dy.len() >= pixels * n,
         "implicit weight gradient: output gradient size"
     );
-    assert_eq!(dwt.len(), k * n, "implicit weight gradient: gradient size");
-    assert!(n <= STRIP_MAX, "implicit weight gradient: {n} channels");
+    let m = channels.len();
+    assert!(
+        channels.end <= n,
+        "implicit weight gradient: channels {channels:?} of {n}"
+    );
+    assert_eq!(dwt.len(), k * m, "implicit weight gradient: gradient size");
+    assert!(m <= STRIP_MAX, "implicit weight gradient: {m} channels");
     let s = im.stride;
     let (mut a_rows, mut c_rows) = (
         [std::ptr::null(); STRIP_MAX],
         [std::ptr::null_mut(); STRIP_MAX],
     );
-    strided(dy.as_ptr(), 1, &mut a_rows[..n]);
-    strided_mut(dwt.as_mut_ptr(), k, &mut c_rows[..n]);
+    strided(dy[channels.start..].as_ptr(), 1, &mut a_rows[..m]);
+    strided_mut(dwt.as_mut_ptr(), k, &mut c_rows[..m]);
     let run = 3 * c;
     for ky in 0..3 {
         for (first, nv) in panels(run) {
@@ -490,9 +508,9 @@ pub(crate) fn weight_grad_image_transposed(
             );
             let t = Tile::new(
                 walk,
-                &a_rows[..n],
+                &a_rows[..m],
                 padded[ky * im.padded_w * c + first..].as_ptr(),
-                &c_rows[..n],
+                &c_rows[..m],
                 ky * run + first,
                 (nv * LANES).min(run - first),
             )
@@ -502,12 +520,13 @@ pub(crate) fn weight_grad_image_transposed(
                 Epilogue::NONE
             });
             // SAFETY: `isa` runs on this CPU (callers' contract). A(i, oy, ox) = dy[(oy * out_w
-            // + ox) * n + i], i < n: inside this image's `pixels * n` floats of `dy` (asserted).
+            // + ox) * n + channels.start + i], i < m, channels.end <= n: inside this image's
+            // `pixels * n` floats of `dy` (asserted).
             // B(oy, ox) = padded[(oy*s + ky) * padded_w * C + ox*s*C + first + j] for j <
             // 8 * nv unmasked (first + 8 * nv <= 3C, inside the window's kernel row) or j <
             // cols with the mask: inside the padded image (`Implicit::new` checked it holds
-            // every window). C row i is `dwt[i * k + ky * 3C + first..][..cols]`, inside `dwt`
-            // (size asserted), exclusively borrowed.
+            // every window). C row i < m is `dwt[i * k + ky * 3C + first..][..cols]`, inside
+            // `dwt` (`m * k`, asserted), exclusively borrowed.
             unsafe { dispatch_b(isa, nv, masked, &t) };
         }
     }
@@ -580,14 +599,55 @@ mod tests {
                 let mut dw = vec![f32::NAN; k * cout];
                 let pixels = g.out_pixels();
                 for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
-                    weight_grad_image(isa, &im, &padded, slice, cout, &mut dw, accumulate);
+                    weight_grad_image(isa, &im, &padded, slice, cout, 0..3, &mut dw, accumulate);
                 }
                 let mut dwt = vec![f32::NAN; k * cout];
                 for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
                     weight_grad_image_transposed(
-                        isa, &im, &padded, slice, cout, &mut dwt, accumulate,
+                        isa,
+                        &im,
+                        &padded,
+                        slice,
+                        cout,
+                        0..cout,
+                        &mut dwt,
+                        accumulate,
                     );
                 }
+                // Cut by kernel rows, and by blocks of 3 output channels: bitwise the whole.
+                let mut by_rows = vec![f32::NAN; k * cout];
+                for (ky, part) in by_rows.chunks_mut(3 * cin * cout).enumerate() {
+                    for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
+                        weight_grad_image(
+                            isa,
+                            &im,
+                            &padded,
+                            slice,
+                            cout,
+                            ky..ky + 1,
+                            part,
+                            accumulate,
+                        );
+                    }
+                }
+                assert_eq!(bits(&by_rows), bits(&dw), "{isa:?} by kernel rows {g:?}");
+                let mut by_channels = vec![f32::NAN; k * cout];
+                for (b, part) in by_channels.chunks_mut(3 * k).enumerate() {
+                    let channels = 3 * b..(3 * b + 3).min(cout);
+                    for (slice, accumulate) in [(&dy[..pixels * cout], false), (&dy[..], true)] {
+                        weight_grad_image_transposed(
+                            isa,
+                            &im,
+                            &padded,
+                            slice,
+                            cout,
+                            channels.clone(),
+                            part,
+                            accumulate,
+                        );
+                    }
+                }
+                assert_eq!(bits(&by_channels), bits(&dwt), "{isa:?} by channels {g:?}");
                 for p in 0..k {
                     for j in 0..cout {
                         let want: f64 = 2.0

@@ -4,7 +4,7 @@
 
 use crate::conv::geometry::ConvGeometry;
 use crate::conv::implicit::{weight_grad_image, weight_grad_image_transposed, Implicit};
-use crate::conv::plan::{rows_per_task, weight_row, ConvPlan, WeightGradPath};
+use crate::conv::plan::{rows_per_task, weight_row, ConvPlan, WeightGradPath, TASK_FLOPS};
 use crate::conv::workspace::ConvWorkspace;
 use crate::gemm::matmul::matmul_at_b;
 use crate::gemm::{sgemm, GemmBackend, MatMut, MatRef};
@@ -131,6 +131,22 @@ pub(super) fn implicit_weight_grad(
     span.tasks(1, images_per_chunk(g.out_pixels()), &mut ws.tasks);
     ws.partials.resize(ws.tasks.len() * per_task, 0.0);
     let image_out = g.out_pixels() * cout;
+    // A task of several task's worth of work runs as a nested loop of three parts: its kernel
+    // rows (rows of `dW`), or blocks of its output channels (rows of `dW^T`), each image by image
+    // as the whole task would; every element adds the same products in the same order, so no
+    // result changes, and a layer of one task per shard (conv06-conv08) keeps more workers busy.
+    let task_flops = 2 * images_per_chunk(g.out_pixels()) * g.out_pixels() * k * cout;
+    let parts = if task_flops >= IMPLICIT_SPLIT_FLOPS {
+        3
+    } else {
+        1
+    };
+    let part_rows = if transposed { cout.div_ceil(parts) } else { 3 };
+    let part_len = if transposed {
+        part_rows * k
+    } else {
+        k * cout / parts
+    };
     let (padded, tasks) = (&ws.padded, &ws.tasks);
     ws.partials
         .par_chunks_mut(per_task)
@@ -139,19 +155,45 @@ pub(super) fn implicit_weight_grad(
             let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
             let (dw_part, db_part) = part.split_at_mut(k * cout);
             let padded_t = &padded[images.start * im.padded_len()..images.end * im.padded_len()];
-            for (i, padded) in padded_t.chunks_exact(im.padded_len()).enumerate() {
-                // The image was bordered by the forward pass and is read cold. At stride 2 it is
-                // four times the output's pixels, large next to the work, and streaming it in
-                // first pays; at stride 1 it did not.
-                if g.stride > 1 {
-                    warm_l2(padded);
+            // Part `p` of the task's gradient into `out`.
+            let run = |p: usize, out: &mut [f32]| {
+                for (i, padded) in padded_t.chunks_exact(im.padded_len()).enumerate() {
+                    // The image was bordered by the forward pass and is read cold. At stride 2
+                    // it is four times the output's pixels, large next to the work, and
+                    // streaming it in first pays; at stride 1 it did not.
+                    if g.stride > 1 {
+                        warm_l2(padded);
+                    }
+                    let dy_from = &dy[(images.start + i) * image_out..];
+                    if transposed {
+                        let from = p * part_rows;
+                        let channels = from..from + out.len() / k;
+                        weight_grad_image_transposed(
+                            isa,
+                            im,
+                            padded,
+                            dy_from,
+                            cout,
+                            channels,
+                            out,
+                            i > 0,
+                        );
+                    } else {
+                        let kys = if parts == 1 { 0..3 } else { p..p + 1 };
+                        weight_grad_image(isa, im, padded, dy_from, cout, kys, out, i > 0);
+                    }
                 }
-                let dy_from = &dy[(images.start + i) * image_out..];
-                if transposed {
-                    weight_grad_image_transposed(isa, im, padded, dy_from, cout, dw_part, i > 0);
-                } else {
-                    weight_grad_image(isa, im, padded, dy_from, cout, dw_part, i > 0);
-                }
+            };
+            if parts == 1 {
+                run(0, dw_part);
+            } else {
+                dw_part
+                    .par_chunks_mut(part_len)
+                    .enumerate()
+                    .for_each_task(TASKS, |(p, out)| {
+                        let _p = profile::thread_scope(Phase::ConvGemmBackwardWeights);
+                        run(p, out)
+                    });
             }
             if with_bias {
                 bias_grad(
@@ -228,6 +270,10 @@ pub(super) fn write_weight_grads(
         db.copy_from_slice(&sums[len..]);
     }
 }
+
+/// GEMM work (flops) from which an implicit-path weight-gradient task runs as three parts:
+/// several tasks' worth ([`rows_per_task`]'s unit), so that each part is still a task's worth.
+const IMPLICIT_SPLIT_FLOPS: usize = 8 * TASK_FLOPS;
 
 /// Rows per block when a column-path weight-gradient task's `rows` output rows, of `row_flops`
 /// GEMM work each, are cut into blocks of at least a task's worth of work ([`rows_per_task`]),
