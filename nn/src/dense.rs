@@ -6,16 +6,7 @@ use bnconv_kernels::fuse::{Epilogue, Start};
 use bnconv_kernels::gemm::matmul::{matmul_packed, pack_panels_gather, packed_len};
 use bnconv_kernels::gemm::{sgemm, MatMut, MatRef};
 use bnconv_kernels::runtime::profile::{self, Phase};
-use bnconv_kernels::runtime::task_log::ForEachTask;
 use bnconv_kernels::GemmBackend;
-use rayon::prelude::*;
-
-/// A task of [`Dense`]'s backward pass: one shard's weight (and bias) gradient partial, or the
-/// input gradient.
-enum Piece<'a> {
-    Shard(usize, &'a mut [f32]),
-    Input(&'a mut [f32]),
-}
 
 pub struct Dense {
     name: String,
@@ -155,54 +146,46 @@ impl Layer for Dense {
         let _p = profile::scope(Phase::DenseBackward);
         let (n, i, o) = (x.shape().batch(), self.inputs, self.outputs);
         // Per shard of the batch: dW_s = x_s^T @ dy_s and db_s = column sums of dy_s; then the
-        // shard tree (across processes too) adds them. The shards' products and the input
-        // gradient run as the tasks of one loop (each computed alone, as it would be in turn).
+        // shard tree (across processes too) adds them.
         let span = exec.span(n);
         let width = i * o + if self.bias.is_some() { o } else { 0 };
         self.partials.resize(span.len() * width, 0.0);
-        let (gemm, weight) = (exec.gemm, &self.weight.value);
-        let input = dx.map(|dx| Piece::Input(dx.data_mut()));
-        self.partials
-            .par_chunks_mut(width)
-            .enumerate()
-            .map(|(s, part)| Piece::Shard(s, part))
-            .chain(input.into_par_iter())
-            .for_each_task(Phase::DenseBackward, |piece| {
-                let _p = profile::thread_scope(Phase::DenseBackward);
-                match piece {
-                    Piece::Shard(s, part) => {
-                        let images = span.images(s);
-                        if images.is_empty() {
-                            return part.fill(0.0);
-                        }
-                        let (dw, db) = part.split_at_mut(i * o);
-                        let dy_s = &dy.data()[images.start * o..images.end * o];
-                        let x_s = &x.data()[images.start * i..images.end * i];
-                        let (xv, dyv) = (
-                            MatRef::dense(x_s, images.len(), i),
-                            MatRef::dense(dy_s, images.len(), o),
-                        );
-                        sgemm(gemm, 1.0, xv.t(), dyv, 0.0, MatMut::dense(dw, i, o));
-                        if !db.is_empty() {
-                            db.fill(0.0);
-                            for row in dy_s.chunks_exact(o) {
-                                for (g, v) in db.iter_mut().zip(row) {
-                                    *g += v;
-                                }
-                            }
-                        }
-                    }
-                    Piece::Input(dx) => {
-                        let (dyv, w) =
-                            (MatRef::dense(dy.data(), n, o), MatRef::dense(weight, i, o));
-                        sgemm(gemm, 1.0, dyv, w.t(), 0.0, MatMut::dense(dx, n, i));
+        for (s, part) in self.partials.chunks_exact_mut(width).enumerate() {
+            let images = span.images(s);
+            if images.is_empty() {
+                part.fill(0.0);
+                continue;
+            }
+            let (dw, db) = part.split_at_mut(i * o);
+            let dy_s = &dy.data()[images.start * o..images.end * o];
+            let xv = MatRef::dense(&x.data()[images.start * i..images.end * i], images.len(), i);
+            let dyv = MatRef::dense(dy_s, images.len(), o);
+            sgemm(exec.gemm, 1.0, xv.t(), dyv, 0.0, MatMut::dense(dw, i, o));
+            if !db.is_empty() {
+                db.fill(0.0);
+                for row in dy_s.chunks_exact(o) {
+                    for (g, v) in db.iter_mut().zip(row) {
+                        *g += v;
                     }
                 }
-            });
+            }
+        }
         exec.reduction(&span).finish_f32(&mut self.partials, width);
         self.weight.grad.copy_from_slice(&self.partials[..i * o]);
         if let Some(b) = &mut self.bias {
             b.grad.copy_from_slice(&self.partials[i * o..width]);
+        }
+        let dyv = MatRef::dense(dy.data(), n, o);
+        if let Some(dx) = dx {
+            let w = MatRef::dense(&self.weight.value, i, o);
+            sgemm(
+                exec.gemm,
+                1.0,
+                dyv,
+                w.t(),
+                0.0,
+                MatMut::dense(dx.data_mut(), n, i),
+            );
         }
     }
 
