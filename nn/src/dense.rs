@@ -84,6 +84,55 @@ impl Dense {
     }
 }
 
+/// Packs `W` (`[inputs, outputs]`) for bnconv's GEMM into `out`, or `W^T` when `transposed`, as
+/// `sgemm` packs its `B`.
+fn pack_weights(
+    weight: &[f32],
+    inputs: usize,
+    outputs: usize,
+    transposed: bool,
+    out: &mut Vec<f32>,
+) {
+    let (depth, n) = if transposed {
+        (outputs, inputs)
+    } else {
+        (inputs, outputs)
+    };
+    out.resize(packed_len(depth, n), 0.0);
+    if transposed {
+        pack_panels_gather(depth, n, weight, |p| p, |j| j * outputs, None, out);
+    } else {
+        pack_panels_gather(depth, n, weight, |p| p * outputs, |j| j, None, out);
+    }
+}
+
+/// `y = x @ W (+ b)` for the rows of `x` on bnconv's GEMM, `W` packed by [`pack_weights`], the
+/// bias starting the output tile: the same arithmetic as filling the rows with the bias and
+/// accumulating the product, so the same bits.
+fn packed_rows_product(
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&Param>,
+    y: &mut [f32],
+    (inputs, outputs): (usize, usize),
+) {
+    let rows = y.len() / outputs;
+    let start = match bias {
+        Some(b) => Start::Bias(&b.value),
+        None => Start::Zero,
+    };
+    matmul_packed(
+        MatRef::dense(x, rows, inputs),
+        packed,
+        MatMut::dense(y, rows, outputs),
+        Epilogue {
+            start,
+            scale: None,
+            relu: false,
+        },
+    );
+}
+
 impl Layer for Dense {
     fn name(&self) -> &str {
         &self.name
@@ -111,37 +160,15 @@ impl Layer for Dense {
             return self.product(exec, x.data(), y.data_mut());
         }
         let (i, o) = (self.inputs, self.outputs);
-        self.forward_packed.resize(packed_len(i, o), 0.0);
-        pack_panels_gather(
-            i,
-            o,
-            &self.weight.value,
-            |p| p * o,
-            |j| j,
-            None,
-            &mut self.forward_packed,
-        );
-        let (packed, bias, x) = (&self.forward_packed, &self.bias, x.data());
+        pack_weights(&self.weight.value, i, o, false, &mut self.forward_packed);
+        let (packed, bias, x) = (&self.forward_packed, self.bias.as_ref(), x.data());
         y.data_mut()
             .par_chunks_mut(ROWS_PER_TASK * o)
             .enumerate()
             .for_each_task(Phase::DenseForward, |(b, rows)| {
                 let _p = profile::thread_scope(Phase::DenseForward);
                 let (first, r) = (b * ROWS_PER_TASK, rows.len() / o);
-                let start = match bias {
-                    Some(b) => Start::Bias(&b.value),
-                    None => Start::Zero,
-                };
-                matmul_packed(
-                    MatRef::dense(&x[first * i..(first + r) * i], r, i),
-                    packed,
-                    MatMut::dense(rows, r, o),
-                    Epilogue {
-                        start,
-                        scale: None,
-                        relu: false,
-                    },
-                );
+                packed_rows_product(&x[first * i..(first + r) * i], packed, bias, rows, (i, o));
             });
     }
 
@@ -155,42 +182,19 @@ impl Layer for Dense {
     ) -> bool {
         if exec.gemm == GemmBackend::Native {
             let (i, o) = (self.inputs, self.outputs);
-            self.eval_packed.resize(packed_len(i, o), 0.0);
-            pack_panels_gather(
-                i,
-                o,
-                &self.weight.value,
-                |p| p * o,
-                |j| j,
-                None,
-                &mut self.eval_packed,
-            );
+            pack_weights(&self.weight.value, i, o, false, &mut self.eval_packed);
         }
         epilogue.is_none()
     }
 
-    /// The bias starts the output tile instead of filling the rows first: the same arithmetic,
-    /// so the same bits as `forward`; no pool work (the product of the prepacked weights).
+    /// The product of the prepacked weights on the calling thread (no pool work), the bias
+    /// starting the output tile: the same bits as `forward`.
     fn eval_block(&self, exec: &Exec, x: &[f32], _scratch: &mut [f32], y: &mut [f32]) {
         if exec.gemm != GemmBackend::Native {
             return self.product(exec, x, y);
         }
         let (i, o) = (self.inputs, self.outputs);
-        let n = x.len() / i;
-        let start = match &self.bias {
-            Some(b) => Start::Bias(&b.value),
-            None => Start::Zero,
-        };
-        matmul_packed(
-            MatRef::dense(x, n, i),
-            &self.eval_packed,
-            MatMut::dense(y, n, o),
-            Epilogue {
-                start,
-                scale: None,
-                relu: false,
-            },
-        );
+        packed_rows_product(x, &self.eval_packed, self.bias.as_ref(), y, (i, o));
     }
 
     fn backward(
@@ -233,16 +237,7 @@ impl Layer for Dense {
             // loop. Each is the product bnconv's `sgemm` makes alone (`x_s^T dy_s` unpacked;
             // `dy W^T` from `W^T` packed as `sgemm` packs it, a row block of the output being
             // computed as in the whole product), so the bits do not depend on the split.
-            self.backward_packed.resize(packed_len(o, i), 0.0);
-            pack_panels_gather(
-                o,
-                i,
-                &self.weight.value,
-                |p| p,
-                |j| j * o,
-                None,
-                &mut self.backward_packed,
-            );
+            pack_weights(&self.weight.value, i, o, true, &mut self.backward_packed);
             let packed = &self.backward_packed;
             let no_input_grad: &mut [f32] = &mut [];
             let input_rows = dx
