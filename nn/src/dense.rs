@@ -29,10 +29,9 @@ pub struct Dense {
     bias: Option<Param>,
     /// Per-shard weight (and bias) gradient partial sums, reused every step.
     partials: Vec<f32>,
-    /// The weights packed for bnconv's GEMM by [`Layer::prepare_eval`].
-    eval_packed: Vec<f32>,
-    /// `W` packed for bnconv's GEMM by the training forward pass.
-    forward_packed: Vec<f32>,
+    /// `W` packed for bnconv's GEMM, by the training forward pass and by
+    /// [`Layer::prepare_eval`] (each packs the current weights before using it).
+    packed: Vec<f32>,
     /// `W^T` packed for bnconv's GEMM by the backward pass (the input gradient's `B`), so that
     /// its row blocks can run on any worker without a worker's own packing buffer.
     backward_packed: Vec<f32>,
@@ -55,8 +54,7 @@ impl Dense {
             weight: Param::new(&[inputs, outputs], weight),
             bias: bias.map(|b| Param::new(&[outputs], b)),
             partials: Vec::new(),
-            eval_packed: Vec::new(),
-            forward_packed: Vec::new(),
+            packed: Vec::new(),
             backward_packed: Vec::new(),
         }
     }
@@ -160,8 +158,8 @@ impl Layer for Dense {
             return self.product(exec, x.data(), y.data_mut());
         }
         let (i, o) = (self.inputs, self.outputs);
-        pack_weights(&self.weight.value, i, o, false, &mut self.forward_packed);
-        let (packed, bias, x) = (&self.forward_packed, self.bias.as_ref(), x.data());
+        pack_weights(&self.weight.value, i, o, false, &mut self.packed);
+        let (packed, bias, x) = (&self.packed, self.bias.as_ref(), x.data());
         y.data_mut()
             .par_chunks_mut(ROWS_PER_TASK * o)
             .enumerate()
@@ -182,7 +180,7 @@ impl Layer for Dense {
     ) -> bool {
         if exec.gemm == GemmBackend::Native {
             let (i, o) = (self.inputs, self.outputs);
-            pack_weights(&self.weight.value, i, o, false, &mut self.eval_packed);
+            pack_weights(&self.weight.value, i, o, false, &mut self.packed);
         }
         epilogue.is_none()
     }
@@ -194,7 +192,7 @@ impl Layer for Dense {
             return self.product(exec, x, y);
         }
         let (i, o) = (self.inputs, self.outputs);
-        packed_rows_product(x, &self.eval_packed, self.bias.as_ref(), y, (i, o));
+        packed_rows_product(x, &self.packed, self.bias.as_ref(), y, (i, o));
     }
 
     fn backward(
